@@ -1,0 +1,52 @@
+"""Shared contracts: the records on every topic, settings, topic names and errors.
+
+Every other package may import this one; it imports none of them.
+"""
+
+from contracts.errors import (
+    ChecksumMismatch,
+    ConfigError,
+    InvalidEvent,
+    ModelError,
+    ServiceUnavailable,
+    StreamrecError,
+)
+from contracts.records import (
+    DeadLetter,
+    DeadLetterReason,
+    Event,
+    EventType,
+    Evidence,
+    Explanation,
+    Item,
+    ModelUpdate,
+    Reason,
+    ReasonKind,
+    Recommendation,
+    RecommendedItem,
+)
+from contracts.settings import Settings
+from contracts.topics import TopicNames
+
+__all__ = [
+    "ChecksumMismatch",
+    "ConfigError",
+    "DeadLetter",
+    "DeadLetterReason",
+    "Event",
+    "EventType",
+    "Evidence",
+    "Explanation",
+    "InvalidEvent",
+    "Item",
+    "ModelError",
+    "ModelUpdate",
+    "Reason",
+    "ReasonKind",
+    "Recommendation",
+    "RecommendedItem",
+    "ServiceUnavailable",
+    "Settings",
+    "StreamrecError",
+    "TopicNames",
+]

@@ -1,0 +1,77 @@
+"""One frozen settings object per process, read from `STREAMREC_*` environment variables.
+
+Built once in an entry point and passed down; library code never reads `os.environ`.
+Secrets are `SecretStr`, so they never print in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.topics import TopicNames
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """streamrec configuration. Every field is set by `STREAMREC_<FIELD>` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, extra="forbid")
+
+    # Kafka
+    kafka_bootstrap: str = Field("127.0.0.1:19092", description="Comma-separated host:port list.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    topic_prefix: str = Field("streamrec", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    events_partitions: int = Field(8, ge=1)
+    recommendations_partitions: int = Field(8, ge=1)
+
+    # Redis (AUTH in the URL, TLS with rediss://)
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+
+    # Model and serving
+    model_dir: Path = Path("models")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    backend: Literal["auto", "torch", "tensorrt"] = "auto"
+    top_k: int = Field(10, ge=1, le=1000)
+
+    # Streaming
+    max_batch: int = Field(256, ge=1, description="Events per micro-batch at most.")
+    max_wait_ms: int = Field(20, ge=1, description="Longest wait to fill a micro-batch, milliseconds.")
+    recent_events: int = Field(50, ge=1, description="Events kept per user.")
+    max_event_bytes: int = Field(16384, ge=256, description="Larger payloads are dead-lettered.")
+    max_future_skew_seconds: int = Field(300, ge=0, description="Event times further ahead are dead-lettered.")
+    web_port: int = Field(6066, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            msg = "SASL needs kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def topics(self) -> TopicNames:
+        """Topic names under `topic_prefix`."""
+        return TopicNames(self.topic_prefix)
+
+    def redis_url_redacted(self) -> str:
+        """The Redis URL with any password replaced by `***`, safe to log."""
+        parts = urlsplit(self.redis_url.get_secret_value())
+        if parts.password is None:
+            return parts.geturl()
+        user = parts.username or ""
+        netloc = f"{user}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,132 @@
+"""`streamrec stack up | down | status`: the local Kafka broker and Redis for development, tests and demos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from streamrec.stack_config import StackConfig
+
+__all__ = ["register"]
+
+_StateDir = Annotated[
+    Path | None, typer.Option("--state-dir", help="PIDs, logs and data [default: <cache-dir>/stack].")
+]
+_CacheDir = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", envvar="STREAMREC_CACHE_DIR", help="Jar cache root [default: ~/.cache/streamrec]."),
+]
+_KafkaPort = Annotated[int, typer.Option("--kafka-port", help="Broker port.")]
+_ControllerPort = Annotated[int, typer.Option("--controller-port", help="KRaft controller port.")]
+_RedisPort = Annotated[int, typer.Option("--redis-port", help="Redis port.")]
+
+
+def _config(
+    state_dir: Path | None,
+    cache_dir: Path | None,
+    kafka_port: int,
+    controller_port: int,
+    redis_port: int,
+    prefix: str | None = None,
+) -> StackConfig:
+    from contracts.settings import Settings
+    from streamrec.stack_config import StackConfig
+
+    settings = Settings()  # type: ignore[call-arg]  # fields come from STREAMREC_* env; mypy cannot see that
+    cache = cache_dir or Path.home() / ".cache" / "streamrec"
+    return StackConfig(
+        state_dir=state_dir or cache / "stack",
+        cache_dir=cache,
+        kafka_port=kafka_port,
+        controller_port=controller_port,
+        redis_port=redis_port,
+        topic_prefix=prefix or settings.topic_prefix,
+        events_partitions=settings.events_partitions,
+        recommendations_partitions=settings.recommendations_partitions,
+    )
+
+
+def up(
+    state_dir: _StateDir = None,
+    cache_dir: _CacheDir = None,
+    kafka_port: _KafkaPort = 19092,
+    controller_port: _ControllerPort = 19093,
+    redis_port: _RedisPort = 16379,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Topic prefix [default: settings].")] = None,
+    docker: Annotated[bool, typer.Option("--docker", help="Use `docker compose` instead of local processes.")] = False,
+    compose_file: Annotated[Path, typer.Option("--compose-file", help="Compose file for --docker.")] = Path(
+        "docker-compose.yml"
+    ),
+) -> None:
+    """Start Kafka (KRaft) and Redis unless running, create the topics, print `STREAMREC_*` lines to eval."""
+    from rich.console import Console
+
+    from contracts.errors import StreamrecError
+    from streamrec.stack import LocalStack
+
+    err = Console(stderr=True)
+    cfg = _config(state_dir, cache_dir, kafka_port, controller_port, redis_port, prefix)
+    stack = LocalStack(cfg, log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
+    try:
+        info = stack.up_docker(compose_file) if docker else stack.up()
+    except StreamrecError as exc:
+        err.print(f"[red]stack up failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    # Plain stdout, so `eval "$(streamrec stack up)"` works.
+    typer.echo("\n".join(info.env_lines()))
+
+
+def down(
+    state_dir: _StateDir = None,
+    cache_dir: _CacheDir = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds before SIGKILL.")] = 30.0,
+) -> None:
+    """Stop the processes this state dir's `up` started (by PID file)."""
+    from rich.console import Console
+
+    from streamrec.stack import LocalStack
+
+    cfg = _config(state_dir, cache_dir, 19092, 19093, 16379)
+    stopped = LocalStack(cfg).down(timeout_seconds=timeout)
+    console = Console()
+    for name, pid in stopped.items():
+        console.print(f"{name}: " + (f"stopped pid {pid}" if pid else "was not running"))
+
+
+def status(
+    state_dir: _StateDir = None,
+    cache_dir: _CacheDir = None,
+    kafka_port: _KafkaPort = 19092,
+    controller_port: _ControllerPort = 19093,
+    redis_port: _RedisPort = 16379,
+) -> None:
+    """Show what runs where: PID, address, alive, listening."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from streamrec.stack import LocalStack
+
+    cfg = _config(state_dir, cache_dir, kafka_port, controller_port, redis_port)
+    table = Table("service", "pid", "address", "alive", "listening", title=f"stack in {cfg.state_dir}")
+    rows = LocalStack(cfg).status()
+    for row in rows:
+        table.add_row(row.name, str(row.pid or "-"), row.address, _yes(row.alive), _yes(row.listening))
+    Console().print(table)
+    if not all(r.alive and r.listening for r in rows):
+        raise typer.Exit(1)
+
+
+def _yes(flag: bool) -> str:
+    return "[green]yes[/green]" if flag else "[red]no[/red]"
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `stack` group to the `streamrec` app."""
+    group = typer.Typer(no_args_is_help=True, help="Local Kafka (KRaft) + Redis for development and tests.")
+    group.command("up")(up)
+    group.command("down")(down)
+    group.command("status")(status)
+    app.add_typer(group, name="stack")

@@ -1,0 +1,137 @@
+"""Integration fixtures: the real local stack (Kafka KRaft broker + Redis), per-test topics and Redis DBs.
+
+The stack comes from `streamrec.stack.LocalStack`, the same code as `streamrec stack up`. A stack already
+running on the configured ports (and state dir) is reused and left running; one started by this session is
+stopped at its end. A service that cannot be started fails the tests; it never skips them.
+
+Env overrides (tests only): `STREAMREC_TEST_STACK_DIR` (state dir), `STREAMREC_TEST_KAFKA_PORT`,
+`STREAMREC_TEST_CONTROLLER_PORT`, `STREAMREC_TEST_REDIS_PORT`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+
+from contracts.settings import Settings
+from streamrec.stack import LocalStack, StackInfo, topic_specs
+from streamrec.stack_config import StackConfig
+from streamrec.stack_topics import ensure_topics
+
+# Redis DBs handed to tests; DB 0 is the app's default and holds the leases below.
+_TEST_DBS = range(8, 16)
+_LEASE_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    """What the `stack` fixture yields."""
+
+    bootstrap: str
+    redis_url: str
+    config: StackConfig
+    info: StackInfo
+    started_here: bool
+
+
+def _stack_config() -> StackConfig:
+    env = os.environ
+    base = StackConfig()
+    return replace(
+        base,
+        state_dir=Path(env["STREAMREC_TEST_STACK_DIR"]) if "STREAMREC_TEST_STACK_DIR" in env else base.state_dir,
+        kafka_port=int(env.get("STREAMREC_TEST_KAFKA_PORT", base.kafka_port)),
+        controller_port=int(env.get("STREAMREC_TEST_CONTROLLER_PORT", base.controller_port)),
+        redis_port=int(env.get("STREAMREC_TEST_REDIS_PORT", base.redis_port)),
+    )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackEndpoints]:
+    """The running local stack (started if needed; stopped at the end only if this session started it)."""
+    local = LocalStack(_stack_config())
+    already_up = all(row.alive and row.listening for row in local.status())
+    info = local.up()  # raises (→ test error, never a skip) when a service cannot be started
+    yield StackEndpoints(info.bootstrap, info.redis_url, local.config, info, started_here=not already_up)
+    if not already_up:
+        local.down()
+
+
+@pytest.fixture
+async def topic_prefix(stack: StackEndpoints) -> AsyncIterator[str]:
+    """A fresh topic prefix (`t<8 hex>`) whose five topics exist for this test and are deleted after it."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    specs = topic_specs(replace(stack.config, topic_prefix=prefix))
+    await ensure_topics(stack.bootstrap, specs)
+    yield prefix
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([s.name for s in specs])
+    finally:
+        await admin.close()
+
+
+def _lease_db(control: redis.Redis, owner: str) -> int:
+    # Several test sessions share one Redis: lease a DB (SET NX with expiry) so no two flush each other's data.
+    for db in _TEST_DBS:
+        if control.set(f"streamrec:test-db-lease:{db}", owner, nx=True, ex=_LEASE_SECONDS):
+            return db
+    pytest.fail(f"all test Redis DBs {list(_TEST_DBS)} are leased; is another test session stuck?")
+
+
+@pytest.fixture
+def redis_test_url(stack: StackEndpoints) -> Iterator[str]:
+    """URL of a Redis DB (8..15) leased to this test, flushed before and after."""
+    control = redis.Redis.from_url(stack.redis_url)
+    owner = uuid.uuid4().hex
+    db = _lease_db(control, owner)
+    url = stack.redis_url.rsplit("/", 1)[0] + f"/{db}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    try:
+        yield url
+    finally:
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+        with contextlib.suppress(redis.RedisError):
+            if control.get(f"streamrec:test-db-lease:{db}") == owner.encode():
+                control.delete(f"streamrec:test-db-lease:{db}")
+        control.close()
+
+
+@pytest.fixture
+async def redis_db(redis_test_url: str) -> AsyncIterator[aioredis.Redis]:
+    """An async Redis client on a flushed DB reserved for this test; closed after."""
+    client = aioredis.Redis.from_url(redis_test_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def settings_factory(stack: StackEndpoints, topic_prefix: str, redis_test_url: str) -> Callable[..., Settings]:
+    """Build `Settings` pointing at the stack, this test's topic prefix and Redis DB; kwargs override fields."""
+
+    def make(**overrides: Any) -> Settings:
+        fields: dict[str, Any] = {
+            "kafka_bootstrap": stack.bootstrap,
+            "redis_url": redis_test_url,
+            "topic_prefix": topic_prefix,
+            "events_partitions": stack.config.events_partitions,
+            "recommendations_partitions": stack.config.recommendations_partitions,
+        }
+        return Settings(**(fields | overrides))
+
+    return make

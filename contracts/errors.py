@@ -1,11 +1,11 @@
 """Exception hierarchy shared by every package.
 
-    StreamrecError (retriable=False)
-    ├── ConfigError            bad settings; fail at start-up
-    ├── InvalidEvent           bad input; goes to the dead-letter topic with `reason`
-    ├── ServiceUnavailable     Kafka/Redis briefly gone (retriable=True): back off, do not commit
-    └── ModelError             a model file that cannot serve
-        └── ChecksumMismatch   bytes differ from the manifest; never loaded
+StreamrecError (retriable=False)
+├── ConfigError            bad settings; fail at start-up
+├── InvalidEvent           bad input; goes to the dead-letter topic with `reason`
+├── ServiceUnavailable     Kafka/Redis briefly gone (retriable=True): back off, do not commit
+└── ModelError             a model file that cannot serve
+    └── ChecksumMismatch   bytes differ from the manifest; never loaded
 """
 
 from __future__ import annotations

@@ -101,7 +101,13 @@ def test_recommendation_matches_its_schema() -> None:
                     "rank": 1,
                     "explanation": {
                         "evidence": [
-                            {"event_id": "e9", "item_id": "i1", "type": "add_to_cart", "ts": TS.isoformat(), "weight": 1}
+                            {
+                                "event_id": "e9",
+                                "item_id": "i1",
+                                "type": "add_to_cart",
+                                "ts": TS.isoformat(),
+                                "weight": 1,
+                            }
                         ],
                         "reasons": [{"kind": "bought_together", "detail": "often bought with Mug", "weight": 0.4}],
                         "text": "Because you added Mug to your cart",

@@ -1,0 +1,159 @@
+"""Item-to-item co-occurrence scorer: items that co-occur with the user's recent events.
+
+score(j) = sum over the user's events e of weight(e) * cooc(item(e), j), where weight(e) is event type x recency
+(`model.recency`). Evidence = the events that contributed, with their contribution; reason `bought_together` when
+the strongest contributing event is a cart or purchase, `similar_to` otherwise.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from contracts import EventType, Reason, ReasonKind
+from model.interactions import NeighbourTable
+from model.recency import RecencyConfig, event_weights, is_blocked, item_label
+from model.scoring import ItemContext, ScoredItem, UserState
+
+__all__ = ["CooccurrenceScorer"]
+
+_BASKET = frozenset({EventType.ADD_TO_CART, EventType.PURCHASE})
+
+
+class _Lookup:
+    """Neighbour arrays for one batch; reads `NeighbourTable` arrays directly, converts plain mappings once."""
+
+    def __init__(self, cooccurring: Mapping[str, Sequence[tuple[str, float]]]) -> None:
+        self._table = cooccurring if isinstance(cooccurring, NeighbourTable) else None
+        self._mapping = cooccurring
+        self._index: dict[str, int] = {}
+        self._names: list[str] = []
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def arrays(self, item_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if self._table is not None:
+            return self._table.arrays(item_id)
+        if item_id not in self._cache:
+            pairs = self._mapping.get(item_id) or ()
+            idx = [self._intern(name) for name, _ in pairs]
+            found = (np.asarray(idx, dtype=np.int64), np.asarray([w for _, w in pairs], dtype=np.float64))
+            self._cache[item_id] = found if idx else None
+        return self._cache[item_id]
+
+    def _intern(self, name: str) -> int:
+        index = self._index.get(name)
+        if index is None:
+            index = self._index[name] = len(self._names)
+            self._names.append(name)
+        return index
+
+    def name(self, index: int) -> str:
+        return self._table.vocab[index] if self._table is not None else self._names[index]
+
+
+def _top_indices(values: np.ndarray, n: int) -> list[int]:
+    """Indices of the `n` largest values, largest first (ties at the cut-off may fall either way)."""
+    if values.size > n:
+        head = np.argpartition(-values, n - 1)[:n]
+        head = head[np.lexsort((head, -values[head]))]
+        return [int(i) for i in head]
+    return [int(i) for i in np.argsort(-values, kind="stable")]
+
+
+class CooccurrenceScorer:
+    """Ranks neighbours of the user's recent items (see module docstring)."""
+
+    def __init__(
+        self,
+        recency: RecencyConfig | None = None,
+        max_sources: int = 20,
+        max_neighbours: int = 50,
+        max_evidence: int = 5,
+    ) -> None:
+        """Args: event weighting; distinct recent items used; neighbours read per item; evidence kept per item."""
+        self._recency = recency or RecencyConfig()
+        self._max_sources = max_sources
+        self._max_neighbours = max_neighbours
+        self._max_evidence = max_evidence
+
+    @property
+    def version(self) -> str:
+        """Model version stamped on recommendations."""
+        return "cooccurrence-v1"
+
+    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
+        """Top-`k` co-occurring items per user (fewer if the user's items have few neighbours)."""
+        lookup = _Lookup(items.cooccurring)
+        return [self._score_user(user, items, lookup, k) for user in users]
+
+    def _sources(self, user: UserState) -> list[tuple[str, float, list[tuple[int, float]]]]:
+        """Distinct items of the user's events with summed positive weight and their (index, weight) events."""
+        weights = event_weights(user, self._recency)
+        by_item: dict[str, list[tuple[int, float]]] = {}
+        for index, (event, weight) in enumerate(zip(user.events, weights.tolist(), strict=True)):
+            if event.item_id is not None and weight > 0.0:
+                by_item.setdefault(event.item_id, []).append((index, weight))
+        sources = [(item, sum(w for _, w in evs), evs) for item, evs in by_item.items()]
+        sources.sort(key=lambda s: -s[1])
+        return sources[: self._max_sources]
+
+    def _score_user(self, user: UserState, items: ItemContext, lookup: _Lookup, k: int) -> list[ScoredItem]:
+        sources = self._sources(user)
+        cands, contribs, positions = [], [], []
+        for pos, (item, weight, _) in enumerate(sources):
+            found = lookup.arrays(item)
+            if found is not None:
+                neighbours, strengths = found[0][: self._max_neighbours], found[1][: self._max_neighbours]
+                cands.append(neighbours)
+                contribs.append(strengths * weight)
+                positions.append(np.full(neighbours.size, pos, dtype=np.int64))
+        if not cands:
+            return []
+        uniq, inverse = np.unique(np.concatenate(cands), return_inverse=True)
+        totals = np.bincount(inverse, weights=np.concatenate(contribs))
+        rows_pos, rows_w = np.concatenate(positions), np.concatenate(contribs)
+        picked: list[ScoredItem] = []
+        for j in _top_indices(totals, 4 * k + 16):
+            item_id = lookup.name(int(uniq[j]))
+            if is_blocked(item_id, user, items):
+                continue
+            rows = np.flatnonzero(inverse == j)  # the sources this candidate came from
+            picked.append(self._explain(user, items, item_id, float(totals[j]), sources, rows_pos[rows], rows_w[rows]))
+            if len(picked) == k:
+                break
+        return picked
+
+    def _explain(
+        self,
+        user: UserState,
+        items: ItemContext,
+        item_id: str,
+        total: float,
+        sources: list[tuple[str, float, list[tuple[int, float]]]],
+        source_pos: np.ndarray,
+        source_contrib: np.ndarray,
+    ) -> ScoredItem:
+        # A source item's contribution is split over its events in proportion to their weights. Walk sources by
+        # contribution and stop once no event of the next source can beat the current top `max_evidence`.
+        best: list[tuple[float, int]] = []  # min-heap of (contribution, event index)
+        rows = sorted(zip(source_contrib.tolist(), source_pos.tolist(), strict=True), key=lambda r: -r[0])
+        for contrib, pos in rows:
+            if len(best) == self._max_evidence and contrib <= best[0][0]:
+                break
+            _, source_weight, events = sources[pos]
+            for index, w in events:
+                entry = (contrib * w / source_weight, index)
+                if len(best) < self._max_evidence:
+                    heapq.heappush(best, entry)
+                elif entry[0] > best[0][0]:
+                    heapq.heapreplace(best, entry)
+        evidence = tuple((index, weight) for weight, index in sorted(best, key=lambda e: (-e[0], e[1])))
+        top = user.events[evidence[0][0]]
+        label = item_label(top.item_id or "", items)
+        kind = ReasonKind.BOUGHT_TOGETHER if top.type in _BASKET else ReasonKind.SIMILAR_TO
+        detail = f"often bought with {label}" if kind is ReasonKind.BOUGHT_TOGETHER else f"similar to {label}"
+        # model_construct: the fields are known valid here, and validation would dominate the scoring time.
+        reason = Reason.model_construct(kind=kind, detail=detail[:512], weight=total)
+        return ScoredItem(item_id=item_id, score=total, evidence=evidence, reasons=(reason,))

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     # Model and serving
     model_dir: Path = Path("models")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    backend: Literal["auto", "torch", "tensorrt"] = "auto"
+    backend: Literal["auto", "torch", "exported", "tensorrt"] = "auto"
     top_k: int = Field(10, ge=1, le=1000)
 
     # Streaming

@@ -1,0 +1,298 @@
+"""Training the transformer, top to bottom: config -> data -> init -> loop -> eval -> best checkpoint.
+
+Data: canonical events (+ catalog), split by time; the newest `valid_fraction` of events is the validation
+window (next-item targets over the full catalog, `model.splits.time_split`). Every position of every training
+sequence predicts the next item (SASRec-style), with full softmax cross-entropy over the catalog or a sampled
+softmax. AdamW, gradient clipping, early stopping on validation NDCG@10 (the evaluation harness's metric
+functions), seeded and reproducible on CPU. Saving is `model.artifacts.save_model`'s job.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from contracts import Event, EventType, Item
+from model.backends.eager import EagerTorchBackend
+from model.evaluate import point_metrics, rank_points
+from model.scoring import ItemContext
+from model.sequences import QueryCache, event_rows
+from model.splits import CATALOG_FILE, EVENTS_FILE, TestPoint, cutoff_at_fraction, split_at, time_split
+from model.text_tower import TextEncoder, catalog_text_matrix
+from model.torch_scorer import TorchScorer
+from model.transformer import ModelConfig, SeqBatch, SeqRecModel, event_type_index
+from model.vocab import ItemVocab
+
+__all__ = ["Progress", "TrainConfig", "TrainResult", "build_vocab", "data_fingerprint", "train"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training knobs; `model` is a template whose `n_items` is set from the data."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    batch_size: int = 128  # sequences per step
+    lr: float = 1e-3  # AdamW learning rate
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # max gradient norm
+    loss: Literal["softmax", "sampled"] = "softmax"  # full softmax over the catalog, or sampled softmax
+    n_negatives: int = 512  # shared uniform negatives per step (sampled loss)
+    seed: int = 0  # model init, shuffling, dropout, negatives, validation subsample
+    valid_fraction: float = 0.1  # newest share of events used as the validation window
+    max_valid_points: int = 2000  # validation targets (subsampled with `seed`)
+    patience: int = 3  # epochs without a better validation NDCG@10 before stopping
+    spare_fraction: float = 0.1  # extra vocabulary rows for items the learner adds later
+    text_cache_dir: Path | None = None  # where catalog text embeddings are cached
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One progress report: after a step (`ndcg` None) or after an epoch's validation."""
+
+    epoch: int
+    step: int
+    steps: int
+    loss: float
+    ndcg: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """The best model (by validation NDCG@10) and what it was trained on."""
+
+    model: SeqRecModel
+    vocab: ItemVocab
+    metrics: dict[str, float]  # validation metrics of the best epoch
+    history: list[dict[str, float]]  # per epoch: loss, ndcg@10
+    cutoff: datetime  # validation window start
+    training: dict[str, Any]  # settings for the manifest
+
+
+def build_vocab(events: Sequence[Event], catalog: Mapping[str, Item], spare_fraction: float) -> ItemVocab:
+    """Items by event count (desc, then id), then catalog-only items (cold start) by id; plus spare rows."""
+    counts = Counter(e.item_id for e in events if e.item_id is not None)
+    ordered = sorted(counts, key=lambda i: (-counts[i], i))
+    ordered += sorted(set(catalog) - counts.keys())
+    spare = max(16, int(len(ordered) * spare_fraction))
+    return ItemVocab(ordered, capacity=len(ordered) + 1 + spare)
+
+
+def data_fingerprint(directory: Path) -> dict[str, Any]:
+    """sha256 of the canonical files of an imported directory (what a model was trained on)."""
+    out: dict[str, Any] = {"dir": str(directory)}
+    for name in (EVENTS_FILE, CATALOG_FILE):
+        path = Path(directory) / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            out[name] = digest.hexdigest()
+    return out
+
+
+_SEARCH = event_type_index(EventType.SEARCH)
+
+
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """Left-padded training sequences: inputs and next-item targets, all (N, T)."""
+
+    items: torch.Tensor
+    types: torch.Tensor
+    gaps: torch.Tensor
+    mask: torch.Tensor
+    targets: torch.Tensor
+    queries: torch.Tensor  # row into the query matrix, 0 = none
+    query_matrix: torch.Tensor | None  # (Q + 1, D)
+
+
+def _windows(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig, queries: QueryCache | None) -> _Windows:
+    by_user: dict[str, list[Event]] = {}
+    for event in events:
+        by_user.setdefault(event.user_id, []).append(event)
+    t = config.max_len
+    rows: list[tuple[np.ndarray, ...]] = []
+    query_ids: dict[str, int] = {}
+    for user_id in sorted(by_user):
+        enc = event_rows(by_user[user_id], vocab, config.n_gap_buckets)
+        q = np.asarray([query_ids.setdefault(s, len(query_ids) + 1) if s else 0 for s in enc.queries], dtype=np.int64)
+        nexts = np.where(enc.types[1:] == _SEARCH, 0, enc.items[1:])
+        for end in range(len(enc.items) - 1, 0, -t):  # windows of inputs [end - t, end), newest first
+            start = max(0, end - t)
+            rows.append(
+                (enc.items[start:end], enc.types[start:end], enc.gaps[start:end], q[start:end], nexts[start:end])
+            )
+    arrays = [np.zeros((len(rows), t), dtype=np.int64) for _ in range(6)]
+    for r, parts in enumerate(rows):
+        n = len(parts[0])
+        for a, part in zip((0, 1, 2, 5, 4), parts, strict=True):  # -> items, types, gaps, mask, targets, queries
+            arrays[a][r, t - n :] = part
+        arrays[3][r, t - n :] = 1
+    matrix = None
+    if config.text_tower:
+        matrix = torch.zeros((len(query_ids) + 1, config.text_dim))
+        if query_ids and queries is not None:
+            vectors = queries.embed(list(query_ids))
+            for text, row in query_ids.items():
+                matrix[row] = torch.from_numpy(vectors[text])
+    items, types, gaps, mask, targets, qrows = (torch.from_numpy(a) for a in arrays)
+    return _Windows(items, types, gaps, mask, targets, qrows, matrix)
+
+
+def _batch(w: _Windows, idx: torch.Tensor) -> tuple[SeqBatch, torch.Tensor]:
+    text = None if w.query_matrix is None else w.query_matrix[w.queries[idx]]
+    return SeqBatch(w.items[idx], w.types[idx], w.gaps[idx], w.mask[idx], text), w.targets[idx]
+
+
+def _validate(
+    model: SeqRecModel, vocab: ItemVocab, points: Sequence[TestPoint], queries: QueryCache | None
+) -> dict[str, float]:
+    scorer = TorchScorer(EagerTorchBackend(model, "cpu"), vocab, model.config, "validation", queries)
+    ranked = rank_points(scorer, points, ItemContext())
+    values = point_metrics(ranked, [p.target for p in points])
+    model.train()
+    return {name: float(v.mean()) if len(v) else 0.0 for name, v in values.items()}
+
+
+def _init_model(
+    config: TrainConfig, vocab: ItemVocab, catalog: Mapping[str, Item], encoder: TextEncoder | None
+) -> SeqRecModel:
+    torch.manual_seed(config.seed)
+    model = SeqRecModel(dataclasses.replace(config.model, n_items=vocab.capacity))
+    if config.model.text_tower and encoder is not None:
+        matrix, _ = catalog_text_matrix(vocab.ids, catalog, encoder, config.text_cache_dir)
+        model.set_item_text(torch.from_numpy(matrix))
+    return model
+
+
+def _epoch(
+    model: SeqRecModel,
+    windows: _Windows,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    candidates: torch.Tensor,
+    generator: torch.Generator,
+    report: Callable[[float, int, int], None],
+) -> float:
+    order = torch.randperm(windows.items.shape[0], generator=generator)
+    steps = (len(order) + config.batch_size - 1) // config.batch_size
+    total = 0.0
+    n_rows = int(candidates.sum())
+    for step in range(steps):
+        batch, targets = _batch(windows, order[step * config.batch_size : (step + 1) * config.batch_size])
+        negatives = None
+        if config.loss == "sampled":
+            # Distinct rows (without replacement), so each negative's repeat bonus is counted once.
+            negatives = 1 + torch.randperm(n_rows, generator=generator)[: config.n_negatives]
+        out = model(batch, targets, candidates=candidates, negatives=negatives)
+        assert out.loss is not None
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        total += float(out.loss.detach())
+        report(total / (step + 1), step + 1, steps)
+    return total / max(steps, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    vocab: ItemVocab
+    model: SeqRecModel
+    queries: QueryCache | None
+    windows: _Windows
+    points: Sequence[TestPoint]
+    cutoff: datetime
+    n_fit: int
+
+
+def _prepare(
+    events: Sequence[Event], catalog: Mapping[str, Item], config: TrainConfig, encoder: TextEncoder | None
+) -> _Prepared:
+    if config.model.text_tower and encoder is None:
+        msg = "text_tower training needs a text_encoder"
+        raise ValueError(msg)
+    ordered = sorted(events, key=lambda e: e.ts)
+    if len(ordered) < 2:
+        msg = f"not enough data: {len(ordered)} events"
+        raise ValueError(msg)
+    cutoff = cutoff_at_fraction(ordered, config.valid_fraction)
+    fit, held_out = split_at(ordered, cutoff)
+    vocab = build_vocab(ordered, catalog, config.spare_fraction)
+    model = _init_model(config, vocab, catalog, encoder)
+    queries = QueryCache(encoder) if encoder is not None and config.model.text_tower else None
+    windows = _windows(fit, vocab, model.config, queries)
+    points = time_split(fit, held_out, catalog, max_points=config.max_valid_points, seed=config.seed).points
+    if windows.items.shape[0] == 0 or not points:
+        msg = f"not enough data: {windows.items.shape[0]} training sequences, {len(points)} validation targets"
+        raise ValueError(msg)
+    return _Prepared(vocab, model, queries, windows, points, cutoff, len(fit))
+
+
+def train(
+    events: Sequence[Event],
+    catalog: Mapping[str, Item],
+    config: TrainConfig,
+    text_encoder: TextEncoder | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> TrainResult:
+    """Train on `events` (time-split for validation) and return the best epoch's model.
+
+    Args:
+        events: Canonical events (any order).
+        catalog: Items (titles feed the text tower; catalog-only items get rows for cold start).
+        config: Training knobs.
+        text_encoder: Needed when `config.model.text_tower` (item texts and search queries).
+        on_progress: Called after every step and every validation.
+
+    Raises:
+        ValueError: too little data for a training sequence and a validation target.
+    """
+    data = _prepare(events, catalog, config, text_encoder)
+    model, vocab = data.model, data.vocab
+    candidates = torch.zeros(vocab.capacity, dtype=torch.bool)
+    candidates[1 : len(vocab) + 1] = True  # padding and spare rows are never targets
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    report = on_progress or (lambda _: None)
+    best: tuple[float, int, dict[str, float], dict[str, torch.Tensor]] | None = None
+    history: list[dict[str, float]] = []
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        step_report = functools.partial(_step_report, report, epoch)
+        loss = _epoch(model, data.windows, optimizer, config, candidates, generator, step_report)
+        metrics = _validate(model, vocab, data.points, data.queries)
+        history.append({"epoch": epoch, "loss": loss, "ndcg@10": metrics["ndcg@10"]})
+        report(Progress(epoch, 0, 0, loss, metrics["ndcg@10"]))
+        if best is None or metrics["ndcg@10"] > best[0]:
+            best = (metrics["ndcg@10"], epoch, metrics, copy.deepcopy(model.state_dict()))
+        elif epoch - best[1] >= config.patience:
+            break
+    assert best is not None
+    model.load_state_dict(best[3])
+    model.eval()
+    training = {
+        "loss": config.loss, "epochs_run": len(history), "best_epoch": best[1], "seed": config.seed,
+        "lr": config.lr, "batch_size": config.batch_size, "valid_fraction": config.valid_fraction,
+        "valid_points": len(data.points), "train_sequences": int(data.windows.items.shape[0]),
+        "train_events": data.n_fit, "cutoff": data.cutoff.isoformat(),
+    }  # fmt: skip
+    metrics = {**best[2], "valid_points": float(len(data.points))}
+    return TrainResult(model, vocab, metrics, history, data.cutoff, training)
+
+
+def _step_report(report: Callable[[Progress], None], epoch: int, loss: float, step: int, steps: int) -> None:
+    report(Progress(epoch, step, steps, loss))

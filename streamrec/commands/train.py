@@ -1,0 +1,143 @@
+"""`streamrec train`: fine-tune the transformer on an imported directory and write a model directory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from contracts import Event, Item
+    from model.text_tower import TextEncoder
+    from model.train import Progress as TrainProgress
+    from model.train import TrainConfig, TrainResult
+
+__all__ = ["register"]
+
+
+class Loss(StrEnum):
+    """Training loss."""
+
+    SOFTMAX = "softmax"
+    SAMPLED = "sampled"
+
+
+def _parse_until(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        msg = f"not an ISO time: {text!r}"
+        raise typer.BadParameter(msg, param_hint="--until") from exc
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `train` command."""
+
+    @app.command("train")
+    def train(
+        data: Annotated[Path, typer.Option(help="Imported directory (events.jsonl.gz, catalog.jsonl.gz).")],
+        out: Annotated[Path, typer.Option(help="Model directory to write (model.safetensors + manifest.json).")],
+        epochs: int = typer.Option(30, min=1, help="Most epochs (early stopping on validation NDCG@10)."),
+        loss: Annotated[Loss, typer.Option(help="Full softmax over the catalog, or sampled softmax.")] = Loss.SOFTMAX,
+        text_tower: bool = typer.Option(False, "--text-tower/--no-text-tower", help="Add MiniLM item/query text."),
+        seed: int = typer.Option(0, help="Seed (init, shuffling, dropout, validation subsample)."),
+        until: str | None = typer.Option(None, help="Train only on events before this ISO time (naive = UTC)."),
+        exclude_last_day: bool = typer.Option(
+            False, help="Train only on events before the last 24 h (matches `streamrec evaluate --data`)."
+        ),
+        max_len: int = typer.Option(50, min=1, help="Events per user sequence."),
+        d_model: int = typer.Option(64, min=8, help="Hidden size."),
+        layers: int = typer.Option(2, min=1, help="Transformer blocks."),
+        batch_size: int = typer.Option(128, min=1, help="Sequences per step."),
+        lr: float = typer.Option(1e-3, help="AdamW learning rate."),
+        negatives: int = typer.Option(512, min=1, help="Sampled negatives per step (--loss sampled)."),
+        patience: int = typer.Option(3, min=1, help="Epochs without a better validation NDCG@10 before stopping."),
+        valid_fraction: float = typer.Option(0.1, help="Newest share of training events used for validation."),
+        max_valid_points: int = typer.Option(2000, min=1, help="Validation targets at most."),
+    ) -> None:
+        """Train the sequential transformer (CPU is fine) and save it with a verified manifest."""
+        import torch
+
+        from contracts import StreamrecError
+        from model.artifacts import save_model
+        from model.splits import cutoff_last_day, load_catalog, load_events
+        from model.text_tower import MiniLMEncoder
+        from model.train import TrainConfig, data_fingerprint
+        from model.train import train as run
+        from model.transformer import ModelConfig
+
+        torch.manual_seed(seed)
+        try:
+            events = load_events(data)
+            catalog = load_catalog(data)
+        except (FileNotFoundError, StreamrecError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        limit = _parse_until(until) or (cutoff_last_day(events) if exclude_last_day and events else None)
+        if limit is not None:
+            events = [e for e in events if e.ts < limit]
+        config = TrainConfig(
+            model=ModelConfig(max_len=max_len, d_model=d_model, n_layers=layers, text_tower=text_tower),
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            n_negatives=negatives,
+            patience=patience,
+            loss=loss.value,
+            seed=seed,
+            valid_fraction=valid_fraction,
+            max_valid_points=max_valid_points,
+            text_cache_dir=out / ".text-cache",
+        )
+        encoder = MiniLMEncoder() if text_tower else None
+        try:
+            result = _run_with_progress(run, events, catalog, config, encoder)
+        except (ValueError, StreamrecError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        fingerprint = {**data_fingerprint(data), "until": limit.isoformat() if limit else None, "events": len(events)}
+        manifest = save_model(
+            out, result.model, result.vocab, data=fingerprint, metrics=result.metrics, training=result.training
+        )
+        typer.echo(
+            f"saved {manifest.version} to {out}: validation ndcg@10={result.metrics['ndcg@10']:.4f} "
+            f"(best epoch {result.training['best_epoch']}/{result.training['epochs_run']})"
+        )
+
+
+def _run_with_progress(
+    run: Callable[..., TrainResult],
+    events: list[Event],
+    catalog: dict[str, Item],
+    config: TrainConfig,
+    encoder: TextEncoder | None,
+) -> TrainResult:
+    """Call `model.train.train` under a rich progress bar showing live loss and validation NDCG@10."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  val ndcg@10 {task.fields[ndcg]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("train", total=None, epoch=1, loss=float("nan"), ndcg="-")
+
+        def report(p: TrainProgress) -> None:
+            if p.ndcg is None:
+                bar.update(task, completed=p.step, total=p.steps, epoch=p.epoch, loss=p.loss)
+            else:
+                bar.update(task, ndcg=f"{p.ndcg:.4f}")
+                bar.console.log(f"epoch {p.epoch}: loss {p.loss:.4f}, validation ndcg@10 {p.ndcg:.4f}")
+
+        return run(events, catalog, config, text_encoder=encoder, on_progress=report)

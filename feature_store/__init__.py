@@ -1,0 +1,18 @@
+"""Per-user and per-item features in Redis, updated idempotently per event (layout: `KEYS.md`)."""
+
+from feature_store.config import EVENT_WEIGHTS, FeatureConfig
+from feature_store.keys import KEY_LAYOUT_VERSION, Keys
+from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
+from feature_store.store import FeatureStore
+
+__all__ = [
+    "EVENT_WEIGHTS",
+    "KEY_LAYOUT_VERSION",
+    "ApplyResult",
+    "FeatureConfig",
+    "FeatureStore",
+    "ItemFeatures",
+    "Keys",
+    "StoredEvent",
+    "UserFeatures",
+]

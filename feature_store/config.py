@@ -1,0 +1,36 @@
+"""Tunables of the feature store (plain data; the worker builds it from `contracts.Settings`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from contracts import EventType
+
+__all__ = ["EVENT_WEIGHTS", "FeatureConfig"]
+
+# Interest signalled by one event; a removal is mild negative evidence. Pinned equal to the offline
+# baselines' weights (`model.history.EVENT_WEIGHTS`) by a unit test, so online and offline features agree.
+EVENT_WEIGHTS: Mapping[EventType, float] = {
+    EventType.VIEW: 1.0,
+    EventType.CLICK: 1.0,
+    EventType.ADD_TO_CART: 3.0,
+    EventType.PURCHASE: 5.0,
+    EventType.REMOVE_FROM_CART: -1.0,
+    EventType.SEARCH: 0.0,
+}
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How features are kept."""
+
+    namespace: str = "sr"  # key namespace (one per deployment sharing a Redis)
+    max_events: int = 50  # events kept per user (= Settings.recent_events)
+    claim_ttl_seconds: int = 7 * 86400  # how long a replayed event id is recognised
+    affinity_half_life_seconds: float = 3 * 86400.0  # category affinity halves every 3 days of event time
+    popularity_half_life_seconds: float = 86400.0  # popularity halves every day of event time
+    partners: int = 5  # co-occurrence: the user's last distinct items an event pairs with
+    max_neighbours: int = 200  # co-occurrence neighbours kept per item
+    just_purchased_seconds: float = 3600.0  # purchases this recent (vs the user's newest event) are filtered
+    event_weights: Mapping[EventType, float] = field(default_factory=lambda: dict(EVENT_WEIGHTS))

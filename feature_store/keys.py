@@ -1,0 +1,90 @@
+"""The Redis key layout (spec: `feature_store/KEYS.md`), built here and nowhere else.
+
+Hash tags keep every key one Lua script touches in one Redis Cluster slot: user keys share `{u:<user>}`,
+item keys share `{i:<item>}`, and the popularity keys share `{pop}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["KEY_LAYOUT_VERSION", "Keys"]
+
+KEY_LAYOUT_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one deployment; `namespace` separates deployments sharing a Redis."""
+
+    namespace: str = "sr"
+
+    @property
+    def _root(self) -> str:
+        return f"{self.namespace}:{KEY_LAYOUT_VERSION}"
+
+    def _user(self, user_id: str, suffix: str) -> str:
+        return f"{self._root}:{{u:{user_id}}}:{suffix}"
+
+    def _item(self, item_id: str, suffix: str) -> str:
+        return f"{self._root}:{{i:{item_id}}}:{suffix}"
+
+    def user_claim(self, user_id: str, event_id: str) -> str:
+        """String: the event was applied to this user's features; value = its co-occurrence partners."""
+        return self._user(user_id, f"claim:{event_id}")
+
+    def user_events(self, user_id: str) -> str:
+        """List: the user's last N events as JSON, newest first."""
+        return self._user(user_id, "events")
+
+    def user_affinity(self, user_id: str) -> str:
+        """Hash: category -> "value:ref_ts", a decayed affinity anchored at ref_ts."""
+        return self._user(user_id, "affinity")
+
+    def user_cart(self, user_id: str) -> str:
+        """Set: items now in the cart."""
+        return self._user(user_id, "cart")
+
+    def user_purchased(self, user_id: str) -> str:
+        """Sorted set: purchased item -> purchase time (epoch seconds), last 50."""
+        return self._user(user_id, "purchased")
+
+    def user_session(self, user_id: str) -> str:
+        """Hash: session_id, last_ts."""
+        return self._user(user_id, "session")
+
+    def user_stats(self, user_id: str) -> str:
+        """Hash: applied (events applied) and type:<type> counts; exact, for audits and tests."""
+        return self._user(user_id, "stats")
+
+    def item_claim(self, item_id: str, event_id: str) -> str:
+        """String: the event's co-occurrence increments on this item were applied."""
+        return self._item(item_id, f"claim:{event_id}")
+
+    def item_cooccurrence(self, item_id: str) -> str:
+        """Sorted set: neighbour item -> co-occurrence weight."""
+        return self._item(item_id, "co")
+
+    def item_meta(self, item_id: str) -> str:
+        """Hash: title, category, price, brand, available, ts (catalog)."""
+        return self._item(item_id, "meta")
+
+    def popularity_claim(self, event_id: str) -> str:
+        """String: the event's popularity increments were applied."""
+        return f"{self._root}:{{pop}}:claim:{event_id}"
+
+    def popularity(self) -> str:
+        """Sorted set: item -> decayed popularity, scaled by exp((ts - epoch) / tau)."""
+        return f"{self._root}:{{pop}}:all"
+
+    def popularity_by_category(self, category: str) -> str:
+        """Sorted set: item -> decayed popularity within one category (same scaling)."""
+        return f"{self._root}:{{pop}}:cat:{category}"
+
+    def popularity_counts(self) -> str:
+        """Hash: item -> exact count of events that added popularity."""
+        return f"{self._root}:{{pop}}:count"
+
+    def popularity_epoch(self) -> str:
+        """String: the time (epoch seconds) the popularity scale is anchored at; set once."""
+        return f"{self._root}:{{pop}}:epoch"

@@ -1,0 +1,275 @@
+"""Redis feature store: idempotent per-event updates and batched reads (`redis.asyncio`).
+
+Write path of a micro-batch (`apply_events`), each step one pipelined round trip:
+  1. read the categories of the batch's items (catalog);
+  2. one `apply_user_event` script per event, in order: claims the event id under the user's hash tag and
+     updates the user's history, affinities, cart, session; returns the event's co-occurrence partners;
+  3. popularity and co-occurrence scripts, each claiming the event id in its own slot.
+A crash between 2 and 3 is safe: on replay step 2 reports a duplicate but returns the partners stored with its
+claim, and step 3 re-runs with the same arguments; each of its scripts applies at most once.
+Read path (`read_batch`): users + global popularity, then category popularity + neighbours, then item metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from contracts import Event, EventType, Item, ServiceUnavailable
+from feature_store.config import FeatureConfig
+from feature_store.keys import Keys
+from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
+
+__all__ = ["FeatureStore"]
+
+_SEP = "\x1f"
+_LN2 = math.log(2.0)
+
+
+def _script(name: str) -> str:
+    return files("feature_store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+def _stored_json(event: Event) -> str:
+    doc = {
+        "event_id": event.event_id,
+        "item_id": event.item_id,
+        "type": event.type.value,
+        "ts": event.ts.timestamp(),
+        "query": event.query,
+    }
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def _parse_stored(raw: bytes | str) -> StoredEvent:
+    doc = json.loads(raw)
+    ts = datetime.fromtimestamp(doc["ts"], tz=UTC)
+    return StoredEvent(doc["event_id"], doc["item_id"], EventType(doc["type"]), ts, doc.get("query"))
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class FeatureStore:
+    """Per-user and per-item features in Redis; every update is idempotent by event id."""
+
+    def __init__(self, client: Redis, config: FeatureConfig | None = None) -> None:
+        """Wrap an existing `redis.asyncio.Redis` client (the caller owns and closes it)."""
+        self._redis = client
+        self.config = config or FeatureConfig()
+        self.keys = Keys(self.config.namespace)
+        self._user_script = client.register_script(_script("apply_user_event"))
+        self._pop_script = client.register_script(_script("apply_popularity"))
+        self._co_script = client.register_script(_script("apply_cooccurrence"))
+        self._item_script = client.register_script(_script("upsert_item"))
+
+    async def _execute(self, pipe: Any) -> list[Any]:
+        try:
+            result: list[Any] = await pipe.execute()
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            msg = f"Redis unavailable: {exc}"
+            raise ServiceUnavailable(msg) from exc
+        return result
+
+    async def apply_events(self, events: Sequence[Event]) -> ApplyResult:
+        """Apply a micro-batch in event order; replays change nothing."""
+        if not events:
+            return ApplyResult((), ())
+        categories = await self._categories({e.item_id for e in events if e.item_id})
+        cfg, keys = self.config, self.keys
+        tau = cfg.affinity_half_life_seconds / _LN2
+        pipe = self._redis.pipeline(transaction=False)
+        for e in events:
+            u = e.user_id
+            user_keys = [
+                keys.user_claim(u, e.event_id), keys.user_events(u), keys.user_affinity(u), keys.user_cart(u),
+                keys.user_purchased(u), keys.user_session(u), keys.user_stats(u),
+            ]  # fmt: skip
+            args = [
+                _stored_json(e), e.item_id or "", e.type.value, repr(e.ts.timestamp()),
+                categories.get(e.item_id or "", ""), e.session_id or "", cfg.max_events, cfg.claim_ttl_seconds,
+                repr(tau), repr(cfg.event_weights.get(e.type, 0.0)), cfg.partners,
+            ]  # fmt: skip
+            await self._user_script(keys=user_keys, args=args, client=pipe)
+        outcomes = await self._execute(pipe)
+        applied = tuple(e.event_id for e, (new, _) in zip(events, outcomes, strict=True) if int(new) == 1)
+        duplicates = tuple(e.event_id for e, (new, _) in zip(events, outcomes, strict=True) if int(new) == 0)
+        partners = [p.decode().split(_SEP) if p else [] for _, p in outcomes]
+        await self._apply_item_side(events, partners, categories)
+        return ApplyResult(applied, duplicates)
+
+    async def _apply_item_side(
+        self, events: Sequence[Event], partners: Sequence[list[str]], categories: dict[str, str]
+    ) -> None:
+        cfg, keys = self.config, self.keys
+        tau = cfg.popularity_half_life_seconds / _LN2
+        ttl = cfg.claim_ttl_seconds
+        pipe = self._redis.pipeline(transaction=False)
+        for e, mates in zip(events, partners, strict=True):
+            weight = cfg.event_weights.get(e.type, 0.0)
+            if e.item_id is None or weight <= 0:
+                continue
+            item, cat = e.item_id, categories.get(e.item_id, "")
+            pop_keys = [
+                keys.popularity_claim(e.event_id), keys.popularity(),
+                keys.popularity_by_category(cat) if cat else keys.popularity(),
+                keys.popularity_counts(), keys.popularity_epoch(),
+            ]  # fmt: skip
+            pop_args = [item, repr(e.ts.timestamp()), repr(weight), repr(tau), cat, ttl]
+            await self._pop_script(keys=pop_keys, args=pop_args, client=pipe)
+            if not mates:
+                continue
+            # Nearer partners count more (1/d), as in the offline index (`model.interactions`).
+            pairs = [(mate, 1.0 / d) for d, mate in enumerate(mates, start=1)]
+            flat = [x for mate, w in pairs for x in (mate, repr(w))]
+            own = [keys.item_claim(item, e.event_id), keys.item_cooccurrence(item)]
+            await self._co_script(keys=own, args=[ttl, cfg.max_neighbours, *flat], client=pipe)
+            for mate, w in pairs:
+                theirs = [keys.item_claim(mate, e.event_id), keys.item_cooccurrence(mate)]
+                await self._co_script(keys=theirs, args=[ttl, cfg.max_neighbours, item, repr(w)], client=pipe)
+        if len(pipe):
+            await self._execute(pipe)
+
+    async def _categories(self, item_ids: Iterable[str]) -> dict[str, str]:
+        ids = sorted(item_ids)
+        if not ids:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for item in ids:
+            pipe.hget(self.keys.item_meta(item), "category")
+        values = await self._execute(pipe)
+        return {item: _text(v) or "" for item, v in zip(ids, values, strict=True) if v}
+
+    async def upsert_items(self, items: Sequence[Item]) -> int:
+        """Write catalog items (an older version never overwrites a newer one); returns how many were written."""
+        if not items:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for item in items:
+            fields = {
+                "title": item.title or "",
+                "category": item.category or "",
+                "price": "" if item.price is None else repr(item.price),
+                "brand": item.brand or "",
+                "available": "1" if item.available else "0",
+            }
+            flat = [x for kv in fields.items() for x in kv]
+            await self._item_script(
+                keys=[self.keys.item_meta(item.item_id)], args=[repr(item.ts.timestamp()), *flat], client=pipe
+            )
+        return sum(int(r) for r in await self._execute(pipe))
+
+    async def read_batch(
+        self, user_ids: Sequence[str], *, popular_n: int = 100, neighbours_n: int = 50, top_categories: int = 3
+    ) -> tuple[list[UserFeatures], ItemFeatures]:
+        """Features of the distinct `user_ids` (in order) and the item features their scoring needs."""
+        keys = self.keys
+        pipe = self._redis.pipeline(transaction=False)
+        for u in user_ids:
+            pipe.lrange(keys.user_events(u), 0, -1)
+            pipe.hgetall(keys.user_affinity(u))
+            pipe.smembers(keys.user_cart(u))
+            pipe.zrange(keys.user_purchased(u), 0, -1, withscores=True)
+            pipe.hget(keys.user_session(u), "session_id")
+        pipe.zrevrange(keys.popularity(), 0, popular_n - 1, withscores=True)
+        raw = await self._execute(pipe)
+        users = [self._user_features(u, raw[5 * i : 5 * i + 5]) for i, u in enumerate(user_ids)]
+        popular = _relative(raw[-1])
+
+        categories = sorted({c for f in users for c in _top(f.category_affinity, top_categories)})
+        history = sorted({e.item_id for f in users for e in f.events if e.item_id})
+        pipe = self._redis.pipeline(transaction=False)
+        for c in categories:
+            pipe.zrevrange(keys.popularity_by_category(c), 0, popular_n - 1, withscores=True)
+        for item in history:
+            pipe.zrevrange(keys.item_cooccurrence(item), 0, neighbours_n - 1, withscores=True)
+        raw = await self._execute(pipe)
+        by_category = {c: _relative(r) for c, r in zip(categories, raw[: len(categories)], strict=True)}
+        neighbours = {i: _pairs(r) for i, r in zip(history, raw[len(categories) :], strict=True) if r}
+
+        candidates = set(history) | {i for i, _ in popular}
+        candidates |= {i for rows in (*by_category.values(), *neighbours.values()) for i, _ in rows}
+        meta = await self._meta(sorted(candidates))
+        return users, ItemFeatures(
+            popular=popular,
+            popular_by_category=by_category,
+            cooccurring=neighbours,
+            item_category={i: m["category"] for i, m in meta.items() if m.get("category")},
+            item_title={i: m["title"] for i, m in meta.items() if m.get("title")},
+            unavailable=frozenset(i for i, m in meta.items() if m.get("available") == "0"),
+        )
+
+    def _user_features(self, user_id: str, raw: list[Any]) -> UserFeatures:
+        stored, affinity_raw, cart, purchased, session = raw
+        events = tuple(_parse_stored(r) for r in reversed(stored))
+        newest = events[-1].ts.timestamp() if events else 0.0
+        cutoff = newest - self.config.just_purchased_seconds
+        return UserFeatures(
+            user_id=user_id,
+            events=events,
+            category_affinity=_decayed(affinity_raw, self.config.affinity_half_life_seconds / _LN2),
+            cart=frozenset(_text(c) or "" for c in cart),
+            purchased_recently=frozenset(_text(i) or "" for i, ts in purchased if ts >= cutoff),
+            session_id=_text(session),
+        )
+
+    async def _meta(self, item_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        if not item_ids:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for item in item_ids:
+            pipe.hmget(self.keys.item_meta(item), "title", "category", "available")
+        rows = await self._execute(pipe)
+        out = {}
+        for item, (title, category, available) in zip(item_ids, rows, strict=True):
+            if available is not None:
+                out[item] = {
+                    "title": _text(title) or "",
+                    "category": _text(category) or "",
+                    "available": _text(available) or "1",
+                }
+        return out
+
+    async def user_stats(self, user_id: str) -> dict[str, int]:
+        """Exact counters of what was applied for a user (`applied`, `type:<type>`); for audits and tests."""
+        raw = await self._redis.hgetall(self.keys.user_stats(user_id))
+        return {_text(k) or "": int(v) for k, v in raw.items()}
+
+    async def popularity_counts(self) -> dict[str, int]:
+        """Exact per-item count of events that added popularity; for audits and tests."""
+        raw = await self._redis.hgetall(self.keys.popularity_counts())
+        return {_text(k) or "": int(v) for k, v in raw.items()}
+
+
+def _pairs(rows: list[tuple[bytes | str, float]]) -> list[tuple[str, float]]:
+    return [(_text(member) or "", float(score)) for member, score in rows]
+
+
+def _relative(rows: list[tuple[bytes | str, float]]) -> list[tuple[str, float]]:
+    pairs = _pairs(rows)
+    best = pairs[0][1] if pairs and pairs[0][1] > 0 else 1.0
+    return [(item, score / best) for item, score in pairs]
+
+
+def _decayed(raw: dict[Any, Any], tau: float) -> dict[str, float]:
+    """Affinities ("value:ref_ts") brought to the newest ref_ts among them."""
+    parsed = {}
+    for key, value in raw.items():
+        amount, ref = (_text(value) or "0:0").split(":")
+        parsed[_text(key) or ""] = (float(amount), float(ref))
+    if not parsed:
+        return {}
+    now = max(ref for _, ref in parsed.values())
+    return {c: v * math.exp(-(now - ref) / tau) for c, (v, ref) in parsed.items()}
+
+
+def _top(affinity: dict[str, float] | Any, n: int) -> list[str]:
+    return [c for c, v in sorted(affinity.items(), key=lambda kv: (-kv[1], kv[0]))[:n] if v > 0]

@@ -1,0 +1,229 @@
+"""Structured reasons (`contracts.Reason`) for one recommended item: only reasons TRUE for this user and item.
+
+Each check reads only this user's own state (`UserState`) and the shared item-side context (`ItemContext`):
+
+    similar_to         the top positive evidence event's item is another item, alike in the model's item space
+                       (weight = cosine > 0; without a model: the event's share of the positive attribution)
+    category_affinity  the user has a positive decayed affinity to the item's category (weight = its share)
+    cart_complement    the item co-occurs with an item in the user's cart (weight = co-occurrence weight)
+    search_match       a recent search query shares title tokens with the item (weight = token overlap, Jaccard)
+    trending           the item is in the popular list, overall or of its category (weight = 1 - rank / length)
+    seen_before        the user already interacted with the item (weight = number of interactions)
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from contracts import Reason, ReasonKind
+from model.scoring import ItemContext, UserState
+
+__all__ = ["ReasonConfig", "ReasonIndex", "Similarity", "UserFacts", "item_reasons", "title_tokens"]
+
+Similarity = Callable[[str, str], float]  # (item a, item b) -> cosine in the model's item space
+
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+class ReasonConfig:
+    """Thresholds of the reason checks."""
+
+    def __init__(self, trending_top: int = 100, min_search_overlap: float = 0.2, searches: int = 5) -> None:
+        """Args: popular-list prefix that counts as trending; least query/title Jaccard; recent searches read."""
+        self.trending_top = trending_top
+        self.min_search_overlap = min_search_overlap
+        self.searches = searches
+
+
+def title_tokens(text: str | None) -> frozenset[str]:
+    """Lower-cased word tokens of a title or query (tokens shorter than 2 characters dropped)."""
+    return frozenset(t for t in _TOKEN.findall((text or "").lower()) if len(t) > 1)
+
+
+def _reason(kind: ReasonKind, detail: str, weight: float) -> Reason:
+    return Reason(kind=kind, detail=detail[:512], weight=float(weight))
+
+
+def _label(item_id: str, items: ItemContext) -> str:
+    return items.item_title.get(item_id) or item_id
+
+
+def _rank_weights(ranked: Sequence[tuple[str, float]], top: int) -> dict[str, float]:
+    """item -> 1 - rank / length over the first `top` entries (first occurrence wins)."""
+    head = list(ranked[:top])
+    out: dict[str, float] = {}
+    for rank, (item, _) in enumerate(head):
+        out.setdefault(item, 1.0 - rank / max(1, len(head)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class UserFacts:
+    """Aggregates of one user's state that every item's checks read."""
+
+    seen: Counter[str]  # item -> interactions
+    affinity_total: float  # sum of the positive category affinities
+    queries: tuple[tuple[str, frozenset[str]], ...]  # newest searches and their tokens
+
+    @classmethod
+    def of(cls, user: UserState, searches: int) -> UserFacts:
+        """Compute them from `user`."""
+        seen = Counter(e.item_id for e in user.events if e.item_id is not None)
+        total = sum(v for v in user.category_affinity.values() if v > 0.0)
+        queries = [e.query for e in reversed(user.events) if e.query][:searches]
+        return cls(seen, total, tuple((q, title_tokens(q)) for q in queries))
+
+
+class ReasonIndex:
+    """Memoised item-side lookups for one micro-batch (popular ranks, per-category ranks, cart neighbours)."""
+
+    def __init__(
+        self, items: ItemContext, config: ReasonConfig | None = None, reuse: ReasonIndex | None = None
+    ) -> None:
+        """Args: the batch's item context; thresholds; an earlier index over the same (frozen) context whose
+        item-side memos to share (per-user aggregates are never shared, so concurrent batches stay apart)."""
+        self.items = items
+        self.config = config or ReasonConfig()
+        self._users: dict[int, tuple[UserState, UserFacts]] = {}
+        self.popular: dict[str, float]
+        self._categories: dict[str, dict[str, float]]
+        self._carts: dict[frozenset[str], dict[str, tuple[float, str]]]
+        if reuse is not None and reuse.items is items and reuse.config is self.config:
+            self.popular, self._categories, self._carts = reuse.popular, reuse._categories, reuse._carts
+        else:
+            self.popular, self._categories, self._carts = _rank_weights(items.popular, self.config.trending_top), {}, {}
+
+    def user_facts(self, user: UserState) -> UserFacts:
+        """Per-user aggregates, computed once per user (the `is` check guards against reused ids)."""
+        found = self._users.get(id(user))
+        if found is None or found[0] is not user:
+            found = (user, UserFacts.of(user, self.config.searches))
+            self._users[id(user)] = found
+        return found[1]
+
+    def category_ranks(self, category: str) -> dict[str, float]:
+        """Rank weights of the category's popular list (empty if it has none)."""
+        if category not in self._categories:
+            ranked = self.items.popular_by_category.get(category) or ()
+            self._categories[category] = _rank_weights(ranked, self.config.trending_top)
+        return self._categories[category]
+
+    def cart_neighbours(self, cart: frozenset[str]) -> dict[str, tuple[float, str]]:
+        """neighbour -> (best co-occurrence weight, the cart item it comes from)."""
+        if cart not in self._carts:
+            best: dict[str, tuple[float, str]] = {}
+            for cart_item in sorted(cart):
+                for neighbour, weight in self.items.cooccurring.get(cart_item) or ():
+                    fresh = neighbour not in best or weight > best[neighbour][0]
+                    if weight > 0.0 and neighbour != cart_item and fresh:
+                        best[neighbour] = (weight, cart_item)
+            self._carts[cart] = best
+        return self._carts[cart]
+
+
+def _similar(
+    user: UserState,
+    item_id: str,
+    evidence: Sequence[tuple[int, float]],
+    items: ItemContext,
+    similarity: Similarity | None,
+) -> list[Reason]:
+    positive = [(i, w) for i, w in evidence if w > 0.0 and user.events[i].item_id not in (None, item_id)]
+    if not positive:
+        return []
+    index, weight = positive[0]
+    other = user.events[index].item_id or ""
+    if similarity is None:  # no item space (baselines): the evidence item's share of the positive attribution
+        strength = weight / sum(w for _, w in evidence if w > 0.0)
+    else:  # the learned item space says whether the two items are actually alike
+        strength = similarity(other, item_id)
+        if strength <= 0.0:
+            return []
+    return [_reason(ReasonKind.SIMILAR_TO, _label(other, items)[:512], round(strength, 4))]
+
+
+def _category(user: UserState, item_id: str, items: ItemContext, facts: UserFacts) -> list[Reason]:
+    category = items.item_category.get(item_id)
+    affinity = user.category_affinity.get(category, 0.0) if category else 0.0
+    if affinity <= 0.0 or category is None:
+        return []
+    share = affinity / facts.affinity_total
+    return [_reason(ReasonKind.CATEGORY_AFFINITY, category[:512], round(share, 4))]
+
+
+def _cart(user: UserState, item_id: str, index: ReasonIndex) -> list[Reason]:
+    items = index.items
+    best = index.cart_neighbours(user.cart).get(item_id) if user.cart else None  # never from the item itself
+    if best is None:
+        return []
+    return [_reason(ReasonKind.CART_COMPLEMENT, _label(best[1], items)[:512], round(best[0], 4))]
+
+
+def _search(item_id: str, items: ItemContext, config: ReasonConfig, facts: UserFacts) -> list[Reason]:
+    if not facts.queries:
+        return []
+    title = title_tokens(items.item_title.get(item_id))
+    best: tuple[float, str] | None = None
+    for query, words in facts.queries:
+        overlap = len(words & title) / len(words | title) if words and title else 0.0
+        if overlap >= config.min_search_overlap and (best is None or overlap > best[0]):
+            best = (overlap, query)
+    if best is None:
+        return []
+    return [_reason(ReasonKind.SEARCH_MATCH, best[1][:512], round(best[0], 4))]
+
+
+def _trending(item_id: str, index: ReasonIndex) -> list[Reason]:
+    category = index.items.item_category.get(item_id)
+    if category is not None:
+        weight = index.category_ranks(category).get(item_id)
+        if weight is not None:
+            return [_reason(ReasonKind.TRENDING, category[:512], round(weight, 4))]
+    weight = index.popular.get(item_id)
+    if weight is None:
+        return []
+    return [_reason(ReasonKind.TRENDING, "", round(weight, 4))]
+
+
+def _seen(item_id: str, facts: UserFacts) -> list[Reason]:
+    seen = facts.seen.get(item_id, 0)
+    if not seen:
+        return []
+    return [_reason(ReasonKind.SEEN_BEFORE, f"{seen}x", float(seen))]
+
+
+def item_reasons(
+    user: UserState,
+    item_id: str,
+    evidence: Sequence[tuple[int, float]],
+    items: ItemContext,
+    config: ReasonConfig | None = None,
+    index: ReasonIndex | None = None,
+    similarity: Similarity | None = None,
+) -> list[Reason]:
+    """Every reason true for `user` and `item_id`, in a fixed kind order (the text picks among them).
+
+    Args:
+        user: The user's state (only their own events, cart and affinities are read).
+        item_id: The recommended item.
+        evidence: (index into `user.events`, signed weight), strongest first.
+        items: Shared item-side context.
+        config: Thresholds.
+        index: Memoised lookups shared by the batch (built here if not given).
+        similarity: Cosine of two items in the model's item space; given, `similar_to` needs it > 0 and uses it
+            as the weight (else the weight is the evidence item's share of the positive attribution).
+    """
+    index = index or ReasonIndex(items, config)
+    config = index.config
+    facts = index.user_facts(user)
+    return [
+        *_seen(item_id, facts),
+        *_similar(user, item_id, evidence, items, similarity),
+        *_cart(user, item_id, index),
+        *_search(item_id, items, config, facts),
+        *_category(user, item_id, items, facts),
+        *_trending(item_id, index),
+    ]

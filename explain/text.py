@@ -1,0 +1,135 @@
+"""Short, deterministic natural-language explanations from evidence + reasons, one template table per language.
+
+Only the user's own events and shared item facts (titles, categories) are ever quoted, so no other user's data
+can appear. Times are relative to the trigger event's time (never the wall clock), so a replay yields the same
+text. Adding a language = adding one `Templates` entry to `TEMPLATES`.
+
+Example:
+    >>> from datetime import UTC, datetime, timedelta
+    >>> from contracts import EventType
+    >>> t = datetime(2024, 1, 1, tzinfo=UTC)
+    >>> relative_time(t - timedelta(minutes=5), t, TEMPLATES["en"])
+    '5 minutes ago'
+    >>> Lead(EventType.ADD_TO_CART, "Trail running shoes", t - timedelta(minutes=5)).render(t, TEMPLATES["en"])
+    "Because you added 'Trail running shoes' to your cart 5 minutes ago"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from contracts import EventType, Reason, ReasonKind
+
+__all__ = ["TEMPLATES", "Lead", "Templates", "explanation_text", "relative_time"]
+
+
+@dataclass(frozen=True, slots=True)
+class Templates:
+    """Every phrase of one language; `{}` fields are filled with `str.format`."""
+
+    lead: Mapping[EventType, str]  # "Because you viewed '{title}' {ago}"
+    search_lead: str  # a search as top evidence: "{query}", "{ago}"
+    reason: Mapping[ReasonKind, str]  # second clause per reason kind: "{detail}", "{n}"
+    trending_any: str  # trending without a category
+    units: Sequence[tuple[int, str, str]]  # (seconds, singular, plural), largest first
+    just_now: str
+    ago: str  # "{n} {unit} ago"
+    fallback: str  # nothing specific is true
+    joiner: str  # between the lead and a reason clause
+
+
+TEMPLATES: dict[str, Templates] = {
+    "en": Templates(
+        lead={
+            EventType.VIEW: "Because you viewed '{title}' {ago}",
+            EventType.CLICK: "Because you clicked '{title}' {ago}",
+            EventType.ADD_TO_CART: "Because you added '{title}' to your cart {ago}",
+            EventType.REMOVE_FROM_CART: "Because you removed '{title}' from your cart {ago}",
+            EventType.PURCHASE: "Because you bought '{title}' {ago}",
+        },
+        search_lead="Because you searched for '{query}' {ago}",
+        reason={
+            ReasonKind.SEEN_BEFORE: "you looked at it {n} times",
+            ReasonKind.CART_COMPLEMENT: "goes with '{detail}' in your cart",
+            ReasonKind.SEARCH_MATCH: "matches your search '{detail}'",
+            ReasonKind.CATEGORY_AFFINITY: "you often browse {detail}",
+            ReasonKind.TRENDING: "popular in {detail} right now",
+            ReasonKind.SIMILAR_TO: "similar to '{detail}'",
+            ReasonKind.BOUGHT_TOGETHER: "often bought with '{detail}'",
+        },
+        trending_any="popular right now",
+        units=((86400, "day", "days"), (3600, "hour", "hours"), (60, "minute", "minutes")),
+        just_now="just now",
+        ago="{n} {unit} ago",
+        fallback="Recommended for you",
+        joiner="; ",
+    ),
+}
+
+# Which reason may follow the lead, in order of preference (the lead already names the evidence item).
+_CLAUSE_ORDER = (
+    ReasonKind.CART_COMPLEMENT,
+    ReasonKind.SEARCH_MATCH,
+    ReasonKind.SEEN_BEFORE,
+    ReasonKind.TRENDING,
+    ReasonKind.CATEGORY_AFFINITY,
+    ReasonKind.SIMILAR_TO,
+)
+
+
+def relative_time(when: datetime, now: datetime, t: Templates) -> str:
+    """`when` relative to `now` (the trigger event's time), e.g. '5 minutes ago'."""
+    seconds = max(0.0, (now - when).total_seconds())
+    for size, one, many in t.units:
+        if seconds >= size:
+            n = int(seconds // size)
+            return t.ago.format(n=n, unit=one if n == 1 else many)
+    return t.just_now
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """The top evidence event, as the text quotes it."""
+
+    type: EventType
+    label: str  # item title (or id), or the search query
+    ts: datetime
+
+    def render(self, now: datetime, t: Templates) -> str:
+        """'Because you <did> <label> <ago>'."""
+        ago = relative_time(self.ts, now, t)
+        if self.type is EventType.SEARCH:
+            return t.search_lead.format(query=_clip(self.label), ago=ago)
+        return t.lead[self.type].format(title=_clip(self.label), ago=ago)
+
+
+def _clip(text: str, size: int = 80) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _clause(reason: Reason, t: Templates) -> str:
+    if reason.kind is ReasonKind.TRENDING and not reason.detail:
+        return t.trending_any
+    return t.reason[reason.kind].format(detail=_clip(reason.detail), n=int(reason.weight))
+
+
+def explanation_text(lead: Lead | None, reasons: Sequence[Reason], now: datetime | None, language: str = "en") -> str:
+    """One short sentence: the lead (top evidence) and the first applicable reason clause.
+
+    Args:
+        lead: Top evidence event, or None (then the first reason leads, capitalised).
+        reasons: Reasons true for this user and item.
+        now: The trigger event's time (None: the lead's own time).
+        language: Key of `TEMPLATES` (unknown languages fall back to English).
+    """
+    t = TEMPLATES.get(language, TEMPLATES["en"])
+    by_kind = {r.kind: r for r in reasons}
+    skip = {ReasonKind.SIMILAR_TO} if lead is not None else set()  # the lead already names the similar item
+    clauses = [_clause(by_kind[k], t) for k in _CLAUSE_ORDER if k in by_kind and k not in skip]
+    parts = ([lead.render(now or lead.ts, t)] if lead is not None else []) + clauses[:1]
+    if not parts:
+        return t.fallback
+    text = t.joiner.join(parts)
+    return (text[0].upper() + text[1:])[:1024]

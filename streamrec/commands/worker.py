@@ -1,0 +1,27 @@
+"""`streamrec worker`: the Faust worker (recommend + catalog agents, web endpoints)."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `worker` command."""
+
+    @app.command("worker")
+    def worker(
+        loglevel: str = typer.Option("info", help="Log level of the worker."),
+        web_port: int | None = typer.Option(None, help="Web server port (default: STREAMREC_WEB_PORT)."),
+    ) -> None:
+        """Run a worker; more workers with the same topic prefix share the partitions."""
+        import faust
+
+        from contracts import Settings
+        from streams.app import create_app
+
+        settings = Settings() if web_port is None else Settings(web_port=web_port)
+        faust_app = create_app(settings)
+        typer.echo(f"worker: kafka={settings.kafka_bootstrap} redis={settings.redis_url_redacted()}", err=True)
+        faust.Worker(faust_app, loglevel=loglevel).execute_from_commandline()

@@ -1,0 +1,148 @@
+"""One micro-batch, end to end, without Faust: validate → write features → read → score → explain.
+
+The Faust agent (`streams/agents/recommend.py`, next) only feeds records in and sends the outcome out, so all of
+the logic here is tested on the real Redis without a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from contracts import DeadLetter, Event, Recommendation, RecommendedItem
+from explain.explainer import Explainer
+from feature_store import FeatureStore, ItemFeatures, UserFeatures
+from model.scoring import ItemContext, PastEvent, Scorer, UserState
+from streams.validation import RawRecord, validate_event
+
+__all__ = ["BatchConfig", "BatchOutcome", "process_batch", "to_item_context", "to_user_state"]
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Per-batch knobs (from `contracts.Settings`)."""
+
+    top_k: int = 10
+    max_event_bytes: int = 16384
+    max_future_skew: timedelta = timedelta(minutes=5)
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch produced; every input record is accounted for in exactly one of the first three fields."""
+
+    recommendations: list[Recommendation] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # replayed event ids (features unchanged)
+    applied: list[str] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def to_user_state(f: UserFeatures) -> UserState:
+    """Feature-store view of a user → the scorers' view."""
+    events = tuple(PastEvent(e.event_id, e.item_id, e.type, e.ts, e.query) for e in f.events)
+    return UserState(f.user_id, events, dict(f.category_affinity), f.cart, f.purchased_recently)
+
+
+def to_item_context(f: ItemFeatures) -> ItemContext:
+    """Feature-store item features → the scorers' view."""
+    return ItemContext(
+        popular=f.popular,
+        popular_by_category=f.popular_by_category,
+        cooccurring=f.cooccurring,
+        item_category=f.item_category,
+        item_title=f.item_title,
+        unavailable=f.unavailable,
+    )
+
+
+async def process_batch(
+    records: Sequence[RawRecord],
+    *,
+    arrived: Sequence[float],
+    store: FeatureStore,
+    scorer: Scorer,
+    explainer: Explainer,
+    config: BatchConfig,
+    clock: Callable[[], datetime],
+    run: Callable[..., Any] | None = None,
+) -> BatchOutcome:
+    """Process one micro-batch; one recommendation per distinct valid user, triggered by their latest event.
+
+    Args:
+        records: Raw records, in partition order.
+        arrived: `time.monotonic()` at which each record reached the worker (for `latency_ms`).
+        store, scorer, explainer: The feature store, the current scorer and its explainer.
+        config: Batch knobs.
+        clock: Wall clock (tz-aware); used for `generated_at` and the future-timestamp check only.
+        run: Runs the blocking scoring call, default `loop.run_in_executor(None, ...)`.
+    """
+    out = BatchOutcome()
+    timer = partial(_stage, out.stage_seconds)
+    now = clock()
+    events: list[Event] = []
+    trigger: dict[str, tuple[Event, float]] = {}  # user -> latest event and its arrival
+    with timer("decode"):
+        for record, t in zip(records, arrived, strict=True):
+            checked = validate_event(
+                record, max_bytes=config.max_event_bytes, max_future_skew=config.max_future_skew, now=now
+            )
+            if isinstance(checked, DeadLetter):
+                out.dead_letters.append(checked)
+            else:
+                events.append(checked)
+                trigger[checked.user_id] = (checked, t)
+    if not events:
+        return out
+    with timer("features_write"):
+        result = await store.apply_events(events)
+    out.applied, out.duplicates = list(result.applied), list(result.duplicates)
+    users = list(trigger)
+    with timer("features_read"):
+        features, item_features = await store.read_batch(users)
+    states = [to_user_state(f) for f in features]
+    context = to_item_context(item_features)
+    with timer("score"):
+        if run is None:
+            loop = asyncio.get_running_loop()
+            scored = await loop.run_in_executor(None, scorer.score, states, context, config.top_k)
+        else:
+            scored = await run(scorer.score, states, context, config.top_k)
+    with timer("explain"):
+        whens = [trigger[u][0].ts for u in users]
+        explanations = explainer.explain(states, context, scored, now=whens)
+    generated = clock()
+    done = time.monotonic()
+    for user, ranked, why in zip(users, scored, explanations, strict=True):
+        event, t = trigger[user]
+        items = [
+            RecommendedItem(item_id=s.item_id, score=float(s.score), rank=r, explanation=e)
+            for r, (s, e) in enumerate(zip(ranked, why, strict=True), start=1)
+        ]
+        out.recommendations.append(
+            Recommendation(
+                user_id=user,
+                trigger_event_id=event.event_id,
+                model_version=scorer.version,
+                generated_at=generated,
+                latency_ms=max(0.0, (done - t) * 1000.0),
+                items=items,
+            )
+        )
+    return out
+
+
+@contextmanager
+def _stage(into: dict[str, float], name: str) -> Iterator[None]:
+    """Adds the wall time of the block to `into[name]`."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        into[name] = into.get(name, 0.0) + time.perf_counter() - start

@@ -1,0 +1,135 @@
+"""The worker's resources and the retrying batch runner the agents call (no Faust in here)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import redis.asyncio as aioredis
+
+from contracts import Item, Recommendation, RecommendedItem, ServiceUnavailable, Settings
+from explain.explainer import Explainer
+from feature_store import FeatureConfig, FeatureStore
+from model.baselines import default_blend
+from model.scoring import Scorer
+from streams.batch import BatchConfig, BatchOutcome, process_batch, to_item_context, to_user_state
+from streams.metrics import WorkerMetrics
+from streams.validation import RawRecord
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """Everything a batch needs; clients are created on first use and closed by `close()`."""
+
+    settings: Settings
+    scorer: Scorer = field(default_factory=default_blend)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    max_backoff_seconds: float = 5.0
+    _store: FeatureStore | None = None
+    _redis: aioredis.Redis | None = None
+
+    def __post_init__(self) -> None:
+        """Derive the batch config and explainer from settings."""
+        s = self.settings
+        self.batch_config = BatchConfig(
+            top_k=s.top_k,
+            max_event_bytes=s.max_event_bytes,
+            max_future_skew=timedelta(seconds=s.max_future_skew_seconds),
+        )
+        self.explainer = Explainer()
+        self.metrics.model_info.labels(version=self.scorer.version).set(1)
+
+    @property
+    def store(self) -> FeatureStore:
+        """The feature store (Redis client created lazily, on the running loop)."""
+        if self._store is None:
+            self._redis = aioredis.Redis.from_url(self.settings.redis_url.get_secret_value())
+            self._store = FeatureStore(self._redis, FeatureConfig(max_events=self.settings.recent_events))
+        return self._store
+
+    async def close(self) -> None:
+        """Close the Redis client."""
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis, self._store = None, None
+
+    async def run_batch(self, records: Sequence[RawRecord], arrived: Sequence[float]) -> BatchOutcome:
+        """Process a batch, retrying with backoff while Redis is unavailable (the batch is never skipped)."""
+        delay = 0.1
+        while True:
+            try:
+                outcome = await process_batch(
+                    records,
+                    arrived=arrived,
+                    store=self.store,
+                    scorer=self.scorer,
+                    explainer=self.explainer,
+                    config=self.batch_config,
+                    clock=_utcnow,
+                )
+            except ServiceUnavailable as exc:
+                self.metrics.retries.inc()
+                log.warning("batch of %d retried in %.1fs: %s", len(records), delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_seconds)
+                continue
+            self._observe(len(records), outcome)
+            return outcome
+
+    def _observe(self, size: int, outcome: BatchOutcome) -> None:
+        m = self.metrics
+        m.events_in.inc(size)
+        m.batches.inc()
+        m.batch_size.observe(size)
+        m.events_applied.inc(len(outcome.applied))
+        m.events_duplicate.inc(len(outcome.duplicates))
+        for stage, seconds in outcome.stage_seconds.items():
+            m.stage_seconds.labels(stage=stage).observe(seconds)
+        for rec in outcome.recommendations:
+            m.recommendation_latency.observe(rec.latency_ms / 1000.0)
+        for letter in outcome.dead_letters:
+            m.dead_letters.labels(reason=letter.reason.value).inc()
+
+    async def upsert_items(self, items: Sequence[Item]) -> int:
+        """Write catalog items, retrying while Redis is unavailable."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.store.upsert_items(items)
+            except ServiceUnavailable:
+                self.metrics.retries.inc()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_seconds)
+
+    async def recommend_now(self, user_id: str, k: int) -> Recommendation | None:
+        """Score one user on demand (the query API); None for a user without events."""
+        features, item_features = await self.store.read_batch([user_id])
+        state, context = to_user_state(features[0]), to_item_context(item_features)
+        if not state.events:
+            return None
+        loop = asyncio.get_running_loop()
+        [ranked] = await loop.run_in_executor(None, self.scorer.score, [state], context, k)
+        [why] = self.explainer.explain([state], context, [ranked])
+        items = [
+            RecommendedItem(item_id=s.item_id, score=float(s.score), rank=r, explanation=e)
+            for r, (s, e) in enumerate(zip(ranked, why, strict=True), start=1)
+        ]
+        return Recommendation(
+            user_id=user_id,
+            trigger_event_id=state.events[-1].event_id,
+            model_version=self.scorer.version,
+            generated_at=_utcnow(),
+            latency_ms=0.0,
+            items=items,
+        )

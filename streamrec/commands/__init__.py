@@ -9,7 +9,7 @@ import typer
 __all__ = ["register_all"]
 
 # One module per concern; each defines `register(app: typer.Typer) -> None`.
-_MODULES: tuple[str, ...] = ("schemas", "evaluate", "data", "train", "stack", "explain", "worker")
+_MODULES: tuple[str, ...] = ("schemas", "evaluate", "data", "train", "stack", "explain", "worker", "model")
 
 
 def register_all(app: typer.Typer) -> None:

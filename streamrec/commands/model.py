@@ -1,0 +1,109 @@
+"""`streamrec model list | promote DIR | rollback [VERSION]`: the model store (STREAMREC_MODEL_DIR)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from contracts import Settings
+    from model.artifacts import Manifest
+    from model.store import ModelStore
+
+__all__ = ["register"]
+
+_STORE_HELP = "Model store directory or file:// URI (default: STREAMREC_MODEL_DIR)."
+
+
+def _store(store: str | None) -> tuple[ModelStore, Settings]:
+    from contracts import Settings
+    from model.store import ModelStore
+
+    settings = Settings()
+    return ModelStore(store or settings.model_dir), settings
+
+
+def _announce(settings: Settings, model_store: ModelStore, manifest: Manifest, publish: bool) -> None:
+    if not publish:
+        return
+    from streams.learner.kafka import model_update, publish_update
+
+    update = model_update(manifest, model_store.uri(manifest.version))
+    try:
+        asyncio.run(asyncio.wait_for(publish_update(settings, update), timeout=30))
+    except Exception as exc:  # the store is already switched; workers also pick CURRENT up at start
+        typer.echo(f"warning: {manifest.version} is current but the ModelUpdate was not published: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"published ModelUpdate {manifest.version} on {settings.topics.model_updates}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `model` command group."""
+    group = typer.Typer(help="The model store: list, promote, roll back.", no_args_is_help=True)
+    app.add_typer(group, name="model")
+
+    @group.command("list")
+    def list_(
+        store: str | None = typer.Option(None, help=_STORE_HELP),
+        as_json: bool = typer.Option(False, "--json", help="One JSON object per version."),
+    ) -> None:
+        """Every stored version, oldest first; `*` marks the serving one."""
+        model_store, _ = _store(store)
+        versions = model_store.versions()
+        if not versions:
+            typer.echo(f"model store {model_store.root} is empty (workers serve the baseline blend)")
+            return
+        for v in versions:
+            m = v.manifest
+            row = {
+                "version": m.version, "current": v.current, "created_at": m.created_at.isoformat(),
+                "parent": m.parent_version, "items": len(m.items), "metrics": m.metrics,
+            }  # fmt: skip
+            if as_json:
+                typer.echo(json.dumps(row))
+                continue
+            metrics = " ".join(f"{k}={val:.4f}" for k, val in sorted(m.metrics.items()) if "ndcg" in k)
+            typer.echo(
+                f"{'*' if v.current else ' '} {m.version}  {m.created_at:%Y-%m-%d %H:%M:%S}  "
+                f"parent={m.parent_version or '-'}  items={len(m.items)}  {metrics}"
+            )
+
+    @group.command("promote")
+    def promote(
+        source: Path = typer.Argument(..., help="Model directory (e.g. `streamrec train --out DIR`)."),
+        store: str | None = typer.Option(None, help=_STORE_HELP),
+        publish: bool = typer.Option(False, "--publish/--no-publish", help="Also announce it to running workers."),
+    ) -> None:
+        """Verify a model directory, copy it into the store and make it the serving version."""
+        from contracts import StreamrecError
+
+        model_store, settings = _store(store)
+        try:
+            manifest = model_store.promote(source)
+        except StreamrecError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"promoted {manifest.version} into {model_store.root} (CURRENT)")
+        _announce(settings, model_store, manifest, publish)
+
+    @group.command("rollback")
+    def rollback(
+        version: str | None = typer.Argument(None, help="Version to serve (default: the current one's parent)."),
+        store: str | None = typer.Option(None, help=_STORE_HELP),
+        publish: bool = typer.Option(True, "--publish/--no-publish", help="Announce it to running workers."),
+    ) -> None:
+        """Serve an earlier version again (verified first; a corrupted version is refused)."""
+        from contracts import StreamrecError
+
+        model_store, settings = _store(store)
+        try:
+            manifest = model_store.rollback(version)
+        except StreamrecError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"rolled back to {manifest.version} (CURRENT)")
+        _announce(settings, model_store, manifest, publish)

@@ -1,20 +1,70 @@
-"""HTTP endpoints on the worker's Faust web server: on-demand recommendations, health, metrics."""
+"""HTTP endpoints on the worker's Faust web server: recommendations, health, metrics and the live dashboard.
+
+Routes:
+    /healthz                              status and serving model version
+    /metrics                              Prometheus text format
+    /users/{user_id}/recommendations      on-demand recommendation (`?k=`, 1..1000)
+    /dashboard/                           the dashboard page (plain HTML/JS/CSS, no CDN); /dashboard/{file}
+    /api/dashboard/stats                  per-second series, totals, dead letters, model versions, recent users
+    /api/dashboard/users/{user_id}        recent events (with titles) + current recommendation (with titles)
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import faust
+import redis.asyncio as aioredis
 from faust.web import Request, Response, View
+from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from feature_store import FeatureConfig, FeatureStore
+from streams.dashboard import STATIC_DIR
+from streams.dashboard.live import DashboardSensor, LiveState, TitleLookup
 from streams.runtime import Runtime
 
 __all__ = ["attach_web"]
 
+_STATIC = {"index.html": "text/html", "app.js": "application/javascript", "style.css": "text/css"}
 
-def attach_web(app: faust.App, runtime: Runtime) -> None:
-    """Register `/healthz`, `/metrics` and `/users/{user_id}/recommendations`."""
+
+def _k(request: Request) -> int | str:
+    try:
+        k = int(request.query.get("k", "10"))
+    except ValueError:
+        return "k must be an integer"
+    return k if 1 <= k <= 1000 else "k must be within 1..1000"
+
+
+def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
+    """Register the routes above, the dashboard's sensor and its one-second sampler; returns the live state."""
+    state = LiveState(runtime.metrics)
+    topics = runtime.settings.topics
+    app.sensors.add(DashboardSensor(state, topics.events, topics.recommendations))
+    lookups: dict[str, TitleLookup] = {}
+    clients: list[aioredis.Redis] = []
+
+    @app.service
+    class _Titles(Service):
+        """Owns the dashboard's Redis client (titles, histories), closed when the worker stops."""
+
+        async def on_stop(self) -> None:
+            lookups.clear()
+            while clients:
+                await clients.pop().aclose()
+
+    def titles() -> TitleLookup:
+        if "default" not in lookups:
+            client = aioredis.Redis.from_url(runtime.settings.redis_url.get_secret_value())
+            clients.append(client)
+            store = FeatureStore(client, FeatureConfig(max_events=runtime.settings.recent_events))
+            lookups["default"] = TitleLookup(store, client)
+        return lookups["default"]
+
+    @app.timer(1.0)
+    async def _sample() -> None:
+        state.tick(runtime.scorer.version)
 
     @app.page("/healthz")
     class Health(View):
@@ -30,14 +80,59 @@ def attach_web(app: faust.App, runtime: Runtime) -> None:
     @app.page("/users/{user_id}/recommendations")
     class UserRecommendations(View):
         async def get(self, request: Request, user_id: str) -> Response:
-            try:
-                k = int(request.query.get("k", "10"))
-            except ValueError:
-                return self.json({"error": "k must be an integer"}, status=400)
-            if not 1 <= k <= 1000:
-                return self.json({"error": "k must be within 1..1000"}, status=400)
+            k = _k(request)
+            if isinstance(k, str):
+                return self.json({"error": k}, status=400)
             rec = await runtime.recommend_now(user_id, k)
             if rec is None:
                 return self.json({"error": f"no events for user {user_id!r}"}, status=404)
             body: Any = rec.model_dump(mode="json")
             return self.json(body)
+
+    @app.page("/dashboard/")
+    class DashboardIndex(View):
+        async def get(self, request: Request) -> Response:
+            return self.html((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
+
+    @app.page("/dashboard/{name}")
+    class DashboardFile(View):
+        async def get(self, request: Request, name: str) -> Response:
+            kind = _STATIC.get(name)  # a fixed list: no path from the request ever reaches the file system
+            if kind is None:
+                return self.json({"error": "not found"}, status=404)
+            return self.bytes((STATIC_DIR / name).read_bytes(), content_type=kind)
+
+    @app.page("/api/dashboard/stats")
+    class DashboardStats(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"model_version": runtime.scorer.version, **state.stats()})
+
+    @app.page("/api/dashboard/users/{user_id}")
+    class DashboardUser(View):
+        async def get(self, request: Request, user_id: str) -> Response:
+            return self.json(await _user_view(runtime, state, titles(), user_id))
+
+    return state
+
+
+async def _user_view(runtime: Runtime, state: LiveState, lookup: TitleLookup, user_id: str) -> dict[str, Any]:
+    """Recent events + the current recommendation (the last one sent by this worker, else computed now)."""
+    events = await lookup.recent_events(user_id)
+    rec = state.last_recommendation(user_id)
+    source = "stream"
+    if rec is None and events:
+        fresh = await runtime.recommend_now(user_id, runtime.settings.top_k)
+        rec, source = (fresh.model_dump(mode="json") if fresh else None), "on_demand"
+    ids = {e["item_id"] for e in events if e.get("item_id")}
+    if rec is not None:
+        for it in rec["items"]:
+            ids.add(it["item_id"])
+            ids |= {x["item_id"] for x in it["explanation"]["evidence"] if x.get("item_id")}
+    names = await lookup.titles(ids)
+    return {
+        "user_id": user_id,
+        "events": events,
+        "recommendation": rec,
+        "source": source if rec is not None else None,
+        "titles": names,
+    }

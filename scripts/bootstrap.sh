@@ -22,6 +22,14 @@ PY
 )
 deps="$CACHE/venvs/$key"
 
+# The dashboard's browser test drives Debian's chromium through its chromedriver (no browser download).
+if { ! command -v chromium >/dev/null || [ ! -x /usr/bin/chromedriver ]; } && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null && [ -z "${STREAMREC_NO_BROWSER:-}" ]; then
+  echo "bootstrap: installing chromium + chromium-driver (apt) for the dashboard browser test"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+    || echo "bootstrap: warning: could not install chromium; the dashboard browser test will fail" >&2
+fi
+
 mkdir -p "$CACHE/venvs"
 exec 9>"$CACHE/venvs/.lock"
 flock 9  # one builder at a time; a second caller waits and then finds the environment complete

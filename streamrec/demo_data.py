@@ -113,8 +113,8 @@ def browse_events(purchases: Sequence[Event], catalog: dict[str, Item], seed: in
         span = timedelta(seconds=min(45.0 * len(plan), 1800.0))
         start = max(end - span, previous.get(user, end - span) + timedelta(seconds=1))
         step = (end - start) / (len(plan) + 1)
-        for k, (eid, item, kind, query) in enumerate(plan, start=1):
-            e = _event(eid, user, item, kind, start + step * k, session)
+        for k, (eid, item_id, kind, query) in enumerate(plan, start=1):
+            e = _event(eid, user, item_id, kind, start + step * k, session)
             out.append(e.model_copy(update={"query": query}) if query else e)
         out.extend(lines)
         previous[user] = max(e.ts for e in lines)

@@ -62,7 +62,7 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
             lookups["default"] = TitleLookup(store, client)
         return lookups["default"]
 
-    @app.timer(1.0)
+    @app.timer(1.0)  # type: ignore[untyped-decorator]  # faust's decorators are untyped
     async def _sample() -> None:
         state.tick(runtime.scorer.version)
 

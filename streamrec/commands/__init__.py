@@ -9,7 +9,19 @@ import typer
 __all__ = ["register_all"]
 
 # One module per concern; each defines `register(app: typer.Typer) -> None`.
-_MODULES: tuple[str, ...] = ("schemas", "evaluate", "data", "train", "stack", "explain", "worker", "model")
+_MODULES: tuple[str, ...] = (
+    "schemas",
+    "evaluate",
+    "data",
+    "train",
+    "stack",
+    "explain",
+    "worker",
+    "model",
+    "replay",
+    "tail",
+    "demo",
+)
 
 
 def register_all(app: typer.Typer) -> None:

@@ -53,6 +53,11 @@ function lineChart(canvas, points, series) {
       if (pen) ctx.lineTo(x(i), y(v)); else { ctx.moveTo(x(i), y(v)); pen = true; }
     });
     ctx.stroke();
+    ctx.fillStyle = s.color; // dots too, so a lone point between idle seconds still shows
+    points.forEach((p, i) => {
+      const v = s.get(p);
+      if (v !== null && v !== undefined) { ctx.beginPath(); ctx.arc(x(i), y(v), 2, 0, 2 * Math.PI); ctx.fill(); }
+    });
   }
 }
 

@@ -1,0 +1,179 @@
+"""The dashboard in a real headless browser (Debian chromium via Selenium) against a real `streamrec worker`.
+
+Replays a user's events through the real broker, loads the page, checks that a recommendation with its
+explanation is shown (evidence highlighted in the history), replays one more event, and checks the page
+updates to the new trigger. Screenshots go to `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts import Event, EventType, Item, Settings
+from streamrec.commands.replay import replay
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+USER = "dash-u1"
+T0 = datetime.now(UTC) - timedelta(hours=3)
+
+
+def _catalog() -> list[Item]:
+    names = ["red enamel mug", "blue enamel mug", "tea towel set", "teapot", "cake tin", "jam jar", "apron", "trivet"]
+    return [
+        Item(item_id=f"d{i}", title=name.title(), category=name.split()[-1], ts=T0 - timedelta(days=1))
+        for i, name in enumerate(names)
+    ]
+
+
+def _events() -> list[Event]:
+    """Other users make co-occurrence and popularity; USER views, carts and buys mugs and tea things."""
+    out: list[Event] = []
+    for u in range(6):
+        for k, item in enumerate(["d0", "d1", "d3", "d2"]):
+            out.append(Event(event_id=f"o{u}-{k}", user_id=f"dash-o{u}", item_id=item, type=EventType.VIEW,
+                             ts=T0 + timedelta(minutes=u, seconds=k)))  # fmt: skip
+    plan = [("d0", EventType.VIEW), ("d1", EventType.VIEW), ("d0", EventType.ADD_TO_CART), ("d3", EventType.CLICK)]
+    for k, (item, kind) in enumerate(plan):
+        out.append(Event(event_id=f"u-{k}", user_id=USER, item_id=item, type=kind, ts=T0 + timedelta(minutes=30 + k)))
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+        return json.loads(r.read())
+
+
+def _wait(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def worker(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[tuple[Settings, int]]:
+    """A real `streamrec worker` on this test's topics and Redis DB; yields (settings, web port)."""
+    settings, port = settings_factory(), _free_port()
+    env = dict(os.environ)
+    env.update(
+        STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
+        STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
+        STREAMREC_WEB_PORT=str(port),
+        STREAMREC_MODEL_DIR=str(tmp_path / "no-models"),  # empty store: the baseline blend serves
+        STREAMREC_MAX_WAIT_MS="5",
+    )
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
+    cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", "warning"]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait("the worker's /healthz", lambda: _get_json(f"http://127.0.0.1:{port}/healthz")["status"] == "ok")
+        yield settings, port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "worker.log", ARTIFACTS / "dashboard-worker.log")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Debian chromium driven through Debian's chromedriver (no driver or browser download)."""
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.fail("chromium/chromedriver missing: `bash scripts/bootstrap.sh` as root installs them with apt")
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never try to download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1100",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _text_of_first_explanation(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    whys = driver.find_elements(By.CSS_SELECTOR, "#recs li .why")
+    return str(whys[0].text) if whys else ""
+
+
+async def test_dashboard_shows_explained_recommendations_and_updates(
+    worker: tuple[Settings, int], browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settings, port = worker
+    base = f"http://127.0.0.1:{port}"
+    events = _events()
+    await replay(settings, events, rate=0, items=_catalog())
+    _wait(
+        "the first recommendation for the user",
+        lambda: (
+            (_get_json(f"{base}/api/dashboard/users/{USER}")["recommendation"] or {}).get("trigger_event_id") == "u-3"
+        ),
+    )
+
+    browser.get(f"{base}/dashboard/?user={USER}")
+    WebDriverWait(browser, 30).until(lambda d: _text_of_first_explanation(d) != "")
+    why = _text_of_first_explanation(browser)
+    assert why.startswith("Because") or "popular" in why, why
+    assert browser.find_element(By.ID, "trigger").get_attribute("data-event-id") == "u-3"
+    titles = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#recs li .rec-title")]
+    assert titles and all(titles), titles
+    assert browser.find_elements(By.CSS_SELECTOR, "#history li.evidence"), "no evidence highlighted in the history"
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "total-events").text not in ("", "–", "0"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-1.png"))
+
+    newer = Event(event_id="u-4", user_id=USER, item_id="d4", type=EventType.ADD_TO_CART, ts=T0 + timedelta(hours=1))
+    await replay(settings, [newer], rate=0)
+    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "trigger").get_attribute("data-event-id") == "u-4")
+    assert _text_of_first_explanation(browser) != ""
+    assert "Cake Tin" in browser.find_element(By.ID, "history").text  # the new event, with its title
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-2.png"))

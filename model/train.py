@@ -28,13 +28,13 @@ from model.backends.eager import EagerTorchBackend
 from model.evaluate import point_metrics, rank_points
 from model.scoring import ItemContext
 from model.sequences import QueryCache, event_rows
-from model.splits import CATALOG_FILE, EVENTS_FILE, TestPoint, cutoff_at_fraction, split_at, time_split
+from model.splits import CATALOG_FILE, EVENTS_FILE, TestPoint, cutoff_at_fraction, loo_split, split_at, time_split
 from model.text_tower import TextEncoder, catalog_text_matrix
 from model.torch_scorer import TorchScorer
 from model.transformer import ModelConfig, SeqBatch, SeqRecModel, event_type_index
 from model.vocab import ItemVocab
 
-__all__ = ["Progress", "TrainConfig", "TrainResult", "build_vocab", "data_fingerprint", "train"]
+__all__ = ["Progress", "TrainConfig", "TrainResult", "build_vocab", "data_fingerprint", "train", "train_steps"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ class TrainConfig:
     loss: Literal["softmax", "sampled"] = "softmax"  # full softmax over the catalog, or sampled softmax
     n_negatives: int = 512  # shared uniform negatives per step (sampled loss)
     seed: int = 0  # model init, shuffling, dropout, negatives, validation subsample
-    valid_fraction: float = 0.1  # newest share of events used as the validation window
+    valid_fraction: float = 0.1  # newest share of events used as the validation window (protocol "time")
+    valid_protocol: Literal["time", "loo"] = "time"  # validation: newest window, or each user's last item
     max_valid_points: int = 2000  # validation targets (subsampled with `seed`)
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     spare_fraction: float = 0.1  # extra vocabulary rows for items the learner adds later
@@ -190,22 +191,35 @@ def _epoch(
     order = torch.randperm(windows.items.shape[0], generator=generator)
     steps = (len(order) + config.batch_size - 1) // config.batch_size
     total = 0.0
-    n_rows = int(candidates.sum())
     for step in range(steps):
-        batch, targets = _batch(windows, order[step * config.batch_size : (step + 1) * config.batch_size])
-        negatives = None
-        if config.loss == "sampled":
-            # Distinct rows (without replacement), so each negative's repeat bonus is counted once.
-            negatives = 1 + torch.randperm(n_rows, generator=generator)[: config.n_negatives]
-        out = model(batch, targets, candidates=candidates, negatives=negatives)
-        assert out.loss is not None
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        total += float(out.loss.detach())
+        idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+        total += _step(model, windows, idx, optimizer, config, candidates, generator)
         report(total / (step + 1), step + 1, steps)
     return total / max(steps, 1)
+
+
+def _step(
+    model: SeqRecModel,
+    windows: _Windows,
+    idx: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    candidates: torch.Tensor,
+    generator: torch.Generator,
+) -> float:
+    """One optimizer step on windows `idx`; returns the loss."""
+    batch, targets = _batch(windows, idx)
+    negatives = None
+    if config.loss == "sampled":
+        # Distinct rows (without replacement), so the log(V/N) correction is exact for uniform sampling.
+        negatives = 1 + torch.randperm(int(candidates.sum()), generator=generator)[: config.n_negatives]
+    out = model(batch, targets, candidates=candidates, negatives=negatives)
+    assert out.loss is not None
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return float(out.loss.detach())
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,13 +243,17 @@ def _prepare(
     if len(ordered) < 2:
         msg = f"not enough data: {len(ordered)} events"
         raise ValueError(msg)
-    cutoff = cutoff_at_fraction(ordered, config.valid_fraction)
-    fit, held_out = split_at(ordered, cutoff)
+    if config.valid_protocol == "loo":
+        split = loo_split(ordered, catalog, target="test", max_points=config.max_valid_points, seed=config.seed)
+        fit, points, cutoff = sorted(split.train, key=lambda e: e.ts), split.points, ordered[-1].ts
+    else:
+        cutoff = cutoff_at_fraction(ordered, config.valid_fraction)
+        fit, held_out = split_at(ordered, cutoff)
+        points = time_split(fit, held_out, catalog, max_points=config.max_valid_points, seed=config.seed).points
     vocab = build_vocab(ordered, catalog, config.spare_fraction)
     model = _init_model(config, vocab, catalog, encoder)
     queries = QueryCache(encoder) if encoder is not None and config.model.text_tower else None
     windows = _windows(fit, vocab, model.config, queries)
-    points = time_split(fit, held_out, catalog, max_points=config.max_valid_points, seed=config.seed).points
     if windows.items.shape[0] == 0 or not points:
         msg = f"not enough data: {windows.items.shape[0]} training sequences, {len(points)} validation targets"
         raise ValueError(msg)
@@ -296,3 +314,41 @@ def train(
 
 def _step_report(report: Callable[[Progress], None], epoch: int, loss: float, step: int, steps: int) -> None:
     report(Progress(epoch, step, steps, loss))
+
+
+def train_steps(
+    model: SeqRecModel,
+    vocab: ItemVocab,
+    events: Sequence[Event],
+    steps: int,
+    config: TrainConfig | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    text_encoder: TextEncoder | None = None,
+) -> list[float]:
+    """Fine-tune `model` in place for `steps` optimizer steps on the sequences of `events` (for the learner).
+
+    Batches of `config.batch_size` windows are drawn at random (seeded by `config.seed`), with the same loss as
+    `train` (`config.loss`). Items without a row in `vocab` are skipped. Returns the loss of every step; the model
+    is left in eval mode. `optimizer` defaults to a fresh AdamW with `config.lr` / `config.weight_decay`.
+
+    Raises:
+        ValueError: `events` give no training sequence.
+    """
+    config = config or TrainConfig()
+    queries = QueryCache(text_encoder) if text_encoder is not None and model.config.text_tower else None
+    windows = _windows(sorted(events, key=lambda e: e.ts), vocab, model.config, queries)
+    n = windows.items.shape[0]
+    if n == 0:
+        msg = "not enough data: no training sequence in the given events"
+        raise ValueError(msg)
+    candidates = torch.zeros(vocab.capacity, dtype=torch.bool)
+    candidates[1 : len(vocab) + 1] = True
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    losses = []
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(n, (min(config.batch_size, n),), generator=generator)
+        losses.append(_step(model, windows, idx, optimizer, config, candidates, generator))
+    model.eval()
+    return losses

@@ -2,11 +2,22 @@
 
 Each event is embedded as item + event type + time-gap bucket (+ position, added by GPT-2), and a search event
 as its query's text embedding instead of an item. The hidden state at the last position is the user vector;
-scores are its dot product with the item table, which is the input item embedding itself (tied), optionally
-plus a projection of each item's pretrained text embedding (`text_tower`), so items without trained ID rows
-still score. Nothing is masked: the user's own items are valid next items, and a copy head (attention of
-the user state over their own past item events, with a learned strength) adds an explicit repeat bonus to the
-scores of those items (repeat-aware, as people come back to what they viewed or carted).
+explore scores are its dot product with the item table, which is the input item embedding itself (tied),
+optionally plus a projection of each item's pretrained text embedding (`text_tower`), so items without trained
+ID rows still score. Nothing is masked: the user's own items are valid next items.
+
+Repeat-awareness (`copy_head`) is a pointer over the user's own past item events, CopyNet/RepeatNet style: one
+softmax over the catalog's explore logits *and* one repeat logit per past event,
+
+    P(i) ∝ exp(user · item_i) + Σ_{past events j of item i} exp(a_j),
+    a_j = q(h_p) · (k(h_j) + W x_j + d[p - j]) / √C + g(h_p),
+
+where x_j is event j's input embedding (item, event type, gap), d a learned recency (events ago) embedding and
+g the user's learned propensity to come back at all (the repeat/explore gate, in logit space). An item seen three
+times collects three pointer terms, a carted one a larger a_j if that is what the data says. For ranking,
+log P(i) = user · item_i + bonus_i with bonus_i = softplus(log Σ_j exp(a_j) − user · item_i) ≥ 0 for the user's
+own items and 0 for every other item, so serving keeps the (user vector, per-event bonus) interface: each event
+carries its share exp(a_j) / Σ exp(a) of its item's bonus.
 
 Inputs are left-padded: the newest event is always at position T-1. No I/O, device or optimizer here.
 """
@@ -65,7 +76,7 @@ class ModelConfig:
     n_gap_buckets: int = 24  # time-gap buckets: 0 pad, 1 first event, 2.. log2 seconds (~24 days cap)
     text_tower: bool = False  # add projected pretrained text embeddings to item rows and use search queries
     text_dim: int = 384  # size of the text embeddings (all-MiniLM-L6-v2)
-    copy_head: bool = True  # pointer over the user's own past items: adds a learned repeat bonus to their scores
+    copy_head: bool = True  # repeat pointer over the user's own past item events (see the module docstring)
 
     def __post_init__(self) -> None:
         """Reject shapes GPT-2 cannot build."""
@@ -121,12 +132,7 @@ class SeqRecModel(nn.Module):
             # Precomputed per catalog (model.text_tower); saved with the weights so serving needs no text model.
             self.register_buffer("item_text", torch.zeros(config.n_items, config.text_dim))
             self.text_proj = nn.Linear(config.text_dim, c, bias=False)
-        self.copy_query: nn.Linear | None = None
-        self.copy_strength: nn.Linear | None = None
-        if config.copy_head:
-            self.copy_query = nn.Linear(c, c, bias=False)
-            self.copy_strength = nn.Linear(c, 1)
-            nn.init.constant_(self.copy_strength.bias, 4.0)  # start with a clear repeat bonus (~4 per event)
+        self.repeat: _RepeatHead | None = _RepeatHead(config) if config.copy_head else None
         gpt = GPT2Config(
             vocab_size=1,  # unused: the backbone is fed `inputs_embeds`
             n_positions=config.max_len,
@@ -157,19 +163,28 @@ class SeqRecModel(nn.Module):
             table = table + self.text_proj(self.item_text)
         return table
 
-    def _embed(self, batch: SeqBatch, table: Tensor) -> Tensor:
-        x: Tensor = table[batch.items] + self.type_emb(batch.types) + self.gap_emb(batch.gaps)  # (B, T, C)
+    def _item_rows(self, items: Tensor) -> Tensor:
+        """`item_table()[items]` without building the whole table. Shape (*items.shape, C)."""
+        rows = self.item_emb(items)
+        if self.text_proj is not None:
+            rows = rows + self.text_proj(self.item_text[items])
+        return rows
+
+    def _embed(self, batch: SeqBatch, table: Tensor | None = None) -> Tensor:
+        rows = self._item_rows(batch.items) if table is None else table[batch.items]  # (B, T, C)
+        x: Tensor = rows + self.type_emb(batch.types) + self.gap_emb(batch.gaps)  # (B, T, C)
         if self.text_proj is not None and batch.query_text is not None:
             x = x + self.text_proj(batch.query_text)  # zeros except at search events
         return x
 
-    def _hidden(self, batch: SeqBatch, table: Tensor) -> Tensor:
-        mask = batch.mask
+    def _backbone(self, x: Tensor, mask: Tensor) -> Tensor:
         # Left padding: count positions from the first real event so position 0 is always the oldest event.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        out = self.backbone(inputs_embeds=self._embed(batch, table), attention_mask=mask, position_ids=positions)
-        hidden: Tensor = out.last_hidden_state  # (B, T, C)
-        return hidden
+        hidden: Tensor = self.backbone(inputs_embeds=x, attention_mask=mask, position_ids=positions).last_hidden_state
+        return hidden  # (B, T, C)
+
+    def _hidden(self, batch: SeqBatch) -> Tensor:
+        return self._backbone(self._embed(batch), batch.mask)
 
     def forward(
         self,
@@ -178,79 +193,68 @@ class SeqRecModel(nn.Module):
         candidates: Tensor | None = None,
         negatives: Tensor | None = None,
     ) -> ModelOutput:
-        """Hidden states, and the next-item loss when `targets` is given.
+        """Hidden states, and the next-item loss (negative log of P above) when `targets` is given.
 
         Args:
             batch: Left-padded event sequences.
             targets: (B, T) long: row of the next item after each position, 0 = no target (padding, search,
                 unknown item).
             candidates: (V,) bool: rows that may be predicted (full softmax); default all but padding.
-            negatives: (N,) long: shared sampled negative rows; given = sampled softmax instead of full.
+            negatives: (N,) long: distinct uniformly sampled negative rows; given = sampled softmax (with the
+                log(V/N) correction, so the explore mass stays comparable to the repeat mass).
         """
         table = self.item_table()  # (V, C)
-        hidden = self._hidden(batch, table)  # (B, T, C)
+        x = self._embed(batch, table)  # (B, T, C)
+        hidden = self._backbone(x, batch.mask)  # (B, T, C)
         if targets is None:
             return ModelOutput(hidden)
         picked = targets > 0  # (B, T)
         h = hidden[picked]  # (P, C)
         gold = targets[picked]  # (P,)
-        t = batch.items.shape[1]
-        copy = self._copy(hidden, batch.items, last_only=False)[picked]  # (P, T) repeat bonus per past event
-        copy_rows = batch.items[:, None, :].expand(-1, t, -1)[picked]  # (P, T) item row of each past event
+        gold_explore = (h * table[gold]).sum(-1)  # (P,)
+        allowed = candidates if candidates is not None else torch.arange(table.shape[0], device=h.device) > 0
         if negatives is None:
-            logits = (h @ table.T).scatter_add(1, copy_rows, copy)  # (P, V)
-            allowed = candidates if candidates is not None else torch.arange(table.shape[0], device=h.device) > 0
-            logits = logits.masked_fill(~allowed, float("-inf"))
-            loss = F.cross_entropy(logits, gold)
+            explore = (h @ table.T).masked_fill(~allowed, float("-inf"))  # (P, V)
         else:
-            n = negatives.shape[0]  # distinct rows (sampled without replacement)
-            positive = (h * table[gold]).sum(-1) + (copy * (copy_rows == gold[:, None])).sum(-1)  # (P,)
-            column = torch.full((table.shape[0],), n, dtype=torch.long, device=h.device)
-            column[negatives] = torch.arange(n, device=h.device)
-            bonus = torch.zeros(h.shape[0], n + 1, device=h.device).scatter_add(1, column[copy_rows], copy)
-            sampled = h @ table[negatives].T + bonus[:, :n]  # (P, N)
+            n_allowed = float(allowed.sum())
+            sampled = h @ table[negatives].T + math.log(n_allowed / negatives.shape[0])  # (P, N)
             sampled = sampled.masked_fill(negatives[None, :] == gold[:, None], float("-inf"))  # accidental hits
-            logits = torch.cat([positive[:, None], sampled], dim=1)  # (P, 1 + N)
-            loss = F.cross_entropy(logits, torch.zeros_like(gold))
-        return ModelOutput(hidden, loss)
+            explore = torch.cat([gold_explore[:, None], sampled], dim=1)  # (P, 1 + N)
+        if self.repeat is None:
+            total, gold_score = torch.logsumexp(explore, 1), gold_explore
+        else:
+            t = batch.items.shape[1]
+            pointer = self.repeat(hidden, x, batch.items, last_only=False)[picked]  # (P, T)
+            rows = batch.items[:, None, :].expand(-1, t, -1)[picked]  # (P, T) item row of each past event
+            gold_repeat = torch.logsumexp(pointer.masked_fill(rows != gold[:, None], _NEG), 1)  # (P,)
+            total = torch.logsumexp(torch.cat([explore, pointer], 1), 1)
+            gold_score = torch.logaddexp(gold_explore, gold_repeat)
+        return ModelOutput(hidden, (total - gold_score).mean())
 
-    def _copy(self, hidden: Tensor, items: Tensor, last_only: bool) -> Tensor:
-        """Repeat bonus of each past event's item in the scores after event p: (B, Q, T), Q = T or 1 (last).
-
-        A sigmoid gate per past item event of position p (causal; padding and searches excluded), times a learned
-        non-negative strength: each event can add up to the full strength, so an item seen three times gets up
-        to three times the bonus, and the model decides per user and event how much own items come back.
-        """
-        b, t, c = hidden.shape
-        if self.copy_query is None or self.copy_strength is None:
-            return hidden.new_zeros((b, 1 if last_only else t, t))
-        queries = hidden[:, -1:] if last_only else hidden  # (B, Q, C)
-        attention = self.copy_query(queries) @ hidden.transpose(1, 2) / math.sqrt(c)  # (B, Q, T)
-        valid = (items > 0)[:, None, :]  # (B, 1, T)
-        if not last_only:
-            valid = valid & torch.ones(t, t, dtype=torch.bool, device=hidden.device).tril()  # (B, T, T)
-        gates = torch.sigmoid(attention) * valid  # (B, Q, T)
-        weights: Tensor = gates * F.softplus(self.copy_strength(queries))  # (B, Q, T)
-        return weights
+    def _encode(self, x: Tensor, items: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        hidden = self._backbone(x, mask)  # (B, T, C)
+        users = hidden[:, -1]  # (B, C)
+        if self.repeat is None:
+            return users, hidden.new_zeros(items.shape)
+        pointer = self.repeat(hidden, x, items, last_only=True)[:, 0]  # (B, T)
+        explore = (users[:, None, :] * self._item_rows(items)).sum(-1)  # (B, T) user · own item rows
+        return users, _repeat_bonus(pointer, explore, items)
 
     def encode(self, batch: SeqBatch) -> tuple[Tensor, Tensor]:
         """User vectors (B, C) and the repeat bonus of each input event's item (B, T), for scoring."""
-        hidden = self._hidden(batch, self.item_table())  # (B, T, C)
-        return hidden[:, -1], self._copy(hidden, batch.items, last_only=True)[:, 0]
+        return self._encode(self._embed(batch), batch.items, batch.mask)
 
     def embed(self, batch: SeqBatch) -> Tensor:
         """Input embeddings (B, T, C) as the backbone sees them (GPT-2 adds positions); for `explain/`."""
-        return self._embed(batch, self.item_table())
+        return self._embed(batch)
 
     def encode_embeddings(self, x: Tensor, items: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """`encode` from input embeddings `x` (B, T, C) (see `embed`), so attribution gradients reach them."""
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T), as in `_hidden`
-        hidden: Tensor = self.backbone(inputs_embeds=x, attention_mask=mask, position_ids=positions).last_hidden_state
-        return hidden[:, -1], self._copy(hidden, items, last_only=True)[:, 0]
+        return self._encode(x, items, mask)
 
     def encode_users(self, batch: SeqBatch) -> Tensor:
         """User vectors: the hidden state after each user's newest event. Shape (B, C)."""
-        return self._hidden(batch, self.item_table())[:, -1]
+        return self._hidden(batch)[:, -1]
 
     def score(self, batch: SeqBatch) -> Tensor:
         """Scores of every item row for each user, repeat bonus included. Shape (B, V); for small catalogs
@@ -258,3 +262,45 @@ class SeqRecModel(nn.Module):
         users, copy = self.encode(batch)  # (B, C), (B, T)
         scores: Tensor = (users @ self.item_table().T).scatter_add(1, batch.items, copy)  # (B, V)
         return scores
+
+
+_NEG = -1e4  # "impossible" logit that keeps logsumexp and its gradient finite (exp(-1e4) == 0 in float32)
+
+
+class _RepeatHead(nn.Module):
+    """Repeat logit a_j of each past item event j as seen from position p (module docstring)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c = config.d_model
+        self.query = nn.Linear(c, c)
+        self.key = nn.Linear(c, c)
+        self.input_key = nn.Linear(c, c, bias=False)  # the event's own item/type/gap embedding
+        self.distance = nn.Embedding(config.max_len, c)  # how many events ago
+        self.gate = nn.Linear(c, 1)  # the user's propensity to come back at all
+        # Start with the repeat mass (max_len pointers) about equal to the explore mass (n_items logits).
+        nn.init.constant_(self.gate.bias, max(0.0, math.log(config.n_items / config.max_len)))
+
+    def forward(self, hidden: Tensor, x: Tensor, items: Tensor, last_only: bool) -> Tensor:
+        """(B, Q, T) repeat logits, Q = T (every position, causal) or 1 (the newest); invalid = `_NEG`."""
+        b, t, c = hidden.shape
+        queries = hidden[:, -1:] if last_only else hidden  # (B, Q, C)
+        q = self.query(queries)  # (B, Q, C)
+        k = self.key(hidden) + self.input_key(x)  # (B, T, C)
+        p = torch.arange(t - 1, t, device=items.device) if last_only else torch.arange(t, device=items.device)
+        ago = p[:, None] - torch.arange(t, device=items.device)[None, :]  # (Q, T) events between j and p
+        valid = (items > 0)[:, None, :] & (ago >= 0)[None]  # (B, Q, T): own item events at or before p
+        ago = ago.clamp(min=0, max=self.distance.num_embeddings - 1)
+        recency = (q @ self.distance.weight.T).gather(2, ago[None].expand(b, -1, -1))  # (B, Q, T)
+        logits = (q @ k.transpose(1, 2) + recency) / math.sqrt(c) + self.gate(queries)  # (B, Q, T)
+        return logits.masked_fill(~valid, _NEG)
+
+
+def _repeat_bonus(pointer: Tensor, explore: Tensor, items: Tensor) -> Tensor:
+    """Per-event share (B, T) of its item's bonus softplus(log Σ exp(a) − user · item) (module docstring)."""
+    valid = pointer > _NEG / 2  # (B, T)
+    same = (items[:, :, None] == items[:, None, :]) & valid[:, :, None] & valid[:, None, :]  # (B, T, T)
+    log_mass = torch.logsumexp(pointer[:, None, :].masked_fill(~same, _NEG), -1)  # (B, T) per event's item
+    share = torch.exp(pointer - log_mass) * valid  # (B, T) sums to 1 over one item's events
+    bonus: Tensor = F.softplus(log_mass - explore) * share
+    return bonus

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
+class Protocol(StrEnum):
+    """Which events train and which validate (matches `streamrec evaluate --protocol`)."""
+
+    TIME = "time"
+    LOO = "loo"
+
+
 class Loss(StrEnum):
     """Training loss."""
 
@@ -62,13 +69,23 @@ def register(app: typer.Typer) -> None:
         patience: int = typer.Option(3, min=1, help="Epochs without a better validation NDCG@10 before stopping."),
         valid_fraction: float = typer.Option(0.1, help="Newest share of training events used for validation."),
         max_valid_points: int = typer.Option(2000, min=1, help="Validation targets at most."),
+        dropout: float = typer.Option(0.2, min=0.0, max=0.9, help="Dropout (embeddings, attention, residual)."),
+        weight_decay: float = typer.Option(0.01, min=0.0, help="AdamW weight decay."),
+        copy_head: bool = typer.Option(True, "--repeat-head/--no-repeat-head", help="Pointer over own past items."),
+        protocol: Annotated[
+            Protocol,
+            typer.Option(
+                help="time: validate on the newest --valid-fraction; loo: hold out every user's last item (the "
+                "test target of `evaluate --protocol loo`) and validate on the one before it."
+            ),
+        ] = Protocol.TIME,
     ) -> None:
         """Train the sequential transformer (CPU is fine) and save it with a verified manifest."""
         import torch
 
         from contracts import StreamrecError
         from model.artifacts import save_model
-        from model.splits import cutoff_last_day, load_catalog, load_events
+        from model.splits import cutoff_last_day, load_catalog, load_events, loo_split
         from model.text_tower import MiniLMEncoder
         from model.train import TrainConfig, data_fingerprint
         from model.train import train as run
@@ -84,8 +101,17 @@ def register(app: typer.Typer) -> None:
         limit = _parse_until(until) or (cutoff_last_day(events) if exclude_last_day and events else None)
         if limit is not None:
             events = [e for e in events if e.ts < limit]
+        if protocol is Protocol.LOO:
+            events = sorted(loo_split(events, catalog).train, key=lambda e: e.ts)  # never see the test targets
         config = TrainConfig(
-            model=ModelConfig(max_len=max_len, d_model=d_model, n_layers=layers, text_tower=text_tower),
+            model=ModelConfig(
+                max_len=max_len,
+                d_model=d_model,
+                n_layers=layers,
+                dropout=dropout,
+                text_tower=text_tower,
+                copy_head=copy_head,
+            ),
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
@@ -94,6 +120,8 @@ def register(app: typer.Typer) -> None:
             loss=loss.value,
             seed=seed,
             valid_fraction=valid_fraction,
+            valid_protocol=protocol.value,
+            weight_decay=weight_decay,
             max_valid_points=max_valid_points,
             text_cache_dir=out / ".text-cache",
         )
@@ -103,7 +131,12 @@ def register(app: typer.Typer) -> None:
         except (ValueError, StreamrecError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from exc
-        fingerprint = {**data_fingerprint(data), "until": limit.isoformat() if limit else None, "events": len(events)}
+        fingerprint = {
+            **data_fingerprint(data),
+            "until": limit.isoformat() if limit else None,
+            "protocol": protocol.value,
+            "events": len(events),
+        }
         manifest = save_model(
             out, result.model, result.vocab, data=fingerprint, metrics=result.metrics, training=result.training
         )

@@ -68,6 +68,47 @@ def test_copy_head_adds_a_repeat_bonus_only_to_own_past_items() -> None:
         assert torch.allclose(extra[b, [r for r in range(12) if r not in own]], torch.tensor(0.0), atol=1e-5)
 
 
+@pytest.mark.parametrize("copy_head", [True, False])
+def test_serving_scores_are_the_training_distribution(copy_head: bool) -> None:
+    """score(i) - logsumexp(scores) == log P(i) of the loss: the repeat bonus is the exact pointer mixture."""
+    model = _model(copy_head=copy_head)
+    batch = _batch(pad=2)
+    batch.items[2, 1:4] = 5  # item 5 three times: its pointer terms add up
+    log_p = torch.log_softmax(model.score(batch)[:, 1:], dim=1)  # (B, V - 1): rows 1.. are the candidates
+    for row in range(1, 12):
+        targets = torch.zeros_like(batch.items)
+        targets[:, -1] = row
+        for b in range(3):
+            only = torch.zeros_like(targets)
+            only[b] = targets[b]
+            loss = model(batch, only).loss
+            assert loss is not None
+            assert torch.allclose(-loss, log_p[b, row - 1], atol=1e-4), (row, b)
+
+
+def test_repeat_head_learns_to_come_back() -> None:
+    """Sequences that always return to their first item: after a few steps the pointer puts it on top."""
+    torch.manual_seed(0)
+    model = _model(dropout=0.0).train()
+    g = torch.Generator().manual_seed(2)
+    items = torch.randint(1, 12, (64, 6), generator=g)
+    items[:, -1] = items[:, 0]  # the next item after position 4 is the user's first item
+    ones = torch.ones_like(items)
+    batch = SeqBatch(items[:, :-1], ones[:, :-1], ones[:, :-1] * 3, ones[:, :-1])
+    targets = torch.zeros_like(batch.items)
+    targets[:, -1] = items[:, -1]
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(60):
+        loss = model(batch, targets).loss
+        assert loss is not None
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    top = model.score(batch)[:, 1:].argmax(1) + 1
+    assert (top == items[:, 0]).float().mean() > 0.9
+
+
 def test_without_copy_head_scores_are_plain_dot_products() -> None:
     model = _model(copy_head=False)
     batch = _batch()

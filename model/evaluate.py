@@ -8,7 +8,7 @@ Protocol (shared by `streamrec evaluate` and the online learner):
 3. Each scorer ranks the whole catalog for every test point (top `max(K)` kept; no sampled negatives; items the
    user has seen stay eligible, so repeats are valid hits).
 4. Metrics HR@10, NDCG@10, Recall@20, MRR@20 per test point; mean and percentile-bootstrap 95 % interval,
-   overall and per target event type.
+   overall, per target event type and for cold targets (items absent from the training events).
 
 Plugging in a model: pass a `Scorer`, or a factory `(train_events, catalog) -> Scorer` that trains on the
 split's training events, in the `scorers` mapping of `evaluate`.
@@ -81,6 +81,8 @@ class ScorerReport:
     n: int
     metrics: Mapping[str, MetricValue]
     by_event_type: Mapping[str, tuple[int, Mapping[str, MetricValue]]]  # type -> (n, metrics)
+    # segment -> (n, metrics): "cold_target" = targets never seen in the training events (new items), if any
+    by_segment: Mapping[str, tuple[int, Mapping[str, MetricValue]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: `{"version", "n", "hr@10": {"value", "ci_low", "ci_high"}, ..., "by_event_type": {...}}`."""
@@ -90,6 +92,11 @@ class ScorerReport:
             kind: {"n": n, **{name: _value_dict(v) for name, v in metrics.items()}}
             for kind, (n, metrics) in self.by_event_type.items()
         }
+        if self.by_segment:
+            out["by_segment"] = {
+                name: {"n": n, **{m: _value_dict(v) for m, v in metrics.items()}}
+                for name, (n, metrics) in self.by_segment.items()
+            }
         return out
 
 
@@ -173,6 +180,8 @@ def evaluate(
         items = InteractionIndex.build(split.train, split.catalog, config.index).item_context()
     targets = [p.target for p in split.points]
     kinds = np.asarray([p.target_type.value for p in split.points])
+    trained = {e.item_id for e in split.train if e.item_id is not None}
+    cold = np.asarray([p.target not in trained for p in split.points], dtype=bool)
     reports = []
     for name, spec in scorers.items():
         scorer = _as_scorer(spec, split)
@@ -184,6 +193,10 @@ def evaluate(
             )
             for kind in sorted(set(kinds.tolist()))
         }
-        reports.append(ScorerReport(name, scorer.version, len(targets), _summarise(values, config), by_type))
-    n_items = len(set(split.catalog) | {e.item_id for e in split.train if e.item_id is not None})
+        segments = {}
+        if cold.any():
+            segments["cold_target"] = (int(cold.sum()), _summarise({m: v[cold] for m, v in values.items()}, config))
+        summary = _summarise(values, config)
+        reports.append(ScorerReport(name, scorer.version, len(targets), summary, by_type, segments))
+    n_items = len(set(split.catalog) | trained)
     return EvalReport(split.protocol, len(split.points), len(split.train), n_items, reports)

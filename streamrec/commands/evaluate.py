@@ -127,6 +127,7 @@ def _print_table(report: EvalReport) -> None:
     for scorer in report.scorers:
         rows = [("all", scorer.n, scorer.metrics)]
         rows += [(kind, n, metrics) for kind, (n, metrics) in scorer.by_event_type.items()]
+        rows += [(segment, n, metrics) for segment, (n, metrics) in scorer.by_segment.items()]
         for kind, n, metrics in rows:
             cells = [f"{metrics[m].value:.4f} [{metrics[m].ci_low:.4f}, {metrics[m].ci_high:.4f}]" for m in names]
             table.add_row(scorer.name if kind == "all" else "", kind, str(n), *cells)

@@ -220,3 +220,20 @@ def test_user_state_builder_cart_purchases_and_affinity() -> None:
     # x: cart (3) at 0 h and view (1) at 48.5 h; y: purchase (5) at 48 h; half-life one day.
     assert state.category_affinity["x"] == pytest.approx(3 * 0.5 ** (48.5 / 24) + 1)
     assert state.category_affinity["y"] == pytest.approx(5 * 0.5 ** (0.5 / 24))
+
+
+def test_cold_targets_are_reported_as_their_own_segment(stream: Stream) -> None:
+    events, catalog = stream
+    history, test = split_at(events, cutoff_last_day(events))
+    fresh = history[-1].ts + timedelta(seconds=1)
+    extra = [
+        Event(event_id=f"n{u}", user_id=f"u{u}", item_id="new-item", type=EventType.VIEW, ts=fresh) for u in range(5)
+    ]
+    split = time_split(history, sorted(test + extra, key=lambda e: e.ts), catalog)
+    scorer = evaluate(split, {"pop": PopularityScorer()}, EvalConfig(bootstrap=50)).scorers[0]
+    n_cold = sum(p.target == "new-item" for p in split.points)
+    assert n_cold > 0 and scorer.by_segment["cold_target"][0] == n_cold
+    assert scorer.by_segment["cold_target"][1]["hr@10"].value == 0.0  # popularity never ranks an unseen item
+    assert scorer.to_dict()["by_segment"]["cold_target"]["n"] == n_cold
+    plain = evaluate(time_split(history, test, catalog), {"pop": PopularityScorer()}, EvalConfig(bootstrap=50))
+    assert "by_segment" not in plain.scorers[0].to_dict()

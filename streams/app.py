@@ -8,8 +8,10 @@ import faust
 
 from contracts import Settings
 from streams.agents.catalog import attach_catalog_agent
+from streams.agents.model_updates import attach_model_updates
 from streams.agents.recommend import attach_recommend_agent
 from streams.runtime import Runtime
+from streams.serving import initial_serving
 from streams.topics import declare_topics
 from streams.web import attach_web
 
@@ -38,7 +40,11 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
-    """A worker app: recommend + catalog agents, web endpoints; consumer group `<prefix>-worker`."""
+    """A worker app: recommend + catalog agents, model-update follower, web endpoints; group `<prefix>-worker`.
+
+    Without a `runtime`, the serving model is the model store's `CURRENT` version (`Settings.model_dir`), or the
+    baseline blend when the store is empty.
+    """
     app = faust.App(
         f"{settings.topic_prefix}-worker",
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
@@ -51,9 +57,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         web_port=settings.web_port,
         web_in_thread=False,
     )
-    runtime = runtime or Runtime(settings)
+    runtime = runtime or Runtime(settings, serving=initial_serving(settings))
     topics = declare_topics(app, settings)
     attach_recommend_agent(app, topics, runtime, settings)
     attach_catalog_agent(app, topics, runtime, settings)
+    attach_model_updates(app, runtime, settings)
     attach_web(app, runtime)
     return app

@@ -13,10 +13,10 @@ import redis.asyncio as aioredis
 from contracts import Item, Recommendation, RecommendedItem, ServiceUnavailable, Settings
 from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore
-from model.baselines import default_blend
 from model.scoring import Scorer
 from streams.batch import BatchConfig, BatchOutcome, process_batch, to_item_context, to_user_state
 from streams.metrics import WorkerMetrics
+from streams.serving import ServingModel, baseline_serving
 from streams.validation import RawRecord
 
 __all__ = ["Runtime"]
@@ -30,10 +30,13 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Runtime:
-    """Everything a batch needs; clients are created on first use and closed by `close()`."""
+    """Everything a batch needs; clients are created on first use and closed by `close()`.
+
+    `serving` (scorer + explainer) is replaced as one by `swap` (hot model updates); a batch reads it once.
+    """
 
     settings: Settings
-    scorer: Scorer = field(default_factory=default_blend)
+    serving: ServingModel = field(default_factory=baseline_serving)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     max_backoff_seconds: float = 5.0
     _store: FeatureStore | None = None
@@ -47,8 +50,25 @@ class Runtime:
             max_event_bytes=s.max_event_bytes,
             max_future_skew=timedelta(seconds=s.max_future_skew_seconds),
         )
-        self.explainer = Explainer()
-        self.metrics.model_info.labels(version=self.scorer.version).set(1)
+        self.metrics.model_info.labels(version=self.serving.version).set(1)
+
+    @property
+    def scorer(self) -> Scorer:
+        """The serving scorer (read `serving` once instead when scorer and explainer must match)."""
+        return self.serving.scorer
+
+    @property
+    def explainer(self) -> Explainer:
+        """The serving scorer's explainer."""
+        return self.serving.explainer
+
+    def swap(self, serving: ServingModel) -> None:
+        """Serve `serving` from the next batch on (in-flight batches finish on the old pair)."""
+        old = self.serving
+        self.serving = serving  # one reference assignment: batches see the old pair or the new one
+        if old.version != serving.version:
+            self.metrics.model_info.remove(old.version)
+        self.metrics.model_info.labels(version=serving.version).set(1)
 
     @property
     def store(self) -> FeatureStore:
@@ -68,13 +88,14 @@ class Runtime:
         """Process a batch, retrying with backoff while Redis is unavailable (the batch is never skipped)."""
         delay = 0.1
         while True:
+            serving = self.serving  # one read: the whole batch uses one model and its explainer
             try:
                 outcome = await process_batch(
                     records,
                     arrived=arrived,
                     store=self.store,
-                    scorer=self.scorer,
-                    explainer=self.explainer,
+                    scorer=serving.scorer,
+                    explainer=serving.explainer,
                     config=self.batch_config,
                     clock=_utcnow,
                 )
@@ -119,8 +140,9 @@ class Runtime:
         if not state.events:
             return None
         loop = asyncio.get_running_loop()
-        [ranked] = await loop.run_in_executor(None, self.scorer.score, [state], context, k)
-        [why] = self.explainer.explain([state], context, [ranked])
+        serving = self.serving
+        [ranked] = await loop.run_in_executor(None, serving.scorer.score, [state], context, k)
+        [why] = serving.explainer.explain([state], context, [ranked])
         items = [
             RecommendedItem(item_id=s.item_id, score=float(s.score), rank=r, explanation=e)
             for r, (s, e) in enumerate(zip(ranked, why, strict=True), start=1)
@@ -128,7 +150,7 @@ class Runtime:
         return Recommendation(
             user_id=user_id,
             trigger_event_id=state.events[-1].event_id,
-            model_version=self.scorer.version,
+            model_version=serving.version,
             generated_at=_utcnow(),
             latency_ms=0.0,
             items=items,

@@ -18,6 +18,7 @@ _MODULES: tuple[str, ...] = (
     "explain",
     "worker",
     "model",
+    "learner",
     "replay",
     "tail",
     "demo",

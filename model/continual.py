@@ -1,0 +1,381 @@
+"""Continual fine-tuning of a serving transformer: replay reservoir, growing vocabulary, guarded steps, gate.
+
+One learner cycle (driven by `streams/learner/`) is: `grow_vocabulary` for items the model has never seen
+(spare rows first, a resized table when they run out; a titled item's row starts from the text tower, or from
+its text neighbours' rows, else from its category's mean), `fine_tune` for a few AdamW steps on fresh sequences
+mixed with sequences replayed from a `ReplayReservoir` (against forgetting), then `gate`: candidate vs serving
+model on the newest held-back window, full-catalog ranking, NDCG@10; promote only if the candidate is not worse
+by more than `tolerance`. A non-finite loss, an exploding gradient norm or non-finite weights discard the update
+(`FineTuneResult.ok` False, with the reason).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from contracts import EventType, Item
+from model.metrics import ndcg_at_k
+from model.scoring import UserState
+from model.sequences import EventRows, batch_from_states, event_rows
+from model.splits import TestPoint
+from model.stream_buffer import UserSequence
+from model.text_tower import TextEncoder, item_text
+from model.torch_scorer import chunked_topk
+from model.transformer import ModelConfig, SeqBatch, SeqRecModel, event_type_index
+from model.vocab import ItemVocab
+
+__all__ = [
+    "CachedEncoder",
+    "ContinualConfig",
+    "FineTuneResult",
+    "GateResult",
+    "Ranker",
+    "ReplayReservoir",
+    "UserSequence",
+    "encode_sequences",
+    "fine_tune",
+    "gate",
+    "grow_vocabulary",
+    "ndcg_at_10",
+]
+
+_SEARCH = event_type_index(EventType.SEARCH)
+
+
+@dataclass(frozen=True)
+class ContinualConfig:
+    """Knobs of one update cycle (CPU-cheap defaults)."""
+
+    steps: int = 30  # fine-tuning steps per cycle
+    batch_size: int = 64  # sequences per step
+    lr: float = 1e-3  # AdamW learning rate
+    weight_decay: float = 0.0  # no decay: a few steps should not shrink the whole table
+    grad_clip: float = 1.0  # gradients are clipped to this norm ...
+    max_grad_norm: float = 1e4  # ... but a pre-clip norm above this (or non-finite) discards the update
+    max_loss: float = 1e3  # a loss above this (or non-finite) discards the update
+    replay_fraction: float = 0.5  # share of each batch drawn from the replay reservoir (when it has data)
+    reservoir_size: int = 5000  # sequences kept for replay
+    tolerance: float = 0.01  # promote unless candidate NDCG@10 < serving NDCG@10 - tolerance (absolute)
+    holdout_fraction: float = 0.3  # newest share of a cycle's events held back for the gate
+    min_gate_points: int = 20  # fewer held-back targets: no decision yet (data carried to the next cycle)
+    max_gate_points: int = 300  # held-back targets scored at most (newest kept)
+    growth: float = 0.25  # when spare rows run out, add this fraction of the capacity (at least 64 rows)
+    seed: int = 0
+
+
+class CachedEncoder:
+    """A `TextEncoder` that remembers every text it embedded (item texts recur every cycle)."""
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        """Args: the text model."""
+        self._encoder = encoder
+        self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def name(self) -> str:
+        """The wrapped model's name."""
+        return self._encoder.name
+
+    @property
+    def dim(self) -> int:
+        """Embedding size."""
+        return self._encoder.dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of `texts`; only texts never seen before reach the model."""
+        missing = sorted({t for t in texts if t not in self._cache})
+        if missing:
+            self._cache.update(zip(missing, self._encoder.encode(missing), strict=True))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts]).astype(np.float32)
+
+
+class ReplayReservoir:
+    """Uniform sample (reservoir sampling, Algorithm R) of every sequence ever offered, bounded in size."""
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        """Args: sequences kept, sampling seed."""
+        self.size = size
+        self.seen = 0
+        self._items: list[UserSequence] = []
+        self._rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        """Sequences held."""
+        return len(self._items)
+
+    def add(self, sequences: Sequence[UserSequence]) -> None:
+        """Offer sequences; each of the `seen` so far is kept with probability size/seen."""
+        for sequence in sequences:
+            self.seen += 1
+            if len(self._items) < self.size:
+                self._items.append(sequence)
+            else:
+                j = self._rng.randrange(self.seen)
+                if j < self.size:
+                    self._items[j] = sequence
+
+    def sample(self, n: int) -> list[UserSequence]:
+        """Up to `n` distinct held sequences."""
+        return self._rng.sample(self._items, min(n, len(self._items)))
+
+
+@dataclass(frozen=True, slots=True)
+class FineTuneResult:
+    """A candidate model, or why the update was discarded."""
+
+    model: SeqRecModel | None  # None when discarded
+    ok: bool
+    reason: str  # "ok" or what went wrong
+    steps: int  # steps taken
+    loss_first: float
+    loss_last: float
+    max_grad_norm: float  # largest pre-clip gradient norm seen
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """Prequential comparison on the held-back window."""
+
+    promote: bool
+    reason: str
+    candidate_ndcg: float
+    serving_ndcg: float
+    points: int
+
+
+def encode_sequences(
+    sequences: Sequence[UserSequence], vocab: ItemVocab, config: ModelConfig
+) -> tuple[SeqBatch, torch.Tensor]:
+    """Left-padded inputs and next-item targets (B, T): the newest `max_len + 1` usable events of each sequence."""
+    t = config.max_len
+    rows: list[EventRows] = [event_rows(s, vocab, config.n_gap_buckets) for s in sequences]
+    arrays = [np.zeros((len(rows), t), dtype=np.int64) for _ in range(5)]  # items, types, gaps, mask, targets
+    for r, enc in enumerate(rows):
+        items, types, gaps = enc.items[-(t + 1) :], enc.types[-(t + 1) :], enc.gaps[-(t + 1) :]
+        n = len(items) - 1  # inputs; the last event is only a target
+        if n <= 0:
+            continue
+        nexts = np.where(types[1:] == _SEARCH, 0, items[1:])
+        for a, part in enumerate((items[:-1], types[:-1], gaps[:-1])):
+            arrays[a][r, t - n :] = part
+        arrays[3][r, t - n :] = 1
+        arrays[4][r, t - n :] = nexts
+    items_t, types_t, gaps_t, mask_t, targets_t = (torch.from_numpy(a) for a in arrays)
+    return SeqBatch(items_t, types_t, gaps_t, mask_t), targets_t
+
+
+def _resized(model: SeqRecModel, capacity: int) -> SeqRecModel:
+    """A copy of `model` with `capacity` item rows (old rows kept, new rows zero)."""
+    grown = SeqRecModel(dataclasses.replace(model.config, n_items=capacity))
+    state = model.state_dict()
+    target = grown.state_dict()
+    for name, tensor in state.items():
+        if name in ("item_emb.weight", "item_text"):
+            target[name][: tensor.shape[0]] = tensor
+            target[name][tensor.shape[0] :] = 0.0
+        else:
+            target[name] = tensor
+    grown.load_state_dict(target)
+    return grown
+
+
+@torch.no_grad()
+def grow_vocabulary(
+    model: SeqRecModel,
+    vocab: ItemVocab,
+    new_items: Sequence[str],
+    catalog: Mapping[str, Item],
+    encoder: TextEncoder | None = None,
+    growth: float = 0.25,
+    neighbours: int = 5,
+) -> tuple[SeqRecModel, ItemVocab, list[str]]:
+    """Give rows to items the model does not know; returns (model, vocab, added ids) — new objects if grown.
+
+    The input model and vocabulary are never modified (the serving model may share them).
+    """
+    added = list(dict.fromkeys(i for i in new_items if i not in vocab))
+    if not added:
+        return model, vocab, []
+    capacity = vocab.capacity
+    if len(added) > vocab.spare:
+        capacity = len(vocab) + 1 + len(added) + max(64, int(vocab.capacity * growth))
+        model = _resized(model, capacity)
+    else:
+        model = copy.deepcopy(model)
+    vocab = ItemVocab(vocab.ids, capacity=capacity)
+    rows = vocab.add(added)
+    _init_rows(model, vocab, rows, added, catalog, encoder, neighbours)
+    return model, vocab, added
+
+
+def _init_rows(
+    model: SeqRecModel,
+    vocab: ItemVocab,
+    rows: list[int],
+    added: list[str],
+    catalog: Mapping[str, Item],
+    encoder: TextEncoder | None,
+    neighbours: int,
+) -> None:
+    emb = model.item_emb.weight  # (V, C)
+    known = len(vocab) - len(added)  # rows 1..known are the old items
+    texts = {i: item_text(catalog[i]) for i in added if i in catalog}
+    titled = [i for i in added if texts.get(i)]
+    vectors: dict[str, torch.Tensor] = {}
+    if encoder is not None and titled:
+        encoded = torch.from_numpy(encoder.encode([texts[i] or "" for i in titled]))
+        vectors = dict(zip(titled, encoded, strict=True))
+    if model.text_proj is not None:
+        for item_id, row in zip(added, rows, strict=True):
+            if item_id in vectors:
+                model.item_text[row] = vectors[item_id]  # the text tower scores it; its ID row starts at zero
+    neighbour_rows = _text_neighbours(vectors, vocab, catalog, encoder, known, neighbours)
+    by_category: dict[str, list[int]] = {}
+    for row in range(1, known + 1):
+        item = catalog.get(vocab.item(row))
+        if item is not None and item.category is not None:
+            by_category.setdefault(item.category, []).append(row)
+    scale = 0.1 / math.sqrt(emb.shape[1])
+    for item_id, row in zip(added, rows, strict=True):
+        if model.text_proj is not None and item_id in vectors:
+            emb[row] = 0.0
+        elif item_id in neighbour_rows:
+            rows_, weights = neighbour_rows[item_id]
+            emb[row] = (weights[:, None] * emb[rows_]).sum(0)  # similarity-weighted mean of the neighbours
+        elif (category := getattr(catalog.get(item_id), "category", None)) in by_category:
+            emb[row] = emb[by_category[category]].mean(0)
+        else:
+            emb[row] = torch.randn(emb.shape[1]) * scale  # unknown: a small vector, neutral scores
+
+
+def _text_neighbours(
+    vectors: Mapping[str, torch.Tensor],
+    vocab: ItemVocab,
+    catalog: Mapping[str, Item],
+    encoder: TextEncoder | None,
+    known: int,
+    k: int,
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """For each new titled item: rows of its `k` most text-similar known items and their weights (similarity,
+    normalised; dissimilar items get none). Works without a text tower."""
+    if encoder is None or not vectors:
+        return {}
+    pool = [(row, item_text(catalog[vocab.item(row)])) for row in range(1, known + 1) if vocab.item(row) in catalog]
+    pool = [(row, text) for row, text in pool if text]
+    if not pool:
+        return {}
+    known_vectors = torch.from_numpy(encoder.encode([text for _, text in pool if text]))  # (K, D) unit length
+    pool_rows = torch.tensor([row for row, _ in pool])
+    out = {}
+    for item_id, vector in vectors.items():
+        sims, picked = (known_vectors @ vector).topk(min(k, len(pool)))  # (k,) cosine, best first
+        weights = sims.clamp(min=0.0)
+        if float(weights.sum()) > 0.0:
+            out[item_id] = (pool_rows[picked], weights / weights.sum())
+    return out
+
+
+def fine_tune(
+    model: SeqRecModel,
+    vocab: ItemVocab,
+    fresh: Sequence[UserSequence],
+    reservoir: ReplayReservoir,
+    config: ContinualConfig,
+) -> FineTuneResult:
+    """A few guarded AdamW steps on `fresh` + replayed sequences, on a copy of `model`."""
+    candidate = copy.deepcopy(model).train()
+    torch.manual_seed(config.seed + reservoir.seen)
+    rng = random.Random(config.seed + reservoir.seen)
+    allowed = torch.zeros(vocab.capacity, dtype=torch.bool)
+    allowed[1 : len(vocab) + 1] = True  # padding and unclaimed rows are never targets
+    optimizer = torch.optim.AdamW(candidate.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    n_replay = round(config.batch_size * config.replay_fraction) if len(reservoir) else 0
+    losses: list[float] = []
+    worst = 0.0
+    for _ in range(config.steps):
+        picked = rng.sample(list(fresh), min(len(fresh), config.batch_size - n_replay)) + reservoir.sample(n_replay)
+        batch, targets = encode_sequences(picked, vocab, candidate.config)
+        if not bool((targets > 0).any()):
+            continue
+        loss = candidate(batch, targets, candidates=allowed).loss
+        assert loss is not None  # noqa: S101 (targets were given)
+        value = float(loss.detach())
+        if not math.isfinite(value) or value > config.max_loss:
+            return _discarded(f"loss {value:.4g} at step {len(losses) + 1}", losses, worst)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = float(torch.nn.utils.clip_grad_norm_(candidate.parameters(), config.grad_clip))
+        worst = max(worst, norm) if math.isfinite(norm) else math.inf
+        if not math.isfinite(norm) or norm > config.max_grad_norm:
+            return _discarded(f"gradient norm {norm:.4g} at step {len(losses) + 1}", losses, worst)
+        optimizer.step()
+        losses.append(value)
+    if not losses:
+        return _discarded("no training targets", losses, worst)
+    if not all(bool(torch.isfinite(p).all()) for p in candidate.parameters()):
+        return _discarded("non-finite weights after the update", losses, worst)
+    return FineTuneResult(candidate.eval(), True, "ok", len(losses), losses[0], losses[-1], worst)
+
+
+def _discarded(reason: str, losses: list[float], worst: float) -> FineTuneResult:
+    first = losses[0] if losses else math.nan
+    last = losses[-1] if losses else math.nan
+    return FineTuneResult(None, False, reason, len(losses), first, last, worst)
+
+
+@dataclass(frozen=True, slots=True)
+class Ranker:
+    """A model and its vocabulary, ranked the way `TorchScorer` ranks them, without building explanations."""
+
+    model: SeqRecModel
+    vocab: ItemVocab
+
+    @torch.no_grad()
+    def top(self, states: Sequence[UserState], k: int = 10, batch_size: int = 256) -> list[list[str]]:
+        """Top-`k` item ids per user (full catalog; padding/spare rows and just-purchased items excluded)."""
+        self.model.eval()
+        table = self.model.item_table()  # (V, C)
+        blocked = torch.ones(table.shape[0], dtype=torch.bool)
+        blocked[1 : len(self.vocab) + 1] = False
+        out: list[list[str]] = []
+        for start in range(0, len(states), batch_size):
+            chunk = states[start : start + batch_size]
+            batch, _ = batch_from_states(chunk, self.vocab, self.model.config)
+            users, copy = self.model.encode(batch)  # (B, C), (B, T)
+            bought = [[r for r in map(self.vocab.index, u.purchased_recently) if r is not None] for u in chunk]
+            values, rows = chunked_topk(users, table, k, blocked, bought, bonus_rows=batch.items, bonus=copy)
+            for vals, picked in zip(values.tolist(), rows.tolist(), strict=True):
+                out.append([self.vocab.item(r) for v, r in zip(vals, picked, strict=True) if math.isfinite(v)])
+        return out
+
+
+def ndcg_at_10(ranker: Ranker, points: Sequence[TestPoint]) -> float:
+    """Mean full-ranking NDCG@10 of `ranker` over `points` (0.0 without points)."""
+    if not points:
+        return 0.0
+    ranked = ranker.top([p.state for p in points], k=10)
+    return float(np.mean([ndcg_at_k(r, p.target, 10) for r, p in zip(ranked, points, strict=True)]))
+
+
+def gate(candidate: Ranker, serving: Ranker, points: Sequence[TestPoint], config: ContinualConfig) -> GateResult:
+    """Promote `candidate` unless it is worse than `serving` by more than `config.tolerance` on `points`."""
+    points = list(points)[-config.max_gate_points :]
+    if len(points) < config.min_gate_points:
+        return GateResult(False, f"only {len(points)} held-back targets (< {config.min_gate_points})", 0.0, 0.0, 0)
+    cand, serv = ndcg_at_10(candidate, points), ndcg_at_10(serving, points)
+    if not math.isfinite(cand):
+        return GateResult(False, "candidate NDCG@10 is not finite", cand, serv, len(points))
+    if cand < serv - config.tolerance:
+        reason = f"candidate ndcg@10 {cand:.4f} < serving {serv:.4f} - tolerance {config.tolerance}"
+        return GateResult(False, reason, cand, serv, len(points))
+    return GateResult(True, f"candidate ndcg@10 {cand:.4f} vs serving {serv:.4f}", cand, serv, len(points))

@@ -1,0 +1,72 @@
+"""`streamrec learner`: the continual-learning consumer (its own process and consumer group)."""
+
+from __future__ import annotations
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `learner` command."""
+
+    @app.command("learner")
+    def learner(
+        store: str | None = typer.Option(None, help="Model store dir or file:// URI (default: STREAMREC_MODEL_DIR)."),
+        every_events: int = typer.Option(500, min=1, help="Run a cycle when this many events are pending ..."),
+        every_seconds: float = typer.Option(30.0, min=0.1, help="... or this many seconds after the last cycle."),
+        min_events: int = typer.Option(50, min=1, help="Events a timed cycle needs at least."),
+        steps: int = typer.Option(30, min=1, help="Fine-tuning steps per cycle."),
+        batch_size: int = typer.Option(64, min=1, help="Sequences per step."),
+        lr: float = typer.Option(1e-3, help="AdamW learning rate."),
+        replay_fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of each batch from replay."),
+        tolerance: float = typer.Option(0.01, min=0.0, help="Gate: promote unless NDCG@10 drops more than this."),
+        holdout: float = typer.Option(0.3, min=0.05, max=0.9, help="Newest share of a cycle held back for the gate."),
+        min_gate_points: int = typer.Option(20, min=1, help="Held-back targets needed for a decision."),
+        from_beginning: bool = typer.Option(False, help="A new consumer group starts at the earliest offset."),
+        text_init: bool = typer.Option(True, "--text-init/--no-text-init", help="MiniLM init for new titled items."),
+        threads: int = typer.Option(1, min=1, help="Torch CPU threads (leave the other cores to the workers)."),
+        loglevel: str = typer.Option("info", help="Log level."),
+    ) -> None:
+        """Fine-tune the serving model on the live stream; promote only versions that pass the gate."""
+        import asyncio
+        import logging
+        import signal
+
+        import torch
+
+        from contracts import Settings
+        from model.continual import ContinualConfig
+        from model.store import ModelStore
+        from streams.learner.service import Learner, LearnerOptions
+
+        logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        torch.set_num_threads(threads)
+        settings = Settings()
+        options = LearnerOptions(
+            every_events=every_events,
+            every_seconds=every_seconds,
+            min_events=min_events,
+            from_beginning=from_beginning,
+            text_init=text_init,
+            continual=ContinualConfig(
+                steps=steps,
+                batch_size=batch_size,
+                lr=lr,
+                replay_fraction=replay_fraction,
+                tolerance=tolerance,
+                holdout_fraction=holdout,
+                min_gate_points=min_gate_points,
+            ),
+        )
+        model_store = ModelStore(store or settings.model_dir)
+        typer.echo(f"learner: kafka={settings.kafka_bootstrap} store={model_store.root}", err=True)
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await Learner(settings, options, model_store).run(stop)
+
+        asyncio.run(main())

@@ -1,0 +1,119 @@
+"""Hot model swap in every worker: follow `<prefix>.model-updates` and switch between micro-batches.
+
+Every worker must see every update, so this is not a group consumer (a group would split the partitions among
+the workers): each worker reads all partitions from their end. After seeking, it compares the store's
+`CURRENT` with what it serves, so an update published while the worker was starting is not missed. Loading,
+verification (checksum against the announcement, shapes), the backend build and a smoke score run in an
+executor, off the event loop; only then is `Runtime.swap` called. A model that fails is refused and logged; the
+old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from contracts import ModelError, ModelUpdate, Settings
+from model.store import ModelStore, store_root
+from streams.learner.kafka import client_kwargs
+from streams.runtime import Runtime
+from streams.serving import load_serving
+
+__all__ = ["ModelFollower", "attach_model_updates"]
+
+log = logging.getLogger(__name__)
+
+
+class ModelFollower:
+    """Applies `ModelUpdate`s to a `Runtime` (usable without Faust, e.g. in tests)."""
+
+    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+        """Args: the worker runtime to swap, settings (Kafka, topics, model store, backend)."""
+        self.runtime = runtime
+        self.settings = settings
+        self.swaps = Counter(
+            "streamrec_model_swaps", "Model updates applied or refused", ["outcome"], registry=runtime.metrics.registry
+        )
+        self._lock = asyncio.Lock()
+
+    async def apply(self, directory: Path, version: str, sha256: str | None) -> bool:
+        """Load `directory` off the loop and swap to it; False (old model kept) if it cannot serve."""
+        async with self._lock:
+            if self.runtime.serving.version == version:
+                return True
+            loop = asyncio.get_running_loop()
+            try:
+                serving = await loop.run_in_executor(None, load_serving, directory, self.settings, sha256)
+            except ModelError:
+                self.swaps.labels(outcome="refused").inc()
+                log.exception("model update %s refused; still serving %s", version, self.runtime.serving.version)
+                return False
+            old = self.runtime.serving.version
+            self.runtime.swap(serving)
+            self.swaps.labels(outcome="applied").inc()
+            log.info("model swapped: %s -> %s", old, serving.version)
+            return True
+
+    async def sync_with_store(self) -> None:
+        """Serve the store's `CURRENT` version if it differs from the serving one."""
+        store = ModelStore(self.settings.model_dir)
+        version = store.current()
+        if version is not None and version != self.runtime.serving.version:
+            await self.apply(store.path(version), version, None)
+
+    async def handle(self, value: bytes | None) -> None:
+        """One record of the model-updates topic."""
+        try:
+            update = ModelUpdate.model_validate_json(value or b"")
+        except ValidationError:
+            self.swaps.labels(outcome="invalid").inc()
+            log.exception("undecodable model update ignored")
+            return
+        try:
+            directory = store_root(update.uri)
+        except ModelError:
+            self.swaps.labels(outcome="refused").inc()
+            log.exception("model update %s has an unsupported URI", update.version)
+            return
+        await self.apply(directory, update.version, update.sha256)
+
+    async def run(self) -> None:
+        """Follow the topic until cancelled."""
+        topic = self.settings.topics.model_updates
+        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_kwargs(self.settings))
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic)
+            while not partitions:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 (aiokafka has no public refresh)
+                partitions = consumer.partitions_for_topic(topic)
+                if not partitions:
+                    await asyncio.sleep(1.0)
+            consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+            await consumer.seek_to_end()
+            for tp in consumer.assignment():
+                await consumer.position(tp)  # resolve the end offsets now, before the store check below
+            await self.sync_with_store()
+            while True:
+                for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                    for m in messages:
+                        await self.handle(m.value)
+        finally:
+            await consumer.stop()
+
+
+def attach_model_updates(app: faust.App, runtime: Runtime, settings: Settings) -> ModelFollower:
+    """Run a `ModelFollower` as a task of the worker app."""
+    follower = ModelFollower(runtime, settings)
+
+    @app.task
+    async def follow_model_updates() -> None:
+        await follower.run()
+
+    return follower

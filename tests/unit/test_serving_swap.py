@@ -1,0 +1,108 @@
+"""Worker-side model wiring: initial model from the store, (scorer, explainer) swapped as one, bad models refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import torch
+
+from contracts import ModelUpdate, Settings
+from model.artifacts import WEIGHTS_FILE, save_model
+from model.store import ModelStore
+from model.transformer import ModelConfig, SeqRecModel
+from model.vocab import ItemVocab
+from streams.agents.model_updates import ModelFollower
+from streams.runtime import Runtime
+from streams.serving import initial_serving
+
+torch.set_num_threads(1)
+
+
+def _version(root: Path, name: str, seed: int) -> str:
+    torch.manual_seed(seed)
+    model = SeqRecModel(ModelConfig(n_items=8, max_len=5, d_model=16, n_heads=2, n_layers=1))
+    save_model(root / name, model, ItemVocab(["a", "b", "c"], capacity=8))
+    return ModelStore(root / "store").promote(root / name).version
+
+
+def _settings(store: Path) -> Settings:
+    return Settings(model_dir=store, backend="torch", device="cpu")
+
+
+def test_empty_store_serves_the_baseline_blend(tmp_path: Path) -> None:
+    serving = initial_serving(_settings(tmp_path / "nothing"))
+    assert serving.explainer.vocab is None  # the baseline explainer (scorer evidence)
+    assert not serving.version.startswith("transformer-")
+
+
+def test_current_version_is_served_with_its_own_explainer(tmp_path: Path) -> None:
+    version = _version(tmp_path, "m1", 1)
+    serving = initial_serving(_settings(tmp_path / "store"))
+    assert serving.version == version
+    assert serving.explainer.vocab is not None and serving.explainer.vocab.ids == ["a", "b", "c"]
+
+
+def test_corrupted_current_falls_back_to_the_baseline(tmp_path: Path) -> None:
+    version = _version(tmp_path, "m1", 1)
+    (tmp_path / "store" / version / WEIGHTS_FILE).write_bytes(b"junk")
+    assert not initial_serving(_settings(tmp_path / "store")).version.startswith("transformer-")
+
+
+async def test_follower_swaps_the_pair_and_refuses_bad_updates(tmp_path: Path) -> None:
+    first = _version(tmp_path, "m1", 1)
+    settings = _settings(tmp_path / "store")
+    runtime = Runtime(settings, serving=initial_serving(settings))
+    follower = ModelFollower(runtime, settings)
+    second = _version(tmp_path, "m2", 2)
+    store = ModelStore(tmp_path / "store")
+    old_pair = runtime.serving
+
+    def update(version: str, sha: str | None = None) -> bytes:
+        manifest = store.manifest(version)
+        return (
+            ModelUpdate(
+                version=version, uri=store.uri(version), sha256=sha or manifest.sha256, created_at=datetime.now(UTC)
+            )
+            .model_dump_json()
+            .encode()
+        )
+
+    await follower.handle(update(second))
+    assert runtime.serving.version == second and runtime.scorer.version == second
+    assert runtime.serving.explainer is not old_pair.explainer  # explainer swapped with its scorer
+    assert runtime.explainer.vocab is not None
+    metrics = {m.name: m for m in runtime.metrics.registry.collect()}
+    assert [s.labels["version"] for s in metrics["streamrec_model_info"].samples] == [second]
+
+    await follower.handle(update(first, sha="0" * 64))  # announcement does not match the files
+    assert runtime.serving.version == second
+    (store.path(first) / WEIGHTS_FILE).write_bytes(b"corrupted")
+    await follower.handle(update(first))  # corrupted file
+    await follower.handle(b"not json")
+    assert runtime.serving.version == second
+    metrics = {m.name: m for m in runtime.metrics.registry.collect()}
+    refused = [s for s in metrics["streamrec_model_swaps"].samples if s.name.endswith("_total")]
+    counts = {s.labels["outcome"]: s.value for s in refused}
+    assert counts == {"applied": 1.0, "refused": 2.0, "invalid": 1.0}
+
+
+async def test_sync_with_store_follows_a_rollback(tmp_path: Path) -> None:
+    first = _version(tmp_path, "m1", 1)
+    _version(tmp_path, "m2", 2)
+    settings = _settings(tmp_path / "store")
+    runtime = Runtime(settings, serving=initial_serving(settings))
+    ModelStore(tmp_path / "store").rollback(first)
+    await ModelFollower(runtime, settings).sync_with_store()
+    assert runtime.serving.version == first
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/x"])
+async def test_unsupported_uri_is_refused(tmp_path: Path, uri: str) -> None:
+    settings = _settings(tmp_path / "store")
+    runtime = Runtime(settings)
+    before = runtime.serving.version
+    msg = ModelUpdate(version="v", uri=uri, sha256="0" * 64, created_at=datetime.now(UTC)).model_dump_json()
+    await ModelFollower(runtime, settings).handle(msg.encode())
+    assert runtime.serving.version == before

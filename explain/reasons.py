@@ -17,11 +17,22 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from contracts import Reason, ReasonKind
 from model.scoring import ItemContext, UserState
 
-__all__ = ["ReasonConfig", "ReasonIndex", "Similarity", "UserFacts", "item_reasons", "title_tokens"]
+__all__ = [
+    "ReasonConfig",
+    "ReasonFact",
+    "ReasonIndex",
+    "Similarity",
+    "UserFacts",
+    "item_reasons",
+    "reason_facts",
+    "similar_candidate",
+    "title_tokens",
+]
 
 Similarity = Callable[[str, str], float]  # (item a, item b) -> cosine in the model's item space
 
@@ -43,8 +54,16 @@ def title_tokens(text: str | None) -> frozenset[str]:
     return frozenset(t for t in _TOKEN.findall((text or "").lower()) if len(t) > 1)
 
 
-def _reason(kind: ReasonKind, detail: str, weight: float) -> Reason:
-    return Reason(kind=kind, detail=detail[:512], weight=float(weight))
+class ReasonFact(NamedTuple):
+    """A reason before it becomes a `contracts.Reason` (the `Explainer` validates a whole batch in one call)."""
+
+    kind: ReasonKind
+    detail: str  # at most 512 characters
+    weight: float
+
+
+def _reason(kind: ReasonKind, detail: str, weight: float) -> ReasonFact:
+    return ReasonFact(kind, detail[:512], float(weight))
 
 
 def _label(item_id: str, items: ItemContext) -> str:
@@ -124,18 +143,26 @@ class ReasonIndex:
         return self._carts[cart]
 
 
+def similar_candidate(user: UserState, item_id: str, evidence: Sequence[tuple[int, float]]) -> tuple[str, float] | None:
+    """The item of the strongest positive evidence event on another item than `item_id` (and its weight)."""
+    for i, w in evidence:
+        other = user.events[i].item_id
+        if w > 0.0 and other is not None and other != item_id:
+            return other, w
+    return None
+
+
 def _similar(
     user: UserState,
     item_id: str,
     evidence: Sequence[tuple[int, float]],
     items: ItemContext,
     similarity: Similarity | None,
-) -> list[Reason]:
-    positive = [(i, w) for i, w in evidence if w > 0.0 and user.events[i].item_id not in (None, item_id)]
-    if not positive:
+) -> list[ReasonFact]:
+    found = similar_candidate(user, item_id, evidence)
+    if found is None:
         return []
-    index, weight = positive[0]
-    other = user.events[index].item_id or ""
+    other, weight = found
     if similarity is None:  # no item space (baselines): the evidence item's share of the positive attribution
         strength = weight / sum(w for _, w in evidence if w > 0.0)
     else:  # the learned item space says whether the two items are actually alike
@@ -145,7 +172,7 @@ def _similar(
     return [_reason(ReasonKind.SIMILAR_TO, _label(other, items)[:512], round(strength, 4))]
 
 
-def _category(user: UserState, item_id: str, items: ItemContext, facts: UserFacts) -> list[Reason]:
+def _category(user: UserState, item_id: str, items: ItemContext, facts: UserFacts) -> list[ReasonFact]:
     category = items.item_category.get(item_id)
     affinity = user.category_affinity.get(category, 0.0) if category else 0.0
     if affinity <= 0.0 or category is None:
@@ -154,7 +181,7 @@ def _category(user: UserState, item_id: str, items: ItemContext, facts: UserFact
     return [_reason(ReasonKind.CATEGORY_AFFINITY, category[:512], round(share, 4))]
 
 
-def _cart(user: UserState, item_id: str, index: ReasonIndex) -> list[Reason]:
+def _cart(user: UserState, item_id: str, index: ReasonIndex) -> list[ReasonFact]:
     items = index.items
     best = index.cart_neighbours(user.cart).get(item_id) if user.cart else None  # never from the item itself
     if best is None:
@@ -162,7 +189,7 @@ def _cart(user: UserState, item_id: str, index: ReasonIndex) -> list[Reason]:
     return [_reason(ReasonKind.CART_COMPLEMENT, _label(best[1], items)[:512], round(best[0], 4))]
 
 
-def _search(item_id: str, items: ItemContext, config: ReasonConfig, facts: UserFacts) -> list[Reason]:
+def _search(item_id: str, items: ItemContext, config: ReasonConfig, facts: UserFacts) -> list[ReasonFact]:
     if not facts.queries:
         return []
     title = title_tokens(items.item_title.get(item_id))
@@ -176,7 +203,7 @@ def _search(item_id: str, items: ItemContext, config: ReasonConfig, facts: UserF
     return [_reason(ReasonKind.SEARCH_MATCH, best[1][:512], round(best[0], 4))]
 
 
-def _trending(item_id: str, index: ReasonIndex) -> list[Reason]:
+def _trending(item_id: str, index: ReasonIndex) -> list[ReasonFact]:
     category = index.items.item_category.get(item_id)
     if category is not None:
         weight = index.category_ranks(category).get(item_id)
@@ -188,11 +215,30 @@ def _trending(item_id: str, index: ReasonIndex) -> list[Reason]:
     return [_reason(ReasonKind.TRENDING, "", round(weight, 4))]
 
 
-def _seen(item_id: str, facts: UserFacts) -> list[Reason]:
+def _seen(item_id: str, facts: UserFacts) -> list[ReasonFact]:
     seen = facts.seen.get(item_id, 0)
     if not seen:
         return []
     return [_reason(ReasonKind.SEEN_BEFORE, f"{seen}x", float(seen))]
+
+
+def reason_facts(
+    user: UserState,
+    item_id: str,
+    evidence: Sequence[tuple[int, float]],
+    index: ReasonIndex,
+    similarity: Similarity | None = None,
+) -> list[ReasonFact]:
+    """`item_reasons` as plain `ReasonFact`s (no record validation), for the batch path of the `Explainer`."""
+    items, facts = index.items, index.user_facts(user)
+    return [
+        *_seen(item_id, facts),
+        *_similar(user, item_id, evidence, items, similarity),
+        *_cart(user, item_id, index),
+        *_search(item_id, items, index.config, facts),
+        *_category(user, item_id, items, facts),
+        *_trending(item_id, index),
+    ]
 
 
 def item_reasons(
@@ -217,13 +263,7 @@ def item_reasons(
             as the weight (else the weight is the evidence item's share of the positive attribution).
     """
     index = index or ReasonIndex(items, config)
-    config = index.config
-    facts = index.user_facts(user)
     return [
-        *_seen(item_id, facts),
-        *_similar(user, item_id, evidence, items, similarity),
-        *_cart(user, item_id, index),
-        *_search(item_id, items, config, facts),
-        *_category(user, item_id, items, facts),
-        *_trending(item_id, index),
+        Reason(kind=f.kind, detail=f.detail, weight=f.weight)
+        for f in reason_facts(user, item_id, evidence, index, similarity)
     ]

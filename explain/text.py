@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from contracts import EventType, Reason, ReasonKind
+from explain.reasons import ReasonFact
 
-__all__ = ["TEMPLATES", "Lead", "Templates", "explanation_text", "relative_time"]
+__all__ = ["TEMPLATES", "Lead", "Templates", "compose", "explanation_text", "relative_time", "templates"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +110,15 @@ def _clip(text: str, size: int = 80) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def _clause(reason: Reason, t: Templates) -> str:
+def _clause(reason: Reason | ReasonFact, t: Templates) -> str:
     if reason.kind is ReasonKind.TRENDING and not reason.detail:
         return t.trending_any
     return t.reason[reason.kind].format(detail=_clip(reason.detail), n=int(reason.weight))
 
 
-def explanation_text(lead: Lead | None, reasons: Sequence[Reason], now: datetime | None, language: str = "en") -> str:
+def explanation_text(
+    lead: Lead | None, reasons: Sequence[Reason | ReasonFact], now: datetime | None, language: str = "en"
+) -> str:
     """One short sentence: the lead (top evidence) and the first applicable reason clause.
 
     Args:
@@ -124,12 +127,25 @@ def explanation_text(lead: Lead | None, reasons: Sequence[Reason], now: datetime
         now: The trigger event's time (None: the lead's own time).
         language: Key of `TEMPLATES` (unknown languages fall back to English).
     """
-    t = TEMPLATES.get(language, TEMPLATES["en"])
-    by_kind = {r.kind: r for r in reasons}
-    skip = {ReasonKind.SIMILAR_TO} if lead is not None else set()  # the lead already names the similar item
-    clauses = [_clause(by_kind[k], t) for k in _CLAUSE_ORDER if k in by_kind and k not in skip]
-    parts = ([lead.render(now or lead.ts, t)] if lead is not None else []) + clauses[:1]
-    if not parts:
-        return t.fallback
-    text = t.joiner.join(parts)
+    t = templates(language)
+    return compose(None if lead is None else lead.render(now or lead.ts, t), reasons, t)
+
+
+def templates(language: str) -> Templates:
+    """The phrases of `language` (unknown languages fall back to English)."""
+    return TEMPLATES.get(language, TEMPLATES["en"])
+
+
+def compose(lead: str | None, reasons: Sequence[Reason | ReasonFact], t: Templates) -> str:
+    """`explanation_text` from an already rendered lead (a batch renders each user's lead event once)."""
+    kinds = {r.kind: r for r in reasons}
+    for kind in _CLAUSE_ORDER:
+        found = kinds.get(kind)
+        if found is not None and not (lead is not None and kind is ReasonKind.SIMILAR_TO):  # the lead names it
+            text = lead + t.joiner + _clause(found, t) if lead is not None else _clause(found, t)
+            break
+    else:
+        if lead is None:
+            return t.fallback
+        text = lead
     return (text[0].upper() + text[1:])[:1024]

@@ -130,13 +130,32 @@ def _write_jsonl_gz(path: Path, lines: Iterable[str]) -> None:
     tmp.replace(path)
 
 
+def _first_customers(src: Path, n: int, out: Path) -> Path:
+    """Copy of the Online Retail csv with only the rows of the first `n` customer ids (sorted), for quick runs."""
+    import csv
+    import io
+
+    path = src if src.is_file() else sorted(src.glob("online_retail*.csv*"))[0]
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    keep = set(sorted({r[6] for r in rows[1:] if len(r) > 6 and r[6]})[:n])
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([rows[0], *(r for r in rows[1:] if len(r) > 6 and r[6] in keep)])
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "online_retail_sample.csv.gz"
+    with open(target, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        gz.write(buf.getvalue().encode("utf-8"))
+    return target
+
+
 def prepare_demo_data(out: Path, *, src: Path = SAMPLE_DIR, users: int | None = None, seed: int = 0) -> tuple[int, int]:
     """Import the sample into `out/raw`, write the enriched `out/events.jsonl.gz` + `out/catalog.jsonl.gz`.
 
     Args:
         out: Output folder (created).
         src: Online Retail folder or file (default: the committed sample under `data/online-retail/`).
-        users: Keep only this many users (the first in sorted id order), for a quick run; None keeps all.
+        users: Keep only this many customers (the first in sorted id order), for a quick run; None keeps all.
         seed: Seed of the generated browsing.
 
     Returns:
@@ -146,11 +165,10 @@ def prepare_demo_data(out: Path, *, src: Path = SAMPLE_DIR, users: int | None = 
     from streamrec.data_import.writer import read_catalog, read_events
 
     raw = out / "raw"
+    if users is not None:
+        src = _first_customers(src, users, out / "source")
     import_dataset("online-retail", src, raw)
     purchases = list(read_events(raw))
-    if users is not None:
-        keep = set(sorted({e.user_id for e in purchases})[:users])
-        purchases = [e for e in purchases if e.user_id in keep]
     catalog = with_categories(read_catalog(raw).values())
     events = browse_events(purchases, catalog, seed)
     _write_jsonl_gz(out / "events.jsonl.gz", (e.model_dump_json(exclude_none=True) for e in events))

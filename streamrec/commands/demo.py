@@ -15,6 +15,8 @@ Ctrl-C (or the end of `--quick`) stops every process this command started, in re
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -46,6 +48,7 @@ class DemoPlan:
     users: int | None  # None = every user of the sample
     train_args: tuple[str, ...]
     live_days: int = 14  # the newest days are replayed live; the model is trained on what comes before
+    history_per_user: int = 50  # backfill only each user's newest history events (the store keeps 50 anyway)
     live_rate: float = 20.0  # events per second, live phase
     live_limit: int | None = None  # live events at most (None = the whole live window, then keep serving)
     show_every_seconds: float = 2.0  # one recommendation panel at most this often
@@ -53,13 +56,16 @@ class DemoPlan:
     @classmethod
     def quick(cls) -> DemoPlan:
         """Under two minutes on 2 cores: 40 users, a tiny model, ~20 s of live stream."""
-        args = ("--epochs", "2", "--d-model", "32", "--layers", "1", "--max-len", "20", "--patience", "1")
-        return cls(users=40, train_args=args, live_rate=60.0, live_limit=1200, show_every_seconds=3.0)
+        args = ("--epochs", "1", "--d-model", "32", "--layers", "1", "--max-len", "20", "--max-valid-points", "200")
+        return cls(
+            users=40, train_args=args, history_per_user=25, live_rate=60.0, live_limit=600, show_every_seconds=3.0
+        )
 
     @classmethod
     def full(cls) -> DemoPlan:
         """Every user, a small but real model (a few minutes of CPU training), live at 20 events/s."""
-        return cls(users=None, train_args=("--epochs", "6", "--patience", "2", "--max-len", "50"))
+        args = ("--epochs", "6", "--patience", "2", "--max-len", "50", "--max-valid-points", "500")
+        return cls(users=None, train_args=args)
 
 
 @dataclass
@@ -113,10 +119,16 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "streamrec"]
 
 
-def _has_command(*words: str) -> bool:
-    """Whether this build's CLI has `streamrec <words>` (the learner is optional)."""
-    run = subprocess.run([*_cli(), *words, "--help"], capture_output=True, check=False, timeout=60)
-    return run.returncode == 0
+def _has_command(name: str) -> bool:
+    """Whether this build's CLI registers the command module `name` (the learner and model store are optional)."""
+    from streamrec.commands import _MODULES
+
+    return name in _MODULES and importlib.util.find_spec(f"streamrec.commands.{name}") is not None
+
+
+def _serving_version(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:  # noqa: S310 - loopback
+        return str(json.loads(r.read())["model_version"])
 
 
 def _wait_http(url: str, procs: _Procs, timeout_s: float = 90.0) -> None:
@@ -175,20 +187,51 @@ class _Live:
         )
 
 
+async def _until(what: str, check: Any, timeout_s: float) -> None:
+    """Poll the async `check()` until true; RuntimeError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            msg = f"timed out after {timeout_s:.0f} s waiting for {what}"
+            raise RuntimeError(msg)
+        await asyncio.sleep(0.3)
+
+
+def _worker_events(web_port: int) -> int:
+    url = f"http://127.0.0.1:{web_port}/api/dashboard/stats"
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback URL we built
+        return int(json.loads(r.read())["totals"]["events"])
+
+
 async def _stream(
-    settings: Settings, history: list[Event], live: list[Event], items: list[Any], plan: DemoPlan, out: _Live
+    settings: Settings, history: list[Event], live: list[Event], items: list[Any], plan: DemoPlan, out: _Live, port: int
 ) -> None:
+    import redis.asyncio as aioredis
+
+    from feature_store import FeatureStore
     from streamrec.commands.replay import replay
     from streamrec.commands.tail import follow
 
     ready = asyncio.Event()
     follower = asyncio.create_task(follow(settings, out.on_rec, ready=ready))
     await asyncio.wait_for(ready.wait(), timeout=60)
+    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
     try:
-        stats = await replay(settings, history, rate=0, items=items)
-        out.console.print(
-            f"  backfill: {stats.events:,} history events and {stats.items:,} items in {stats.seconds:.1f} s"
-        )
+        t = time.monotonic()
+        await replay(settings, [], rate=0, items=items)
+        if items:  # explanations quote titles: let the catalog agent store them before the first event
+            key = FeatureStore(client).keys.item_meta(items[-1].item_id)
+            await _until("the catalog in Redis", lambda: client.exists(key), 120)
+        out.console.print(f"  catalog: {len(items):,} items stored in {time.monotonic() - t:.1f} s")
+        t = time.monotonic()
+        stats = await replay(settings, history, rate=0)
+        loop = asyncio.get_running_loop()
+
+        async def caught_up() -> bool:
+            return await loop.run_in_executor(None, _worker_events, port) >= stats.events
+
+        await _until("the worker to process the backfill", caught_up, 600)
+        out.console.print(f"  backfill: {stats.events:,} history events processed in {time.monotonic() - t:.1f} s")
         out.console.rule(f"live: {len(live):,} events at {plan.live_rate:.0f}/s")
         stats = await replay(settings, live, rate=plan.live_rate)
         out.console.print(f"  live replay done: {stats.events:,} events at {stats.rate:.1f}/s")
@@ -203,11 +246,20 @@ async def _stream(
             await follower
         except asyncio.CancelledError:
             pass
+        await client.aclose()
 
 
-def _split(events: list[Event], days: int) -> tuple[list[Event], list[Event]]:
+def _split(events: list[Event], days: int, per_user: int) -> tuple[list[Event], list[Event]]:
+    """(newest `per_user` history events of each user before the live window, the live window)."""
     cutoff = events[-1].ts - timedelta(days=days)
-    return [e for e in events if e.ts < cutoff], [e for e in events if e.ts >= cutoff]
+    history = [e for e in events if e.ts < cutoff]
+    count: dict[str, int] = {}
+    keep = []
+    for e in reversed(history):
+        count[e.user_id] = count.get(e.user_id, 0) + 1
+        if count[e.user_id] <= per_user:
+            keep.append(e)
+    return keep[::-1], [e for e in events if e.ts >= cutoff]
 
 
 def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port: int, console: Console) -> int:
@@ -222,8 +274,13 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
 
     procs = _Procs(console)
     stack: LocalStack | None = None
+    t0 = time.monotonic()
+
+    def step(title: str) -> None:
+        console.rule(f"{title}  [dim]+{time.monotonic() - t0:.0f} s[/dim]")
+
     try:
-        console.rule("1/5 stack: Kafka (KRaft) + Redis")
+        step("1/5 stack: Kafka (KRaft) + Redis")
         base = Settings()  # STREAMREC_* env (partitions)
         stack = LocalStack(StackConfig(topic_prefix=prefix, events_partitions=base.events_partitions))
         already_up = all(row.alive and row.listening for row in stack.status())
@@ -236,22 +293,22 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
         settings = Settings(kafka_bootstrap=info.bootstrap, redis_url=redis_url, topic_prefix=prefix)
         console.print(f"  kafka {info.bootstrap}, redis {settings.redis_url_redacted()}, topics {prefix}.*")
 
-        console.rule("2/5 data: UCI Online Retail sample (CC BY 4.0) + seeded browsing")
+        step("2/5 data: UCI Online Retail sample (CC BY 4.0) + seeded browsing")
         data = workdir / "data"
         n_events, n_items = prepare_demo_data(data, users=plan.users)
         events, catalog = list(read_events(data)), list(read_catalog(data).values())
-        history, live = _split(events, plan.live_days)
+        history, live = _split(events, plan.live_days, plan.history_per_user)
         if plan.live_limit is not None:
             live = live[: plan.live_limit]
-        console.print(f"  {n_events:,} events, {n_items:,} items → {len(history):,} history + {len(live):,} live")
+        console.print(
+            f"  {n_events:,} events, {n_items:,} items; backfill {len(history):,} (newest {plan.history_per_user} per"
+            f" user), live {len(live):,}"
+        )
 
-        console.rule("3/5 train the sequential transformer (CPU)")
+        step("3/5 worker (baseline scorer until the model is trained)")
         model_out, store = workdir / "model-train", workdir / "models"
         shutil.rmtree(model_out, ignore_errors=True)
         shutil.rmtree(store, ignore_errors=True)
-        until = (events[-1].ts - timedelta(days=plan.live_days)).isoformat()
-        train = [*_cli(), "train", "--data", str(data), "--out", str(model_out), "--until", until, *plan.train_args]
-        subprocess.run(["nice", "-n", "5", *train], check=True)
         env = dict(os.environ)
         env.update(
             STREAMREC_KAFKA_BOOTSTRAP=info.bootstrap,
@@ -260,25 +317,36 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
             STREAMREC_MODEL_DIR=str(store),
             STREAMREC_WEB_PORT=str(web_port),
         )
-        if _has_command("model", "promote"):
-            subprocess.run([*_cli(), "model", "promote", str(model_out), "--store", str(store)], env=env, check=True)
-        else:
-            console.print("  [yellow]this build has no model store yet: the worker serves the baseline blend[/yellow]")
-
-        console.rule("4/5 worker (+ learner)")
+        # Started first: it joins its consumer group while the model trains, then hot-swaps to the model.
         procs.start("worker", [*_cli(), "worker", "--loglevel", "warning"], env, workdir / "worker.log")
+        console.print(f"  [bold]dashboard: http://127.0.0.1:{web_port}/dashboard/[/bold]")
+
+        step("4/5 train the sequential transformer (CPU), serve it, start the learner")
+        until = (events[-1].ts - timedelta(days=plan.live_days)).isoformat()
+        train = [*_cli(), "train", "--data", str(data), "--out", str(model_out), "--until", until, *plan.train_args]
+        subprocess.run(["nice", "-n", "5", *train], check=True)
         _wait_http(f"http://127.0.0.1:{web_port}/healthz", procs)
+        if _has_command("model"):
+            promote = [*_cli(), "model", "promote", str(model_out), "--store", str(store), "--publish"]
+            subprocess.run(promote, env=env, check=True)
+            version = json.loads((model_out / "manifest.json").read_text())["version"]
+            deadline = time.monotonic() + 120
+            while _serving_version(web_port) != version and time.monotonic() < deadline:
+                procs.check()
+                time.sleep(0.5)
+            console.print(f"  worker serves {_serving_version(web_port)}")
+        else:
+            console.print("  [yellow]this build has no model store: the worker serves the baseline blend[/yellow]")
         if _has_command("learner"):
             procs.start("learner", [*_cli(), "learner"], env, workdir / "learner.log")
         else:
             console.print("  [yellow]`streamrec learner` is not in this build: no continual learning[/yellow]")
-        console.print(f"  [bold]dashboard: http://127.0.0.1:{web_port}/dashboard/[/bold]")
 
-        console.rule("5/5 replay: backfill the history, then the live stream")
+        step("5/5 replay: backfill the history, then the live stream")
         out = _Live(console, plan.show_every_seconds)
-        asyncio.run(_stream(settings, history, live, catalog, plan, out))
+        asyncio.run(_stream(settings, history, live, catalog, plan, out, web_port))
         procs.check()
-        console.rule("summary")
+        step("summary")
         console.print("  " + out.summary())
         console.print(f"  dashboard: http://127.0.0.1:{web_port}/dashboard/   logs: {workdir}")
         if plan.live_limit is None:

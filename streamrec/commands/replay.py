@@ -92,7 +92,7 @@ async def replay(
     """
     from aiokafka import AIOKafkaProducer
 
-    from streams.learner.kafka import client_kwargs
+    from streams.kafka_clients import client_kwargs
 
     producer = AIOKafkaProducer(acks="all", linger_ms=5, **client_kwargs(settings))
     await producer.start()

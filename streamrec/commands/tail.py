@@ -48,7 +48,8 @@ def render_recommendation(
         body.append(f"  score {it.score:.3f}\n", "dim")
         body.append(e.text + "\n", "green")
         if e.reasons:
-            body.append("reasons: " + ", ".join(f"{r.kind.value}({_short(r.detail, 30)})" for r in e.reasons[:3]))
+            reasons = (f"{r.kind.value}({_short(r.detail, 30)})" if r.detail else r.kind.value for r in e.reasons[:3])
+            body.append("reasons: " + ", ".join(reasons))
             body.append("\n")
         if e.evidence:
             ev = ", ".join(
@@ -80,7 +81,7 @@ async def follow(
     from contracts import Recommendation
     from feature_store import FeatureStore
     from streams.dashboard.live import TitleLookup
-    from streams.learner.kafka import client_kwargs
+    from streams.kafka_clients import client_kwargs
 
     client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
     lookup = TitleLookup(FeatureStore(client), client)

@@ -196,6 +196,18 @@ class ModelStore:
             version = self.manifest(current).parent_version or self._previous(current)
         return self.set_current(version, action="rollback")
 
+    def write_json(self, name: str, document: dict[str, Any]) -> None:
+        """Atomically replace `<root>/<name>` (a side file such as the learner's online metrics)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{name}.tmp-{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps(document, indent=1, default=str))
+        os.replace(tmp, self.root / name)
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        """A side file written by `write_json`; empty if absent."""
+        path = self.root / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
     def history(self) -> list[dict[str, Any]]:
         """Promotions and rollbacks, oldest first."""
         path = self.root / HISTORY_FILE

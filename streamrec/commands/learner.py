@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
         min_gate_points: int = typer.Option(20, min=1, help="Held-back targets needed for a decision."),
         from_beginning: bool = typer.Option(False, help="A new consumer group starts at the earliest offset."),
         text_init: bool = typer.Option(True, "--text-init/--no-text-init", help="MiniLM init for new titled items."),
+        effects_window: float = typer.Option(1800.0, min=1.0, help="Seconds after a recommendation a hit counts."),
+        metrics_port: int = typer.Option(0, min=0, help="Serve Prometheus /metrics on this port (0 = off)."),
         threads: int = typer.Option(1, min=1, help="Torch CPU threads (leave the other cores to the workers)."),
         loglevel: str = typer.Option("info", help="Log level."),
     ) -> None:
@@ -34,6 +36,7 @@ def register(app: typer.Typer) -> None:
         import signal
 
         import torch
+        from prometheus_client import CollectorRegistry, start_http_server
 
         from contracts import Settings
         from model.continual import ContinualConfig
@@ -49,6 +52,7 @@ def register(app: typer.Typer) -> None:
             min_events=min_events,
             from_beginning=from_beginning,
             text_init=text_init,
+            effects_window_seconds=effects_window,
             continual=ContinualConfig(
                 steps=steps,
                 batch_size=batch_size,
@@ -60,6 +64,9 @@ def register(app: typer.Typer) -> None:
             ),
         )
         model_store = ModelStore(store or settings.model_dir)
+        registry = CollectorRegistry()
+        if metrics_port:
+            start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
         typer.echo(f"learner: kafka={settings.kafka_bootstrap} store={model_store.root}", err=True)
 
         async def main() -> None:
@@ -67,6 +74,6 @@ def register(app: typer.Typer) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            await Learner(settings, options, model_store).run(stop)
+            await Learner(settings, options, model_store, registry=registry).run(stop)
 
         asyncio.run(main())

@@ -52,8 +52,12 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="One JSON object per version."),
     ) -> None:
         """Every stored version, oldest first; `*` marks the serving one."""
+        from streams.learner.service import ONLINE_FILE
+
         model_store, _ = _store(store)
         versions = model_store.versions()
+        effects = model_store.read_json(ONLINE_FILE)
+        online = effects.get("versions", {})
         if not versions:
             typer.echo(f"model store {model_store.root} is empty (workers serve the baseline blend)")
             return
@@ -62,15 +66,28 @@ def register(app: typer.Typer) -> None:
             row = {
                 "version": m.version, "current": v.current, "created_at": m.created_at.isoformat(),
                 "parent": m.parent_version, "items": len(m.items), "metrics": m.metrics,
+                "online": online.get(m.version, {}),
             }  # fmt: skip
             if as_json:
                 typer.echo(json.dumps(row))
                 continue
             metrics = " ".join(f"{k}={val:.4f}" for k, val in sorted(m.metrics.items()) if "ndcg" in k)
+            effect = online.get(m.version)
+            if effect:
+                metrics += (
+                    f"  online: impressions={effect['impressions']:.0f} ctr={effect['ctr']:.4f} "
+                    f"conversion={effect['conversion']:.4f}"
+                )
             typer.echo(
                 f"{'*' if v.current else ' '} {m.version}  {m.created_at:%Y-%m-%d %H:%M:%S}  "
                 f"parent={m.parent_version or '-'}  items={len(m.items)}  {metrics}"
             )
+        reasons = effects.get("reasons", {})
+        if reasons and not as_json:
+            typer.echo(f"online effects by reason kind (window {effects.get('window_seconds', 0):.0f}s):")
+            for kind, e in reasons.items():
+                rates = f"ctr={e['ctr']:.4f} conversion={e['conversion']:.4f}"
+                typer.echo(f"  {kind:18} impressions={e['impressions']:.0f} {rates}")
 
     @group.command("promote")
     def promote(

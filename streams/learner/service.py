@@ -7,7 +7,9 @@ manual promotion is followed. Offsets are committed only after a cycle has used 
 so a restarted learner resumes after the last finished cycle. Heavy work runs in a thread, off the event loop
 (the consumer keeps its heartbeats).
 
-Every cycle appends one JSON line to `<store>/learner.jsonl`: window, gate metrics, decision and why.
+Every cycle appends one JSON line to `<store>/learner.jsonl`: window, gate metrics, decision and why. Online
+effects (`streams.learner.effects`: CTR and conversion per model version and reason kind, from the
+recommendations topic joined with later events) are kept in `<store>/online.json` and as Prometheus counters.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry
 
-from contracts import Event, Item, Settings
+from contracts import Event, Item, Recommendation, Settings
 from model.continual import (
     CachedEncoder,
     ContinualConfig,
@@ -39,13 +42,15 @@ from model.stream_buffer import CycleData, StreamBuffer
 from model.text_tower import MiniLMEncoder, TextEncoder
 from model.transformer import SeqRecModel
 from model.vocab import ItemVocab
+from streams.learner.effects import OnlineEffects
 from streams.learner.kafka import client_kwargs, model_update, publish_update
 from streams.validation import RawRecord, validate_event
 
-__all__ = ["LOG_FILE", "Learner", "LearnerOptions"]
+__all__ = ["LOG_FILE", "ONLINE_FILE", "Learner", "LearnerOptions"]
 
 log = logging.getLogger(__name__)
 LOG_FILE = "learner.jsonl"
+ONLINE_FILE = "online.json"
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class LearnerOptions:
     from_beginning: bool = False  # a new consumer group starts at the earliest offset (default: latest)
     text_init: bool = True  # initialise new titled items from MiniLM text (loaded only when needed)
     track_frozen: bool = True  # also score the version the learner started from on each window (drift report)
+    effects_window_seconds: float = 1800.0  # a click/cart/purchase this soon after a recommendation is a hit
+    effects_every_seconds: float = 10.0  # how often online.json is rewritten
     continual: ContinualConfig = field(default_factory=ContinualConfig)
 
 
@@ -77,8 +84,10 @@ class Learner:
         options: LearnerOptions | None = None,
         store: ModelStore | None = None,
         encoder: TextEncoder | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        """Args: settings (Kafka, topics, store dir), options, store (default `settings.model_dir`), text model."""
+        """Args: settings (Kafka, topics, store dir), options, store (default `settings.model_dir`), text model,
+        Prometheus registry for the online effect counters."""
         self.settings = settings
         self.options = options or LearnerOptions()
         self.store = store or ModelStore(settings.model_dir)
@@ -91,6 +100,7 @@ class Learner:
         self._frozen: Ranker | None = None
         self._frozen_version = ""
         self._buffer: StreamBuffer | None = None
+        self.effects = OnlineEffects(self.options.effects_window_seconds, registry=registry)
         self.cycles = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -111,13 +121,14 @@ class Learner:
         producer = AIOKafkaProducer(acks="all", **kafka)
         await events.start()
         await producer.start()
-        items_task = asyncio.create_task(self._follow_catalog(stop))
+        tasks = [asyncio.create_task(self._follow_catalog()), asyncio.create_task(self._follow_effects(stop))]
         try:
             await self._wait_for_assignment(events, stop)
             await self._consume(events, producer, stop)
         finally:
-            items_task.cancel()
-            await asyncio.gather(items_task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await events.stop()
             await producer.stop()
 
@@ -151,23 +162,51 @@ class Learner:
             self._frozen_version = loaded.manifest.version
         log.info("learner serving base: %s (%d items)", loaded.manifest.version, len(loaded.vocab))
 
-    async def _follow_catalog(self, stop: asyncio.Event) -> None:
-        """Read the compacted items topic from the start (no group): titles and categories for new items."""
-        consumer = AIOKafkaConsumer(group_id=None, **client_kwargs(self.settings))
+    async def _follow(self, topic: str, from_start: bool, handle: Callable[[bytes | None], None]) -> None:
+        """Read every partition of `topic` without a group (from its start or its end) until cancelled."""
+        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_kwargs(self.settings))
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(self.settings.topics.items) or set()
-            if not partitions:
+            partitions = consumer.partitions_for_topic(topic)
+            while not partitions:
                 await consumer._client.force_metadata_update()  # noqa: SLF001 (no public refresh in aiokafka)
-                partitions = consumer.partitions_for_topic(self.settings.topics.items) or set()
-            consumer.assign([TopicPartition(self.settings.topics.items, p) for p in sorted(partitions)])
-            await consumer.seek_to_beginning()
-            while not stop.is_set():
+                partitions = consumer.partitions_for_topic(topic)
+                if not partitions:
+                    await asyncio.sleep(1.0)
+            consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+            await (consumer.seek_to_beginning() if from_start else consumer.seek_to_end())
+            while True:
                 for messages in (await consumer.getmany(timeout_ms=1000)).values():
                     for m in messages:
-                        self._add_item(m.value)
+                        handle(m.value)
         finally:
             await consumer.stop()
+
+    async def _follow_catalog(self) -> None:
+        """The compacted items topic from the start: titles and categories for new items."""
+        await self._follow(self.settings.topics.items, True, self._add_item)
+
+    async def _follow_effects(self, stop: asyncio.Event) -> None:
+        """New recommendations (from the end) for the online effect metrics; online.json every few seconds."""
+        writer = asyncio.create_task(self._write_effects(stop))
+        try:
+            await self._follow(self.settings.topics.recommendations, False, self._add_recommendation)
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    def _add_recommendation(self, value: bytes | None) -> None:
+        try:
+            rec = Recommendation.model_validate_json(value or b"")
+        except ValueError:
+            return
+        self.effects.recommended(rec, time.monotonic())
+
+    async def _write_effects(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _sleep_or_stop(stop, self.options.effects_every_seconds)
+            snapshot = self.effects.snapshot() | {"updated_at": datetime.now(UTC).isoformat()}
+            self.store.write_json(ONLINE_FILE, snapshot)
 
     def _add_item(self, value: bytes | None) -> None:
         try:
@@ -186,6 +225,7 @@ class Learner:
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
         assert self._buffer is not None  # noqa: S101
         offsets: dict[TopicPartition, int] = {}
+        starts: dict[TopicPartition, int] = {}  # first offset of the current window, per partition
         last_cycle = time.monotonic()
         skew = timedelta(seconds=self.settings.max_future_skew_seconds)
         limit = self.settings.max_event_bytes
@@ -198,20 +238,24 @@ class Learner:
                     checked = validate_event(record, max_bytes=limit, max_future_skew=skew, now=now)
                     if isinstance(checked, Event):
                         self._buffer.add(checked)
+                        self.effects.event(checked, time.monotonic())
+                    starts.setdefault(tp, m.offset)
                     offsets[tp] = m.offset + 1
             pending = self._buffer.pending
             due = time.monotonic() - last_cycle >= self.options.every_seconds and pending >= self.options.min_events
             if pending >= self.options.every_events or due:
                 done = dict(offsets)
-                await self._run_cycle(producer)
+                window = {str(tp.partition): [start, offsets[tp]] for tp, start in starts.items()}
+                starts = {}
+                await self._run_cycle(producer, window)
                 await consumer.commit(done)
                 last_cycle = time.monotonic()
 
-    async def _run_cycle(self, producer: AIOKafkaProducer) -> None:
+    async def _run_cycle(self, producer: AIOKafkaProducer, offsets: dict[str, list[int]]) -> None:
         assert self._buffer is not None  # noqa: S101
         data = self._buffer.cut(self.options.continual.holdout_fraction)
         loop = asyncio.get_running_loop()
-        record = await loop.run_in_executor(None, self._cycle, data)
+        record = await loop.run_in_executor(None, self._cycle, data, offsets)
         self.cycles += 1
         if record.get("promoted"):
             manifest = self.store.manifest(record["version"])
@@ -221,8 +265,8 @@ class Learner:
         self._write_log(record)
         log.info("cycle %d: %s", self.cycles, record["reason"])
 
-    def _cycle(self, data: CycleData) -> dict[str, Any]:
-        """One update cycle on `data` (runs in a worker thread)."""
+    def _cycle(self, data: CycleData, offsets: dict[str, list[int]]) -> dict[str, Any]:
+        """One update cycle on `data` (runs in a worker thread); `offsets`: per partition [first, end)."""
         started = time.perf_counter()
         cfg = self.options.continual
         if self.store.current() != (self._serving.version if self._serving else None):
@@ -232,7 +276,7 @@ class Learner:
         record: dict[str, Any] = {
             "kind": "cycle", "at": datetime.now(UTC).isoformat(), "cycle": self.cycles + 1, "base": base.version,
             "events": data.events, "train_sequences": len(data.train), "gate_points": len(data.points),
-            "first_ts": _iso(data.first_ts), "last_ts": _iso(data.last_ts), "promoted": False,
+            "first_ts": _iso(data.first_ts), "last_ts": _iso(data.last_ts), "promoted": False, "offsets": offsets,
         }  # fmt: skip
         new = [i for i in data.items + self._new_catalog if i not in base.vocab]
         self._new_catalog = []
@@ -260,7 +304,8 @@ class Learner:
         metrics = {"ndcg@10": result.candidate_ndcg, "serving_ndcg@10": result.serving_ndcg,
                    "gate_points": float(result.points)}  # fmt: skip
         window = {"events": data.events, "first_ts": _iso(data.first_ts), "last_ts": _iso(data.last_ts),
-                  "train_sequences": len(data.train), "new_items": len(added)}  # fmt: skip
+                  "train_sequences": len(data.train), "new_items": len(added), "topic": self.settings.topics.events,
+                  "offsets": offsets}  # fmt: skip
         training = {"steps": tuned.steps, "lr": cfg.lr, "batch_size": cfg.batch_size,
                     "replay_fraction": cfg.replay_fraction, "loss_last": tuned.loss_last}  # fmt: skip
         manifest = self.store.save(

@@ -87,7 +87,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def base_model(events: Sequence[Event], catalog: dict[str, Item], out: Path) -> Path:
-    result = train(events, catalog, TrainConfig(model=SMALL, epochs=6, batch_size=64, patience=2))
+    result = train(events, catalog, TrainConfig(model=SMALL, epochs=5, batch_size=64, patience=2, max_valid_points=300))
     save_model(out, result.model, result.vocab, metrics=result.metrics)
     return out
 

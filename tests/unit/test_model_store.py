@@ -94,3 +94,12 @@ def test_cli_promote_list_rollback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert store.current() == first
     missing = runner.invoke(app, ["model", "rollback", "transformer-000000000000", "--no-publish"])
     assert missing.exit_code == 1 and store.current() == first
+
+
+def test_side_files_are_replaced_atomically(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "s")
+    assert store.read_json("online.json") == {}
+    store.write_json("online.json", {"versions": {"v": {"ctr": 0.5}}})
+    store.write_json("online.json", {"versions": {"v": {"ctr": 0.25}}})
+    assert store.read_json("online.json") == {"versions": {"v": {"ctr": 0.25}}}
+    assert [p.name for p in (tmp_path / "s").iterdir()] == ["online.json"]

@@ -17,9 +17,11 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from contracts import EventType, Reason, ReasonKind
+from model.candidates import Candidate, Ranker, explain_all
 from model.cooccurrence import CooccurrenceScorer
 from model.recency import RecencyConfig, event_weights, is_blocked
 from model.scoring import ItemContext, ScoredItem, Scorer, UserState
@@ -69,9 +71,13 @@ class RecentItemsScorer:
 
     def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
         """Top-`k` of each user's own items (fewer if the user has touched fewer items)."""
-        return [self._score_user(user, items, k) for user in users]
+        return explain_all(self.rank(users, items, k))
 
-    def _score_user(self, user: UserState, items: ItemContext, k: int) -> list[ScoredItem]:
+    def rank(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
+        """As `score`, explanations deferred until a candidate's `scored()` is called."""
+        return [self._rank_user(user, items, k) for user in users]
+
+    def _rank_user(self, user: UserState, items: ItemContext, k: int) -> list[Candidate]:
         weights = event_weights(user, self._recency).tolist()
         by_item: dict[str, list[tuple[int, float]]] = {}
         for index, event in enumerate(user.events):
@@ -83,13 +89,16 @@ class RecentItemsScorer:
             if total > 0.0 and not is_blocked(item_id, user, items):
                 ranked.append((total, events[-1][0], item_id, events))
         ranked.sort(key=lambda r: (-r[0], -r[1]))  # ties: the more recent item first
-        return [self._explain(user, total, item_id, events) for total, _, item_id, events in ranked[:k]]
+        return [
+            Candidate(item_id, total, partial(self._explain, user, total, item_id, events))
+            for total, _, item_id, events in ranked[:k]
+        ]
 
     def _explain(self, user: UserState, total: float, item_id: str, events: list[tuple[int, float]]) -> ScoredItem:
         counts = Counter(user.events[i].type for i, _ in events)
         detail = "you " + ", ".join(f"{_VERBS.get(t, str(t))} it {n}x" for t, n in counts.most_common())
         evidence = sorted(events, key=lambda e: -e[1])[: self._max_evidence]
-        reason = Reason.model_construct(kind=ReasonKind.SEEN_BEFORE, detail=detail[:512], weight=total)
+        reason = Reason(kind=ReasonKind.SEEN_BEFORE, detail=detail[:512], weight=total)
         return ScoredItem(item_id=item_id, score=total, evidence=tuple(evidence), reasons=(reason,))
 
 
@@ -113,6 +122,10 @@ class PopularityScorer:
 
     def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
         """Top-`k` popular items per user."""
+        return explain_all(self.rank(users, items, k))
+
+    def rank(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
+        """As `score`, explanations deferred until a candidate's `scored()` is called."""
         depth = 2 * k + 16  # candidates per list: enough to fill k after filtering
         cache: dict[str | None, list[tuple[str, float]]] = {None: _normalised(items.popular, depth)}
         out = []
@@ -121,7 +134,7 @@ class PopularityScorer:
             for category in shares:
                 if category not in cache:
                     cache[category] = _normalised(items.popular_by_category.get(category, ()), depth)
-            out.append(self._score_user(user, items, shares, cache, k))
+            out.append(self._rank_user(user, items, shares, cache, k))
         return out
 
     def _shares(self, user: UserState, items: ItemContext) -> dict[str, float]:
@@ -130,14 +143,14 @@ class PopularityScorer:
         total = sum(a for _, a in top)
         return {c: a / total for c, a in top}
 
-    def _score_user(
+    def _rank_user(
         self,
         user: UserState,
         items: ItemContext,
         shares: dict[str, float],
         cache: dict[str | None, list[tuple[str, float]]],
         k: int,
-    ) -> list[ScoredItem]:
+    ) -> list[Candidate]:
         parts: dict[str, dict[str | None, float]] = {}
         lists: list[tuple[str | None, float]] = [*shares.items(), (None, self._global_weight if shares else 1.0)]
         for category, share in lists:
@@ -145,14 +158,25 @@ class PopularityScorer:
                 per_item = parts.setdefault(item_id, {})
                 per_item[category] = per_item.get(category, 0.0) + share * value
         totals = sorted(((sum(p.values()), item) for item, p in parts.items()), key=lambda t: -t[0])
-        by_category = self._evidence_by_category(user, items)
+        memo: dict[str, list[tuple[int, float]]] = {}  # evidence by category, built by the first explanation
         picked = []
         for total, item_id in totals:
             if not is_blocked(item_id, user, items):
-                picked.append(self._explain(item_id, total, parts[item_id], by_category))
+                explain = partial(
+                    self._explain, item_id, total, parts[item_id], partial(self._evidence, user, items, memo)
+                )
+                picked.append(Candidate(item_id, total, explain))
                 if len(picked) == k:
                     break
         return picked
+
+    def _evidence(
+        self, user: UserState, items: ItemContext, memo: dict[str, list[tuple[int, float]]]
+    ) -> dict[str, list[tuple[int, float]]]:
+        if not memo:
+            memo.update(self._evidence_by_category(user, items))
+            memo.setdefault("", [])  # marks the memo as built
+        return memo
 
     def _evidence_by_category(self, user: UserState, items: ItemContext) -> dict[str, list[tuple[int, float]]]:
         """The user's weighted events per category (what made the affinity), strongest first."""
@@ -171,13 +195,14 @@ class PopularityScorer:
         item_id: str,
         total: float,
         parts: dict[str | None, float],
-        by_category: dict[str, list[tuple[int, float]]],
+        evidence_by_category: Callable[[], dict[str, list[tuple[int, float]]]],
     ) -> ScoredItem:
+        by_category = evidence_by_category()
         reasons = []
         evidence: list[tuple[int, float]] = []
         for category, weight in sorted(parts.items(), key=lambda kv: -kv[1]):
             detail = f"popular in {category}" if category is not None else "popular right now"
-            reasons.append(Reason.model_construct(kind=ReasonKind.TRENDING, detail=detail[:512], weight=weight))
+            reasons.append(Reason(kind=ReasonKind.TRENDING, detail=detail[:512], weight=weight))
             if category is not None:
                 evidence.extend(by_category.get(category, ())[:5])
         # Global popularity has no evidence in the user's events; category popularity points at their events there.
@@ -215,24 +240,29 @@ class BlendScorer:
     def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
         """Top-`k` items per user by blended score."""
         depth = self._depth_factor * k
-        outputs = [scorer.score(users, items, depth) for scorer, _ in self._parts]
+        outputs = [_rank(scorer, users, items, depth) for scorer, _ in self._parts]
         return [self._merge([out[u] for out in outputs], k) for u in range(len(users))]
 
-    def _merge(self, lists: list[list[ScoredItem]], k: int) -> list[ScoredItem]:
+    def _merge(self, lists: list[list[Candidate]], k: int) -> list[ScoredItem]:
         scores: dict[str, float] = {}
-        evidence: dict[str, dict[int, float]] = {}
-        reasons: dict[str, list[tuple[float, Reason]]] = {}
+        found: dict[str, list[tuple[float, Candidate]]] = {}  # item -> (scale, candidate) per part that has it
         for (_, weight), ranked in zip(self._parts, lists, strict=True):
             top = ranked[0].score if ranked and ranked[0].score > 0.0 else 1.0
             scale = weight / top
-            for scored in ranked:
-                contribution = scored.score * scale
-                scores[scored.item_id] = scores.get(scored.item_id, 0.0) + contribution
-                merged = evidence.setdefault(scored.item_id, {})
+            for cand in ranked:
+                scores[cand.item_id] = scores.get(cand.item_id, 0.0) + cand.score * scale
+                found.setdefault(cand.item_id, []).append((scale, cand))
+        best = sorted(scores.items(), key=lambda kv: -kv[1])[:k]
+        evidence: dict[str, dict[int, float]] = {}
+        reasons: dict[str, list[tuple[float, Reason]]] = {}
+        for item_id, _ in best:  # only the winners are explained
+            merged = evidence[item_id] = {}
+            why = reasons[item_id] = []
+            for scale, cand in found[item_id]:
+                scored = cand.scored()
                 for index, w in scored.evidence:
                     merged[index] = merged.get(index, 0.0) + w * scale
-                reasons.setdefault(scored.item_id, []).extend((contribution, r) for r in scored.reasons)
-        best = sorted(scores.items(), key=lambda kv: -kv[1])[:k]
+                why.extend((scored.score * scale, r) for r in scored.reasons)
         return [
             ScoredItem(
                 item_id=item_id,
@@ -242,6 +272,18 @@ class BlendScorer:
             )
             for item_id, total in best
         ]
+
+
+def _rank(scorer: Scorer, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
+    """A part's ranking, lazily explained when it can rank (`Ranker`), else explained eagerly and wrapped."""
+    if hasattr(scorer, "rank"):
+        ranker: Ranker = scorer  # type: ignore[assignment]
+        return ranker.rank(users, items, k)
+    return [[Candidate(s.item_id, s.score, partial(_same, s)) for s in row] for row in scorer.score(users, items, k)]
+
+
+def _same(scored: ScoredItem) -> ScoredItem:
+    return scored
 
 
 def default_blend() -> BlendScorer:

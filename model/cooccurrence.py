@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import numpy as np
 
 from contracts import EventType, Reason, ReasonKind
+from model.candidates import Candidate, explain_all
 from model.interactions import NeighbourTable
 from model.recency import RecencyConfig, event_weights, is_blocked, item_label
 from model.scoring import ItemContext, ScoredItem, UserState
@@ -62,6 +64,19 @@ def _top_indices(values: np.ndarray, n: int) -> list[int]:
     return [int(i) for i in np.argsort(-values, kind="stable")]
 
 
+class _Rows:
+    """One user's (candidate, source position, contribution) rows, looked up per explained candidate."""
+
+    __slots__ = ("contrib", "inverse", "pos")
+
+    def __init__(self, inverse: np.ndarray, pos: np.ndarray, contrib: np.ndarray) -> None:
+        self.inverse, self.pos, self.contrib = inverse, pos, contrib
+
+    def of(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.flatnonzero(self.inverse == j)
+        return self.pos[rows], self.contrib[rows]
+
+
 class CooccurrenceScorer:
     """Ranks neighbours of the user's recent items (see module docstring)."""
 
@@ -85,8 +100,12 @@ class CooccurrenceScorer:
 
     def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
         """Top-`k` co-occurring items per user (fewer if the user's items have few neighbours)."""
+        return explain_all(self.rank(users, items, k))
+
+    def rank(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
+        """As `score`, explanations deferred until a candidate's `scored()` is called."""
         lookup = _Lookup(items.cooccurring)
-        return [self._score_user(user, items, lookup, k) for user in users]
+        return [self._rank_user(user, items, lookup, k) for user in users]
 
     def _sources(self, user: UserState) -> list[tuple[str, float, list[tuple[int, float]]]]:
         """Distinct items of the user's events with summed positive weight and their (index, weight) events."""
@@ -99,7 +118,7 @@ class CooccurrenceScorer:
         sources.sort(key=lambda s: -s[1])
         return sources[: self._max_sources]
 
-    def _score_user(self, user: UserState, items: ItemContext, lookup: _Lookup, k: int) -> list[ScoredItem]:
+    def _rank_user(self, user: UserState, items: ItemContext, lookup: _Lookup, k: int) -> list[Candidate]:
         sources = self._sources(user)
         cands, contribs, positions = [], [], []
         for pos, (item, weight, _) in enumerate(sources):
@@ -113,14 +132,16 @@ class CooccurrenceScorer:
             return []
         uniq, inverse = np.unique(np.concatenate(cands), return_inverse=True)
         totals = np.bincount(inverse, weights=np.concatenate(contribs))
-        rows_pos, rows_w = np.concatenate(positions), np.concatenate(contribs)
-        picked: list[ScoredItem] = []
+        rows = _Rows(inverse, np.concatenate(positions), np.concatenate(contribs))
+        picked: list[Candidate] = []
         for j in _top_indices(totals, 4 * k + 16):
             item_id = lookup.name(int(uniq[j]))
             if is_blocked(item_id, user, items):
                 continue
-            rows = np.flatnonzero(inverse == j)  # the sources this candidate came from
-            picked.append(self._explain(user, items, item_id, float(totals[j]), sources, rows_pos[rows], rows_w[rows]))
+            total = float(totals[j])
+            picked.append(
+                Candidate(item_id, total, partial(self._explain, user, items, item_id, total, sources, rows, j))
+            )
             if len(picked) == k:
                 break
         return picked
@@ -132,9 +153,10 @@ class CooccurrenceScorer:
         item_id: str,
         total: float,
         sources: list[tuple[str, float, list[tuple[int, float]]]],
-        source_pos: np.ndarray,
-        source_contrib: np.ndarray,
+        rows: _Rows,
+        j: int,
     ) -> ScoredItem:
+        source_pos, source_contrib = rows.of(j)  # the sources this candidate came from
         # A source item's contribution is split over its events in proportion to their weights. Walk sources by
         # contribution and stop once no event of the next source can beat the current top `max_evidence`.
         best: list[tuple[float, int]] = []  # min-heap of (contribution, event index)
@@ -154,6 +176,5 @@ class CooccurrenceScorer:
         label = item_label(top.item_id or "", items)
         kind = ReasonKind.BOUGHT_TOGETHER if top.type in _BASKET else ReasonKind.SIMILAR_TO
         detail = f"often bought with {label}" if kind is ReasonKind.BOUGHT_TOGETHER else f"similar to {label}"
-        # model_construct: the fields are known valid here, and validation would dominate the scoring time.
-        reason = Reason.model_construct(kind=kind, detail=detail[:512], weight=total)
+        reason = Reason(kind=kind, detail=detail[:512], weight=total)
         return ScoredItem(item_id=item_id, score=total, evidence=evidence, reasons=(reason,))

@@ -160,8 +160,8 @@ class CooccurrenceScorer:
         # A source item's contribution is split over its events in proportion to their weights. Walk sources by
         # contribution and stop once no event of the next source can beat the current top `max_evidence`.
         best: list[tuple[float, int]] = []  # min-heap of (contribution, event index)
-        rows = sorted(zip(source_contrib.tolist(), source_pos.tolist(), strict=True), key=lambda r: -r[0])
-        for contrib, pos in rows:
+        ordered = sorted(zip(source_contrib.tolist(), source_pos.tolist(), strict=True), key=lambda r: -r[0])
+        for contrib, pos in ordered:
             if len(best) == self._max_evidence and contrib <= best[0][0]:
                 break
             _, source_weight, events = sources[pos]

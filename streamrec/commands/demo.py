@@ -103,6 +103,10 @@ class _Procs:
         self.procs.clear()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as s:
@@ -359,6 +363,7 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
         console.print("\n[bold]Ctrl-C: stopping[/bold]")
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         procs.stop_all()
         if stack is not None:
             stack.down()
@@ -393,6 +398,10 @@ def register(app: typer.Typer) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         console = Console()
         started = time.monotonic()
+        # Ctrl-C and SIGTERM both end in the same clean shutdown. SIGINT is reset explicitly: a shell that starts
+        # the demo as a background job (scripts/demo.sh) hands it over ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             code = run_demo(plan, workdir, prefix, redis_db, _free_port(web_port), console)
         except (RuntimeError, subprocess.CalledProcessError, OSError, StreamrecError) as exc:

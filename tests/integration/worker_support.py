@@ -1,0 +1,219 @@
+"""Helpers for tests that run `streamrec worker` subprocesses: start/stop, produce, collect, group assignment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+from contracts import Event, EventType, Settings
+from feature_store import FeatureStore
+
+__all__ = [
+    "Worker",
+    "WorkerPool",
+    "assert_exactly_once",
+    "collect",
+    "generated_events",
+    "group_assignment",
+    "produce",
+    "records",
+]
+
+_KINDS = [EventType.VIEW] * 6 + [EventType.CLICK, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE]
+
+
+def generated_events(n: int, users: int = 200, items: int = 300, seed: int = 11, prefix: str = "g") -> list[Event]:
+    """A seeded multi-behaviour stream in event-time order (two days ago, 2 s apart)."""
+    rng = random.Random(seed)
+    t0 = datetime.now(UTC) - timedelta(days=2)
+    return [
+        Event(
+            event_id=f"{prefix}{i}",
+            user_id=f"u{rng.randrange(users)}",
+            item_id=f"i{int(rng.paretovariate(1.2)) % items}",
+            type=rng.choice(_KINDS),
+            ts=t0 + timedelta(seconds=2 * i),
+        )
+        for i in range(n)
+    ]
+
+
+def records(events: Sequence[Event]) -> list[tuple[bytes, bytes | None]]:
+    """(value, key) pairs as a shop would produce them (key = user id)."""
+    return [(e.model_dump_json().encode(), e.user_id.encode()) for e in events]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Worker:
+    """One `streamrec worker` subprocess and its web port."""
+
+    proc: subprocess.Popen[bytes]
+    web_port: int
+    log: Path
+
+    async def metric(self, name: str) -> float:
+        """Sum of a Prometheus sample family from its `/metrics` (0 when absent or not yet serving)."""
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{self.web_port}/metrics", timeout=aiohttp.ClientTimeout(5)) as resp,
+            ):
+                body = await resp.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return 0.0
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith(name) and not line.startswith("#") and line[len(name)] in " {"
+        )
+
+
+@dataclass
+class WorkerPool:
+    """Starts workers (distinct web ports, logs under `tmp`); `stop_all` ends the ones still running."""
+
+    tmp: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    workers: list[Worker] = field(default_factory=list)
+
+    def start(self, settings: Settings) -> Worker:
+        """Start one worker on `settings` (topic prefix, Redis DB) with a free web port."""
+        port = _free_port()
+        env = dict(os.environ) | self.extra_env
+        env.update(
+            STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+            STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
+            STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
+            STREAMREC_WEB_PORT=str(port),
+        )
+        log = self.tmp / f"worker{len(self.workers)}.log"
+        cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", "warning"]
+        with log.open("wb") as out:  # the child keeps its own descriptor
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp)
+        worker = Worker(proc, port, log)
+        self.workers.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        """SIGTERM every running worker, SIGKILL after 20 s."""
+        for w in self.workers:
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+        for w in self.workers:
+            try:
+                w.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+
+
+async def produce(
+    settings: Settings, recs: Sequence[tuple[bytes, bytes | None]], rate_per_s: float | None = None
+) -> None:
+    """Send records to the events topic (acks=all), optionally paced at `rate_per_s`."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    start = time.monotonic()
+    try:
+        for n, (value, key) in enumerate(recs):
+            await producer.send(settings.topics.events, value, key=key)
+            if rate_per_s is not None and n % 50 == 49:
+                ahead = start + (n + 1) / rate_per_s - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def collect(
+    settings: Settings, done: Callable[[dict[str, Any], list[dict[str, Any]]], bool], timeout_s: float = 120.0
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Read recommendations (per user, in order) and dead letters until `done(latest, letters)` or timeout."""
+    consumer = AIOKafkaConsumer(
+        settings.topics.recommendations,
+        settings.topics.dead_letter,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    recs: dict[str, list[dict[str, Any]]] = {}
+    letters: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
+                for m in messages:
+                    doc = json.loads(m.value)
+                    if tp.topic == settings.topics.dead_letter:
+                        letters.append(doc)
+                    else:
+                        recs.setdefault(doc["user_id"], []).append(doc)
+            if done({u: r[-1] for u, r in recs.items()}, letters):
+                break
+    finally:
+        await consumer.stop()
+    return recs, letters
+
+
+async def group_assignment(settings: Settings, topic: str) -> tuple[str, dict[str, set[int]]]:
+    """The worker group's state and, per member id, the partitions of `topic` assigned to it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([f"{settings.topic_prefix}-worker"])
+    finally:
+        await admin.close()
+    [group] = response.to_object()["groups"]
+    members: dict[str, set[int]] = {}
+    for member in group["members"]:
+        raw = member["member_assignment"]
+        parts: set[int] = set()
+        if raw:
+            assignment = ConsumerProtocolMemberAssignment.decode(raw)
+            parts = {p for t, ps in assignment.assignment for p in ps if t == topic}
+        members[member["member_id"]] = parts
+    return group["state"], members
+
+
+async def assert_exactly_once(redis_url: str, events: Sequence[Event]) -> None:
+    """Every event was applied to its user's features exactly once (the store's exact audit counters)."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        store = FeatureStore(client)
+        per_user: dict[str, int] = {}
+        for e in events:
+            per_user[e.user_id] = per_user.get(e.user_id, 0) + 1
+        wrong = {}
+        for user, count in per_user.items():
+            stats = await store.user_stats(user)
+            if stats.get("applied") != count:
+                wrong[user] = (stats.get("applied"), count)
+        assert not wrong, f"applied != produced for {len(wrong)} users, e.g. {list(wrong.items())[:5]}"
+    finally:
+        await client.aclose()

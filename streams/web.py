@@ -94,6 +94,10 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
         async def get(self, request: Request) -> Response:
             return self.html((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
 
+    @app.page("/dashboard")
+    class DashboardIndexNoSlash(DashboardIndex):  # same page: it links its files by absolute paths
+        pass
+
     @app.page("/dashboard/{name}")
     class DashboardFile(View):
         async def get(self, request: Request, name: str) -> Response:

@@ -63,8 +63,8 @@ class DemoPlan:
 
     @classmethod
     def full(cls) -> DemoPlan:
-        """Every user, a small but real model (a few minutes of CPU training), live at 20 events/s."""
-        args = ("--epochs", "6", "--patience", "2", "--max-len", "50", "--max-valid-points", "500")
+        """Every user, a small but real model (3 epochs: a few minutes of CPU training), live at 20 events/s."""
+        args = ("--epochs", "3", "--patience", "1", "--max-len", "50", "--max-valid-points", "300")
         return cls(users=None, train_args=args)
 
 
@@ -309,7 +309,7 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
             f" user), live {len(live):,}"
         )
 
-        step("3/5 worker (baseline scorer until the model is trained)")
+        step("3/5 worker (baseline scorer until the model is ready)")
         model_out, store = workdir / "model-train", workdir / "models"
         shutil.rmtree(model_out, ignore_errors=True)
         shutil.rmtree(store, ignore_errors=True)
@@ -325,7 +325,7 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
         procs.start("worker", [*_cli(), "worker", "--loglevel", "warning"], env, workdir / "worker.log")
         console.print(f"  [bold]dashboard: http://127.0.0.1:{web_port}/dashboard/[/bold]")
 
-        step("4/5 train the sequential transformer (CPU), serve it, start the learner")
+        step("4/5 train the transformer (CPU), serve it, start the learner")
         until = (events[-1].ts - timedelta(days=plan.live_days)).isoformat()
         train = [*_cli(), "train", "--data", str(data), "--out", str(model_out), "--until", until, *plan.train_args]
         subprocess.run(["nice", "-n", "5", *train], check=True)
@@ -346,7 +346,7 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
         else:
             console.print("  [yellow]`streamrec learner` is not in this build: no continual learning[/yellow]")
 
-        step("5/5 replay: backfill the history, then the live stream")
+        step("5/5 replay: backfill the history, then live")
         out = _Live(console, plan.show_every_seconds)
         asyncio.run(_stream(settings, history, live, catalog, plan, out, web_port))
         procs.check()

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -159,6 +160,10 @@ async def test_dashboard_shows_explained_recommendations_and_updates(
         ),
     )
 
+    with urllib.request.urlopen(f"{base}/dashboard") as r:  # noqa: S310 - loopback; without the slash too
+        assert b"/dashboard/app.js" in r.read()
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(f"{base}/dashboard/..%2Fweb.py")  # noqa: S310 - only the three page files are served
     browser.get(f"{base}/dashboard/?user={USER}")
     WebDriverWait(browser, 30).until(lambda d: _text_of_first_explanation(d) != "")
     why = _text_of_first_explanation(browser)
@@ -166,7 +171,7 @@ async def test_dashboard_shows_explained_recommendations_and_updates(
     assert browser.find_element(By.ID, "trigger").get_attribute("data-event-id") == "u-3"
     titles = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#recs li .rec-title")]
     assert titles and all(titles), titles
-    assert browser.find_elements(By.CSS_SELECTOR, "#history li.evidence"), "no evidence highlighted in the history"
+    assert browser.find_elements(By.CSS_SELECTOR, "#history li.is-evidence"), "no evidence highlighted in the history"
     WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "total-events").text not in ("", "–", "0"))
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-1.png"))

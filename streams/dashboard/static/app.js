@@ -157,7 +157,7 @@ function renderUser(u) {
     const li = el("li", { class: `rec${activeRec === it.rank ? " active" : ""}`, "data-rank": it.rank },
       el("div", {}, el("span", { class: "rec-title" }, itemLabel(titles, it.item_id)), el("span", { class: "rec-id" }, `${it.item_id} · score ${it.score.toFixed(3)}`)),
       el("div", { class: "why" }, ex.text),
-      el("div", { class: "reasons" }, ...ex.reasons.map((r) => el("span", { class: "reason", title: `weight ${r.weight.toFixed(3)}` }, `${r.kind.replaceAll("_", " ")}: ${r.detail}`))),
+      el("div", { class: "reasons" }, ...ex.reasons.map((r) => el("span", { class: "reason", title: `weight ${r.weight.toFixed(3)}` }, r.detail ? `${r.kind.replaceAll("_", " ")}: ${r.detail}` : r.kind.replaceAll("_", " ")))),
       el("div", { class: "evidence" }, ex.evidence.length ? "evidence: " + ex.evidence.map((x) => `${x.type} ${x.item_id ? itemLabel(titles, x.item_id) : "search"} (${x.weight >= 0 ? "+" : ""}${x.weight.toFixed(2)})`).join(" · ") : "no personal evidence"));
     li.addEventListener("mouseenter", () => { activeRec = it.rank; highlight(evidenceOf, allEvidence); });
     li.addEventListener("mouseleave", () => { activeRec = null; highlight(evidenceOf, allEvidence); });
@@ -174,7 +174,7 @@ function highlight(evidenceOf, allEvidence) {
   const active = activeRec === null ? null : evidenceOf.get(activeRec);
   for (const li of $("history").children) {
     const id = li.dataset.eventId;
-    li.classList.toggle("evidence", allEvidence.has(id));
+    li.classList.toggle("is-evidence", allEvidence.has(id));
     li.classList.toggle("evidence-active", !!active && active.has(id));
   }
   for (const li of $("recs").children) li.classList.toggle("active", Number(li.dataset.rank) === activeRec);

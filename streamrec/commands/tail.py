@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -68,12 +69,14 @@ async def follow(
     users: set[str] | None = None,
     from_beginning: bool = False,
     limit: int | None = None,
+    idle_exit_seconds: float | None = None,
     ready: asyncio.Event | None = None,
 ) -> int:
     """Consume recommendations (own consumer, no group), look up titles and triggers, call `on_recommendation`.
 
-    Returns the number handled; runs until `limit` is reached or the task is cancelled. `ready` is set once the
-    consumer has its partitions (so a caller can start producing without missing anything).
+    Returns the number handled; runs until `limit` is reached, nothing arrived for `idle_exit_seconds`, or the task
+    is cancelled. `ready` is set once the consumer has its partitions (so a caller can start producing without
+    missing anything).
     """
     import redis.asyncio as aioredis
     from aiokafka import AIOKafkaConsumer
@@ -99,8 +102,13 @@ async def follow(
             await consumer.position(tp)
         if ready is not None:
             ready.set()
+        last = time.monotonic()
         while limit is None or n < limit:
             batches = await consumer.getmany(timeout_ms=500, max_records=200)
+            if batches:
+                last = time.monotonic()
+            elif idle_exit_seconds is not None and time.monotonic() - last > idle_exit_seconds:
+                break
             for messages in batches.values():
                 for m in messages:
                     rec = Recommendation.model_validate_json(m.value)
@@ -131,6 +139,7 @@ def register(app: typer.Typer) -> None:
         top: int = typer.Option(3, min=1, help="Items shown per recommendation."),
         from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the oldest recommendation."),
         limit: int | None = typer.Option(None, min=1, help="Stop after this many recommendations."),
+        idle_exit: float | None = typer.Option(None, min=0.1, help="Stop after this many seconds without any."),
     ) -> None:
         """Follow live recommendations: user, trigger event, top items with titles, reason, evidence, latency."""
         from rich.console import Console
@@ -145,6 +154,15 @@ def register(app: typer.Typer) -> None:
             console.print(render_recommendation(rec, titles, trigger, top))
 
         try:
-            asyncio.run(follow(settings, show, users=set(user) or None, from_beginning=from_beginning, limit=limit))
+            asyncio.run(
+                follow(
+                    settings,
+                    show,
+                    users=set(user) or None,
+                    from_beginning=from_beginning,
+                    limit=limit,
+                    idle_exit_seconds=idle_exit,
+                )
+            )
         except KeyboardInterrupt:
             console.print("[dim]stopped[/dim]")

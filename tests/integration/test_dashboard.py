@@ -7,6 +7,7 @@ updates to the new trigger. Screenshots go to `test-artifacts/`.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -143,8 +144,20 @@ def _text_of_first_explanation(driver: Any) -> str:
     return str(whys[0].text) if whys else ""
 
 
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `streamrec ARGS` against this test's topics and Redis DB."""
+    env = dict(os.environ, COLUMNS="160")
+    env.update(
+        STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
+        STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
+    )
+    cmd = [sys.executable, "-m", "streamrec", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180, check=True)
+
+
 async def test_dashboard_shows_explained_recommendations_and_updates(
-    worker: tuple[Settings, int], browser: Any
+    worker: tuple[Settings, int], browser: Any, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -176,9 +189,18 @@ async def test_dashboard_shows_explained_recommendations_and_updates(
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "dashboard-1.png"))
 
+    # The next event goes in through the `streamrec replay` command, from a canonical events file.
     newer = Event(event_id="u-4", user_id=USER, item_id="d4", type=EventType.ADD_TO_CART, ts=T0 + timedelta(hours=1))
-    await replay(settings, [newer], rate=0)
+    with gzip.open(tmp_path / "events.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write(newer.model_dump_json() + "\n")
+    replayed = _cli(settings, "replay", str(tmp_path), "--rate", "10", "--no-catalog")
+    assert "1 events" in replayed.stderr, replayed.stderr
     WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "trigger").get_attribute("data-event-id") == "u-4")
     assert _text_of_first_explanation(browser) != ""
     assert "Cake Tin" in browser.find_element(By.ID, "history").text  # the new event, with its title
     browser.save_screenshot(str(ARTIFACTS / "dashboard-2.png"))
+
+    # `streamrec tail` shows the same recommendation in the terminal: trigger, titles, reason text, evidence.
+    tail = _cli(settings, "tail", "--from-beginning", "--user", USER, "--idle-exit", "10").stdout
+    assert f"user {USER}" in tail and "add_to_cart d4 Cake Tin" in tail, tail
+    assert "Because you" in tail and "evidence: " in tail, tail

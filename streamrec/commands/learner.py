@@ -25,6 +25,9 @@ def register(app: typer.Typer) -> None:
         min_gate_points: int = typer.Option(20, min=1, help="Held-back targets needed for a decision."),
         from_beginning: bool = typer.Option(False, help="A new consumer group starts at the earliest offset."),
         text_init: bool = typer.Option(True, "--text-init/--no-text-init", help="MiniLM init for new titled items."),
+        frozen_version: str | None = typer.Option(
+            None, help="Reference version scored on every window for drift reports (default: the starting one)."
+        ),
         effects_window: float = typer.Option(1800.0, min=1.0, help="Seconds after a recommendation a hit counts."),
         metrics_port: int = typer.Option(0, min=0, help="Serve Prometheus /metrics on this port (0 = off)."),
         threads: int = typer.Option(1, min=1, help="Torch CPU threads (leave the other cores to the workers)."),
@@ -53,6 +56,7 @@ def register(app: typer.Typer) -> None:
             from_beginning=from_beginning,
             text_init=text_init,
             effects_window_seconds=effects_window,
+            frozen_version=frozen_version,
             continual=ContinualConfig(
                 steps=steps,
                 batch_size=batch_size,

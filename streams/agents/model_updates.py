@@ -112,7 +112,7 @@ def attach_model_updates(app: faust.App, runtime: Runtime, settings: Settings) -
     """Run a `ModelFollower` as a task of the worker app."""
     follower = ModelFollower(runtime, settings)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # faust.App.task is untyped
     async def follow_model_updates() -> None:
         await follower.run()
 

@@ -62,7 +62,8 @@ class LearnerOptions:
     min_events: int = 50
     from_beginning: bool = False  # a new consumer group starts at the earliest offset (default: latest)
     text_init: bool = True  # initialise new titled items from MiniLM text (loaded only when needed)
-    track_frozen: bool = True  # also score the version the learner started from on each window (drift report)
+    track_frozen: bool = True  # also score a fixed reference version on each window (drift report) ...
+    frozen_version: str | None = None  # ... this one (default: the version this process started from)
     effects_window_seconds: float = 1800.0  # a click/cart/purchase this soon after a recommendation is a hit
     effects_every_seconds: float = 10.0  # how often online.json is rewritten
     continual: ContinualConfig = field(default_factory=ContinualConfig)
@@ -158,8 +159,9 @@ class Learner:
         loaded = self.store.load()
         self._serving = _Serving(loaded.model, loaded.vocab, loaded.manifest.version)
         if self._frozen is None and self.options.track_frozen:
-            self._frozen = Ranker(loaded.model, loaded.vocab)
-            self._frozen_version = loaded.manifest.version
+            reference = loaded if self.options.frozen_version is None else self.store.load(self.options.frozen_version)
+            self._frozen = Ranker(reference.model, reference.vocab)
+            self._frozen_version = reference.manifest.version
         log.info("learner serving base: %s (%d items)", loaded.manifest.version, len(loaded.vocab))
 
     async def _follow(self, topic: str, from_start: bool, handle: Callable[[bytes | None], None]) -> None:

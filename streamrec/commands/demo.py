@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,16 +28,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from streamrec.demo_procs import Procs, free_port, interrupt, wait_http
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from contracts import Event, Recommendation, Settings
 
-__all__ = ["DemoPlan", "register"]
+__all__ = ["DemoPlan", "register", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -68,57 +69,6 @@ class DemoPlan:
         return cls(users=None, train_args=args)
 
 
-@dataclass
-class _Procs:
-    """Child processes started by the demo; stopped in reverse order (SIGTERM, then SIGKILL)."""
-
-    console: Console
-    procs: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=list)
-
-    def start(self, name: str, args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-        out = open(log, "wb")  # noqa: SIM115 - closed in stop_all
-        # Own session: the terminal's Ctrl-C reaches only the demo, which then stops the children in order.
-        proc = subprocess.Popen(args, env=dict(env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append((name, proc, out))
-        self.console.print(f"  started {name} (pid {proc.pid}, log {log})")
-        return proc
-
-    def check(self) -> None:
-        for name, proc, _ in self.procs:
-            if proc.poll() is not None:
-                msg = f"{name} exited with code {proc.returncode}; see its log"
-                raise RuntimeError(msg)
-
-    def stop_all(self) -> None:
-        for name, proc, out in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                self.console.print(f"  stopped {name} (pid {proc.pid})")
-            out.close()
-        self.procs.clear()
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    msg = "no free port"
-    raise RuntimeError(msg)
-
-
 def _cli() -> list[str]:
     return [sys.executable, "-m", "streamrec"]
 
@@ -133,20 +83,6 @@ def _has_command(name: str) -> bool:
 def _serving_version(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:  # noqa: S310 - loopback
         return str(json.loads(r.read())["model_version"])
-
-
-def _wait_http(url: str, procs: _Procs, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        procs.check()
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback URL we built
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    msg = f"{url} did not answer within {timeout_s:.0f} s"
-    raise RuntimeError(msg)
 
 
 @dataclass
@@ -276,7 +212,7 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
     from streamrec.stack import LocalStack
     from streamrec.stack_config import StackConfig
 
-    procs = _Procs(console)
+    procs = Procs(console)
     stack: LocalStack | None = None
     t0 = time.monotonic()
 
@@ -329,7 +265,7 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
         until = (events[-1].ts - timedelta(days=plan.live_days)).isoformat()
         train = [*_cli(), "train", "--data", str(data), "--out", str(model_out), "--until", until, *plan.train_args]
         subprocess.run(["nice", "-n", "5", *train], check=True)
-        _wait_http(f"http://127.0.0.1:{web_port}/healthz", procs)
+        wait_http(f"http://127.0.0.1:{web_port}/healthz", procs)
         if _has_command("model"):
             promote = [*_cli(), "model", "promote", str(model_out), "--store", str(store), "--publish"]
             subprocess.run(promote, env=env, check=True)
@@ -401,9 +337,9 @@ def register(app: typer.Typer) -> None:
         # Ctrl-C and SIGTERM both end in the same clean shutdown. SIGINT is reset explicitly: a shell that starts
         # the demo as a background job (scripts/demo.sh) hands it over ignored.
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
         try:
-            code = run_demo(plan, workdir, prefix, redis_db, _free_port(web_port), console)
+            code = run_demo(plan, workdir, prefix, redis_db, free_port(web_port), console)
         except (RuntimeError, subprocess.CalledProcessError, OSError, StreamrecError) as exc:
             console.print(f"[red]demo failed:[/red] {exc}")
             code = 1

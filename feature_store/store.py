@@ -7,7 +7,10 @@ Write path of a micro-batch (`apply_events`), each step one pipelined round trip
   3. popularity and co-occurrence scripts, each claiming the event id in its own slot.
 A crash between 2 and 3 is safe: on replay step 2 reports a duplicate but returns the partners stored with its
 claim, and step 3 re-runs with the same arguments; each of its scripts applies at most once.
-Read path (`read_batch`): users + global popularity, then category popularity + neighbours, then item metadata.
+Read path (`read_batch`): users + global popularity, then category popularity + neighbours of each user's newest
+distinct items, then item metadata. Item-side reads (popularity lists, neighbours, metadata) are shared by many
+batches, so they are cached in-process for `FeatureConfig.item_cache_seconds` (default 2 s; 0 = off): item
+features may lag by that long, user features never do. This process's own catalog writes drop their entries.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from contracts import Event, EventType, Item, ServiceUnavailable
+from feature_store.cache import TtlCache
 from feature_store.config import FeatureConfig
 from feature_store.keys import Keys
 from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
@@ -70,6 +74,8 @@ class FeatureStore:
         self._pop_script = client.register_script(_script("apply_popularity"))
         self._co_script = client.register_script(_script("apply_cooccurrence"))
         self._item_script = client.register_script(_script("upsert_item"))
+        self._cache = TtlCache(self.config.item_cache_seconds)
+        self._parsed: dict[bytes | str, StoredEvent] = {}  # stored event JSON -> parsed (immutable, so reusable)
 
     async def _execute(self, pipe: Any) -> list[Any]:
         try:
@@ -123,7 +129,7 @@ class FeatureStore:
                 keys.popularity_by_category(cat) if cat else keys.popularity(),
                 keys.popularity_counts(), keys.popularity_epoch(),
             ]  # fmt: skip
-            pop_args = [item, repr(e.ts.timestamp()), repr(weight), repr(tau), cat, ttl]
+            pop_args: list[str | int | float] = [item, repr(e.ts.timestamp()), repr(weight), repr(tau), cat, ttl]
             await self._pop_script(keys=pop_keys, args=pop_args, client=pipe)
             if not mates:
                 continue
@@ -139,14 +145,8 @@ class FeatureStore:
             await self._execute(pipe)
 
     async def _categories(self, item_ids: Iterable[str]) -> dict[str, str]:
-        ids = sorted(item_ids)
-        if not ids:
-            return {}
-        pipe = self._redis.pipeline(transaction=False)
-        for item in ids:
-            pipe.hget(self.keys.item_meta(item), "category")
-        values = await self._execute(pipe)
-        return {item: _text(v) or "" for item, v in zip(ids, values, strict=True) if v}
+        meta = await self._meta(sorted(item_ids))
+        return {item: m["category"] for item, m in meta.items() if m.get("category")}
 
     async def upsert_items(self, items: Sequence[Item]) -> int:
         """Write catalog items (an older version never overwrites a newer one); returns how many were written."""
@@ -165,13 +165,26 @@ class FeatureStore:
             await self._item_script(
                 keys=[self.keys.item_meta(item.item_id)], args=[repr(item.ts.timestamp()), *flat], client=pipe
             )
-        return sum(int(r) for r in await self._execute(pipe))
+        written = sum(int(r) for r in await self._execute(pipe))
+        self._cache.drop(f"meta:{item.item_id}" for item in items)
+        return written
 
     async def read_batch(
-        self, user_ids: Sequence[str], *, popular_n: int = 100, neighbours_n: int = 50, top_categories: int = 3
+        self,
+        user_ids: Sequence[str],
+        *,
+        popular_n: int = 50,
+        neighbours_n: int = 20,
+        top_categories: int = 3,
+        sources_n: int = 20,
     ) -> tuple[list[UserFeatures], ItemFeatures]:
-        """Features of the distinct `user_ids` (in order) and the item features their scoring needs."""
+        """Features of the distinct `user_ids` (in order) and the item features their scoring needs.
+
+        Neighbours are read for each user's `sources_n` newest distinct items (the co-occurrence scorer's
+        sources), `neighbours_n` per item; popularity lists `popular_n` long, for each user's `top_categories`.
+        """
         keys = self.keys
+        cached, missing = self._cache.split(["pop"])
         pipe = self._redis.pipeline(transaction=False)
         for u in user_ids:
             pipe.lrange(keys.user_events(u), 0, -1)
@@ -179,23 +192,35 @@ class FeatureStore:
             pipe.smembers(keys.user_cart(u))
             pipe.zrange(keys.user_purchased(u), 0, -1, withscores=True)
             pipe.hget(keys.user_session(u), "session_id")
-        pipe.zrevrange(keys.popularity(), 0, popular_n - 1, withscores=True)
+        if missing:
+            pipe.zrevrange(keys.popularity(), 0, popular_n - 1, withscores=True)
         raw = await self._execute(pipe)
         users = [self._user_features(u, raw[5 * i : 5 * i + 5]) for i, u in enumerate(user_ids)]
-        popular = _relative(raw[-1])
+        if missing:
+            cached["pop"] = _relative(raw[-1])
+            self._cache.put({"pop": cached["pop"]})
+        popular: list[tuple[str, float]] = cached["pop"]
 
         categories = sorted({c for f in users for c in _top(f.category_affinity, top_categories)})
-        history = sorted({e.item_id for f in users for e in f.events if e.item_id})
-        pipe = self._redis.pipeline(transaction=False)
-        for c in categories:
-            pipe.zrevrange(keys.popularity_by_category(c), 0, popular_n - 1, withscores=True)
-        for item in history:
-            pipe.zrevrange(keys.item_cooccurrence(item), 0, neighbours_n - 1, withscores=True)
-        raw = await self._execute(pipe)
-        by_category = {c: _relative(r) for c, r in zip(categories, raw[: len(categories)], strict=True)}
-        neighbours = {i: _pairs(r) for i, r in zip(history, raw[len(categories) :], strict=True) if r}
+        history = sorted({i for f in users for i in _newest_items(f, sources_n)})
+        wanted = [f"cat:{c}" for c in categories] + [f"co:{i}" for i in history]
+        found, missing = self._cache.split(wanted)
+        if missing:
+            pipe = self._redis.pipeline(transaction=False)
+            for key in missing:
+                kind, _, name = key.partition(":")
+                target = keys.popularity_by_category(name) if kind == "cat" else keys.item_cooccurrence(name)
+                pipe.zrevrange(target, 0, (popular_n if kind == "cat" else neighbours_n) - 1, withscores=True)
+            fetched = {
+                key: (_relative(r) if key.startswith("cat:") else _pairs(r))
+                for key, r in zip(missing, await self._execute(pipe), strict=True)
+            }
+            self._cache.put(fetched)
+            found |= fetched
+        by_category = {c: found[f"cat:{c}"] for c in categories}
+        neighbours = {i: found[f"co:{i}"] for i in history if found[f"co:{i}"]}
 
-        candidates = set(history) | {i for i, _ in popular}
+        candidates = {e.item_id for f in users for e in f.events if e.item_id} | {i for i, _ in popular}
         candidates |= {i for rows in (*by_category.values(), *neighbours.values()) for i, _ in rows}
         meta = await self._meta(sorted(candidates))
         return users, ItemFeatures(
@@ -209,7 +234,7 @@ class FeatureStore:
 
     def _user_features(self, user_id: str, raw: list[Any]) -> UserFeatures:
         stored, affinity_raw, cart, purchased, session = raw
-        events = tuple(_parse_stored(r) for r in reversed(stored))
+        events = tuple(self._parse(r) for r in reversed(stored))
         newest = events[-1].ts.timestamp() if events else 0.0
         cutoff = newest - self.config.just_purchased_seconds
         return UserFeatures(
@@ -221,22 +246,35 @@ class FeatureStore:
             session_id=_text(session),
         )
 
+    def _parse(self, raw: bytes | str) -> StoredEvent:
+        event = self._parsed.get(raw)
+        if event is None:
+            if len(self._parsed) >= 500_000:
+                self._parsed.clear()
+            event = self._parsed[raw] = _parse_stored(raw)
+        return event
+
     async def _meta(self, item_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-        if not item_ids:
-            return {}
-        pipe = self._redis.pipeline(transaction=False)
-        for item in item_ids:
-            pipe.hmget(self.keys.item_meta(item), "title", "category", "available")
-        rows = await self._execute(pipe)
-        out = {}
-        for item, (title, category, available) in zip(item_ids, rows, strict=True):
-            if available is not None:
-                out[item] = {
-                    "title": _text(title) or "",
-                    "category": _text(category) or "",
-                    "available": _text(available) or "1",
-                }
-        return out
+        """title/category/available of the items that have catalog metadata (cached like other item reads)."""
+        found, missing = self._cache.split(f"meta:{item}" for item in item_ids)
+        if missing:
+            pipe = self._redis.pipeline(transaction=False)
+            for key in missing:
+                pipe.hmget(self.keys.item_meta(key[5:]), "title", "category", "available")
+            fetched = {}
+            for key, (title, category, available) in zip(missing, await self._execute(pipe), strict=True):
+                fetched[key] = (
+                    None
+                    if available is None
+                    else {
+                        "title": _text(title) or "",
+                        "category": _text(category) or "",
+                        "available": _text(available) or "1",
+                    }
+                )
+            self._cache.put(fetched)
+            found |= fetched
+        return {item: m for item in item_ids if (m := found[f"meta:{item}"]) is not None}
 
     async def user_stats(self, user_id: str) -> dict[str, int]:
         """Exact counters of what was applied for a user (`applied`, `type:<type>`); for audits and tests."""
@@ -269,6 +307,17 @@ def _decayed(raw: dict[Any, Any], tau: float) -> dict[str, float]:
         return {}
     now = max(ref for _, ref in parsed.values())
     return {c: v * math.exp(-(now - ref) / tau) for c, (v, ref) in parsed.items()}
+
+
+def _newest_items(features: UserFeatures, n: int) -> list[str]:
+    """The user's `n` newest distinct items."""
+    out: dict[str, None] = {}
+    for e in reversed(features.events):
+        if e.item_id and e.item_id not in out:
+            out[e.item_id] = None
+            if len(out) == n:
+                break
+    return list(out)
 
 
 def _top(affinity: dict[str, float] | Any, n: int) -> list[str]:

@@ -1,0 +1,505 @@
+"""Pipeline benchmark: `streamrec worker` vs a raw aiokafka consume→produce passthrough, same broker, one run.
+
+Brings up what it needs with `streamrec.stack.LocalStack` (the code behind `streamrec stack up`; a running stack
+is reused and left running), fresh topics under a random prefix, a leased Redis DB (8..15, as the tests lease
+them) and a generated catalog. Then, for the worker and for the passthrough in turn (each a subprocess):
+
+1. throughput: a backlog of `--backlog` events is produced first (a saturating producer: the processor never
+   waits for input); events/s = slope of events processed between 10 % and 90 % of the backlog;
+2. latency at a fixed offered rate: `--rate` events/s for `--seconds`; an event's latency is the time from its
+   send to the arrival (at this script's consumer) of the first output that reflects it: for the worker, a
+   recommendation for its user triggered by it or a later event of theirs; for the passthrough, its copy.
+
+The worker's per-stage histograms (`/metrics`, `streams/metrics.py`) give the time breakdown per micro-batch.
+Prints a CPU calibration (a fixed pure-Python loop) and the load average, because the 2-core machines are shared.
+
+    nice -n 10 .venv/bin/python bench/pipeline.py --backlog 20000 --rate 1000 --seconds 20
+
+Last line: `RESULT events_per_s=... p50_ms=... p99_ms=... passthrough_events_per_s=... ratio=...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import itertools
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import redis
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts import Event, EventType, Item, Settings
+from feature_store import FeatureStore
+from streamrec.stack import LocalStack, topic_specs
+from streamrec.stack_config import StackConfig
+from streamrec.stack_topics import TopicSpec, ensure_topics
+
+_KINDS = [EventType.VIEW] * 6 + [EventType.CLICK, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE]
+_LEASE_DBS = range(8, 16)
+_STAGES = ("decode", "features_write", "features_read", "score", "explain")
+
+
+# --------------------------------------------------------------------------- data
+
+
+class Stream:
+    """Seeded events: uniform users, Zipf-like items (s = 0.9) over the catalog, event time = now - 1 h + i ms."""
+
+    def __init__(self, users: int, items: int, seed: int) -> None:
+        self._rng = random.Random(seed)
+        self._users, self._items = users, items
+        self._cum = list(itertools.accumulate(1.0 / (r + 1) ** 0.9 for r in range(items)))
+        self._n = 0
+        self._t0 = datetime.now(UTC) - timedelta(hours=1)
+
+    def take(self, n: int) -> list[Event]:
+        """The next `n` events."""
+        rng, out = self._rng, []
+        for _ in range(n):
+            i, self._n = self._n, self._n + 1
+            item = bisect.bisect_left(self._cum, rng.random() * self._cum[-1])
+            out.append(
+                Event(
+                    event_id=f"b{i}",
+                    user_id=f"u{rng.randrange(self._users)}",
+                    item_id=f"i{item}",
+                    type=rng.choice(_KINDS),
+                    ts=self._t0 + timedelta(milliseconds=i),
+                )
+            )
+        return out
+
+
+def catalog(items: int) -> list[Item]:
+    """`items` titled items in 50 categories."""
+    t = datetime.now(UTC) - timedelta(days=1)
+    return [Item(item_id=f"i{k}", title=f"Item {k}", category=f"c{k % 50}", ts=t) for k in range(items)]
+
+
+# --------------------------------------------------------------------------- environment
+
+
+@contextlib.contextmanager
+def leased_db(redis_url: str) -> Iterator[str]:
+    """A flushed Redis DB 8..15 leased like the integration tests lease them (`streamrec:test-db-lease:<db>`)."""
+    control = redis.Redis.from_url(redis_url)
+    owner = f"bench-{uuid.uuid4().hex}"
+    db = next((d for d in _LEASE_DBS if control.set(f"streamrec:test-db-lease:{d}", owner, nx=True, ex=1800)), None)
+    if db is None:
+        sys.exit("bench: every Redis DB 8..15 is leased (tests running?); try again later")
+    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    try:
+        yield url
+    finally:
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+        if control.get(f"streamrec:test-db-lease:{db}") == owner.encode():
+            control.delete(f"streamrec:test-db-lease:{db}")
+        control.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def calibration_seconds() -> float:
+    """CPU seconds of a fixed pure-Python loop (10 M additions): ~0.4 s on an idle modern core."""
+    start, total = time.process_time(), 0
+    for i in range(10_000_000):
+        total += i
+    return time.process_time() - start
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+async def send(settings: Settings, events: Sequence[Event], rate: float | None, sent: dict[str, float]) -> None:
+    """Produce `events` (key = user), at `rate` events/s or as fast as possible; records each send time."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=2)
+    await producer.start()
+    payloads = [(e.event_id, e.model_dump_json().encode(), e.user_id.encode()) for e in events]
+    start = time.monotonic()
+    try:
+        for n, (event_id, value, key) in enumerate(payloads):
+            if rate is not None:
+                ahead = start + n / rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            sent[event_id] = time.monotonic()
+            await producer.send(settings.topics.events, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+class Resolver:
+    """Event → first output reflecting it: resolves each user's pending events up to the output's trigger."""
+
+    def __init__(self, events: Sequence[Event], sent: dict[str, float]) -> None:
+        self._pending: dict[str, list[str]] = {}
+        self._seq = {e.event_id: n for n, e in enumerate(events)}
+        for e in events:
+            self._pending.setdefault(e.user_id, []).append(e.event_id)
+        self._sent = sent
+        self.latency_s: list[float] = []
+        self.left = len(events)
+
+    def output(self, user: str, trigger: str, arrived: float) -> None:
+        """An output for `user` whose newest reflected event is `trigger` arrived at `arrived`."""
+        queue, upto = self._pending.get(user), self._seq.get(trigger)
+        if not queue or upto is None:
+            return  # an output of an earlier phase, or a replay
+        done = 0
+        while done < len(queue) and self._seq[queue[done]] <= upto:
+            self.latency_s.append(arrived - self._sent[queue[done]])
+            done += 1
+        del queue[:done]
+        self.left -= done
+
+
+async def watch(
+    settings: Settings, topic: str, parse: Callable[[bytes], tuple[str, str]], resolver: Resolver, timeout_s: float
+) -> None:
+    """Consume `topic` from its end until every event is resolved or `timeout_s` passes."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="latest")
+    await consumer.start()
+    await consumer.seek_to_end()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while resolver.left and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                now = time.monotonic()
+                for m in messages:
+                    resolver.output(*parse(m.value), now)
+    finally:
+        await consumer.stop()
+
+
+async def measure_latency(
+    settings: Settings, topic: str, parse: Callable[[bytes], tuple[str, str]], events: Sequence[Event], rate: float
+) -> list[float]:
+    """Offer `events` at `rate`; latency (s) of every event that got an output within the phase + 60 s."""
+    sent: dict[str, float] = {}
+    resolver = Resolver(events, sent)
+    watcher = asyncio.create_task(watch(settings, topic, parse, resolver, len(events) / rate + 60))
+    await asyncio.sleep(1.0)  # the watcher is at the end of the topic before the first send
+    await send(settings, events, rate, sent)
+    await watcher
+    if resolver.left:
+        print(f"  {resolver.left} of {len(events)} events had no output within 60 s after the phase")
+    return sorted(resolver.latency_s)
+
+
+def slope(samples: Sequence[tuple[float, float]], total: float) -> float:
+    """Events/s between 10 % and 90 % of `total` from (time, cumulative count) samples."""
+    lo = next(((t, c) for t, c in samples if c >= 0.1 * total), None)
+    hi = next(((t, c) for t, c in samples if c >= 0.9 * total), None)
+    if lo is None or hi is None or hi[0] <= lo[0]:
+        return float("nan")
+    return (hi[1] - lo[1]) / (hi[0] - lo[0])
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile of sorted values (nan when empty)."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+# --------------------------------------------------------------------------- the processors
+
+
+@dataclass
+class Proc:
+    """A processor subprocess and how to read its progress."""
+
+    proc: subprocess.Popen[bytes]
+    web_port: int | None = None
+
+    def stop(self) -> None:
+        """SIGTERM, SIGKILL after 20 s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_worker(settings: Settings, workdir: Path) -> Proc:
+    """`streamrec worker` on the bench topics and DB."""
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(
+        STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
+        STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
+        STREAMREC_WEB_PORT=str(port),
+    )
+    cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", "warning"]
+    with (workdir / "worker.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    return Proc(proc, port)
+
+
+async def scrape(port: int) -> dict[str, float]:
+    """The worker's Prometheus samples, name{labels} -> value ({} while it is not serving)."""
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics", timeout=aiohttp.ClientTimeout(5)) as resp,
+        ):
+            body = await resp.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return {}
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+async def passthrough(bootstrap: str, source: str, sink: str, group: str) -> None:
+    """The yardstick: consume `source`, produce each record unchanged to `sink` (acks=all), commit, repeat."""
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    await consumer.start()
+    await producer.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100, max_records=1000)
+            pending = [await producer.send(sink, m.value, key=m.key) for ms in batches.values() for m in ms]
+            if pending:
+                await asyncio.gather(*pending)
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def start_passthrough(settings: Settings, sink: str, workdir: Path) -> Proc:
+    """This script in `--passthrough` mode, as a subprocess (its own process, like the worker)."""
+    cmd = [sys.executable, __file__, "--passthrough", settings.kafka_bootstrap, settings.topics.events, sink]
+    with (workdir / "passthrough.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    return Proc(proc)
+
+
+async def sink_counter(settings: Settings, topic: str, counts: list[tuple[float, float]], stop: asyncio.Event) -> None:
+    """Cumulative count of records arriving on `topic` (from the start), sampled as they come."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    n = 0
+    try:
+        while not stop.is_set():
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                n += len(messages)
+            counts.append((time.monotonic(), n))
+    finally:
+        await consumer.stop()
+
+
+# --------------------------------------------------------------------------- phases
+
+
+@dataclass
+class Result:
+    """One processor's figures."""
+
+    events_per_s: float
+    latency_s: list[float]
+    metrics: dict[str, float]
+
+
+async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespace, workdir: Path) -> Result:
+    """Backlog through the worker, then the fixed-rate latency phase."""
+    backlog = stream.take(args.backlog)
+    await send(settings, backlog, None, {})
+    worker = start_worker(settings, workdir)
+    try:
+        samples: list[tuple[float, float]] = []
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            seen = (await scrape(worker.web_port or 0)).get("streamrec_events_in_total", 0.0)
+            samples.append((time.monotonic(), seen))
+            if seen >= args.backlog:
+                break
+            if worker.proc.poll() is not None:
+                sys.exit(f"bench: the worker exited ({worker.proc.returncode}); see {workdir / 'worker.log'}")
+            await asyncio.sleep(0.5)
+        rate = slope(samples, args.backlog)
+        print(f"worker: backlog of {args.backlog} events at {rate:.0f} events/s (10-90 % slope)")
+        before = await scrape(worker.web_port or 0)
+        latency = await measure_latency(
+            settings,
+            settings.topics.recommendations,
+            _rec_trigger,
+            stream.take(int(args.rate * args.seconds)),
+            args.rate,
+        )
+        after = await scrape(worker.web_port or 0)
+        return Result(rate, latency, {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after})
+    finally:
+        worker.stop()
+
+
+async def run_passthrough(settings: Settings, stream: Stream, args: argparse.Namespace, workdir: Path) -> Result:
+    """The same backlog size and offered rate through the raw aiokafka passthrough."""
+    sink = f"{settings.topic_prefix}.passthrough"
+    await ensure_topics(settings.kafka_bootstrap, [TopicSpec(sink, settings.events_partitions)])
+    # The worker phase left its events in the topic: the passthrough's group starts from the earliest offset,
+    # so its backlog is everything produced so far; count it, then measure the same way.
+    already = args.backlog + int(args.rate * args.seconds)
+    counts: list[tuple[float, float]] = []
+    stop = asyncio.Event()
+    counter = asyncio.create_task(sink_counter(settings, sink, counts, stop))
+    proc = start_passthrough(settings, sink, workdir)
+    try:
+        deadline = time.monotonic() + args.timeout
+        while (not counts or counts[-1][1] < already) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        stop.set()
+        await counter
+        rate = slope(counts, already)
+        print(f"passthrough: backlog of {already} events at {rate:.0f} events/s (10-90 % slope)")
+        latency = await measure_latency(settings, sink, _copy_id, stream.take(int(args.rate * args.seconds)), args.rate)
+        return Result(rate, latency, {})
+    finally:
+        proc.stop()
+
+
+def _rec_trigger(value: bytes) -> tuple[str, str]:
+    doc = json.loads(value)
+    return doc["user_id"], doc["trigger_event_id"]
+
+
+def _copy_id(value: bytes) -> tuple[str, str]:
+    doc = json.loads(value)
+    return doc["user_id"], doc["event_id"]
+
+
+# --------------------------------------------------------------------------- report
+
+
+def stage_table(m: dict[str, float]) -> list[str]:
+    """Mean ms per micro-batch per stage, and batch size, from the worker's histogram deltas."""
+    batches = m.get("streamrec_batches_total", 0.0)
+    size = m.get("streamrec_batch_size_sum", 0.0) / batches if batches else float("nan")
+    lines = [f"  micro-batches: {batches:.0f}, mean size {size:.1f} events"]
+    total = 0.0
+    for stage in _STAGES:
+        count = m.get(f'streamrec_stage_seconds_count{{stage="{stage}"}}', 0.0)
+        seconds = m.get(f'streamrec_stage_seconds_sum{{stage="{stage}"}}', 0.0)
+        mean = 1000 * seconds / count if count else 0.0
+        total += mean
+        lines.append(f"  {stage:15s} {mean:8.2f} ms/batch")
+    lines.append(f"  {'sum of stages':15s} {total:8.2f} ms/batch")
+    lat_n = m.get("streamrec_recommendation_latency_seconds_count", 0.0)
+    lat_s = m.get("streamrec_recommendation_latency_seconds_sum", 0.0)
+    if lat_n:
+        lines.append(f"  in-worker arrival→recommendation mean {1000 * lat_s / lat_n:.1f} ms over {lat_n:.0f} recs")
+    return lines
+
+
+async def bench(args: argparse.Namespace) -> None:
+    """Bring up, run both processors, report."""
+    calib = calibration_seconds()
+    load = os.getloadavg()
+    print(f"cpu calibration: 10M-add loop {calib:.2f} s (idle core ~0.4 s); load average {load[0]:.1f}")
+    config = StackConfig()
+    info = LocalStack(config).up()
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    specs = topic_specs(replace(config, topic_prefix=prefix))
+    await ensure_topics(info.bootstrap, specs)
+    with leased_db(info.redis_url) as redis_url, tempfile.TemporaryDirectory(prefix="streamrec-bench-") as tmp:
+        settings = Settings(
+            kafka_bootstrap=info.bootstrap,
+            redis_url=redis_url,
+            topic_prefix=prefix,
+            events_partitions=config.events_partitions,
+            recommendations_partitions=config.recommendations_partitions,
+        )
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await FeatureStore(client).upsert_items(catalog(args.items))
+        finally:
+            await client.aclose()
+        stream = Stream(args.users, args.items, args.seed)
+        print(f"topics {prefix}.*, {args.users} users, {args.items} items, backlog {args.backlog}, rate {args.rate}/s")
+        worker = await run_worker(settings, stream, args, Path(tmp))
+        pt = await run_passthrough(settings, stream, args, Path(tmp))
+        await _delete_topics(info.bootstrap, [s.name for s in specs] + [f"{prefix}.passthrough"])
+
+    p50, p99 = (1000 * quantile(worker.latency_s, q) for q in (0.5, 0.99))
+    pt50, pt99 = (1000 * quantile(pt.latency_s, q) for q in (0.5, 0.99))
+    ratio = worker.events_per_s / pt.events_per_s if pt.events_per_s else float("nan")
+    print()
+    print(f"{'':12s} {'events/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s}   (latency at {args.rate:.0f} events/s offered)")
+    print(f"{'worker':12s} {worker.events_per_s:10.0f} {p50:8.1f} {p99:8.1f}")
+    print(f"{'passthrough':12s} {pt.events_per_s:10.0f} {pt50:8.1f} {pt99:8.1f}")
+    print(f"worker / passthrough throughput: {ratio:.3f}")
+    print("worker per-stage breakdown (latency phase):")
+    print("\n".join(stage_table(worker.metrics)))
+    print(
+        f"RESULT events_per_s={worker.events_per_s:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f} "
+        f"passthrough_events_per_s={pt.events_per_s:.0f} ratio={ratio:.4f}"
+    )
+
+
+async def _delete_topics(bootstrap: str, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    """CLI entry (also the passthrough subprocess: `--passthrough BOOTSTRAP SOURCE SINK`)."""
+    if len(sys.argv) == 5 and sys.argv[1] == "--passthrough":
+        _, _, bootstrap, source, sink = sys.argv
+        asyncio.run(passthrough(bootstrap, source, sink, f"{source}-passthrough"))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backlog", type=int, default=20_000, help="events in the throughput backlog")
+    parser.add_argument("--rate", type=float, default=1000.0, help="offered events/s in the latency phase")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the latency phase")
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=600.0, help="longest wait for a backlog, seconds")
+    asyncio.run(bench(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

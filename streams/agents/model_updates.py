@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from contracts import ModelError, ModelUpdate, Settings
 from model.store import ModelStore, store_root
-from streams.learner.kafka import client_kwargs
+from streams.kafka_clients import client_kwargs
 from streams.runtime import Runtime
 from streams.serving import load_serving
 

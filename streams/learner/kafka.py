@@ -1,42 +1,21 @@
-"""aiokafka client settings from `Settings` (security included) and the model-update publisher."""
+"""The model-update publisher (`ModelUpdate` records on `<prefix>.model-updates`)."""
 
 from __future__ import annotations
 
-import ssl
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 
 from contracts import ModelUpdate, Settings
-from model.artifacts import Manifest
+from streams.kafka_clients import client_kwargs
 
-__all__ = ["MODEL_UPDATE_KEY", "client_kwargs", "model_update", "publish_update"]
+if TYPE_CHECKING:
+    from model.artifacts import Manifest  # only a type here: importing this module stays free of torch
+
+__all__ = ["MODEL_UPDATE_KEY", "model_update", "publish_update"]
 
 MODEL_UPDATE_KEY = b"model"  # one key: every update lands on one partition, in order
-
-
-def client_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection keyword arguments shared by aiokafka producers and consumers."""
-    out: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        context = ssl.create_default_context(cafile=cafile)
-        if settings.kafka_ssl_certfile:
-            keyfile = str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None
-            context.load_cert_chain(str(settings.kafka_ssl_certfile), keyfile)
-        out["ssl_context"] = context
-    if settings.kafka_security_protocol.startswith("SASL"):
-        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
-        out |= {
-            "sasl_mechanism": settings.kafka_sasl_mechanism or "PLAIN",
-            "sasl_plain_username": settings.kafka_sasl_username,
-            "sasl_plain_password": password,
-        }
-    return out
 
 
 def model_update(manifest: Manifest, uri: str, metrics: dict[str, float] | None = None) -> ModelUpdate:

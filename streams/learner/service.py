@@ -42,8 +42,9 @@ from model.stream_buffer import CycleData, StreamBuffer
 from model.text_tower import MiniLMEncoder, TextEncoder
 from model.transformer import SeqRecModel
 from model.vocab import ItemVocab
+from streams.kafka_clients import client_kwargs
 from streams.learner.effects import OnlineEffects
-from streams.learner.kafka import client_kwargs, model_update, publish_update
+from streams.learner.kafka import model_update, publish_update
 from streams.validation import RawRecord, validate_event
 
 __all__ = ["LOG_FILE", "ONLINE_FILE", "Learner", "LearnerOptions"]

@@ -90,10 +90,14 @@ class ModelFollower:
         await consumer.start()
         try:
             partitions = consumer.partitions_for_topic(topic)
+            waited = 0
             while not partitions:
                 await consumer._client.force_metadata_update()  # noqa: SLF001 (aiokafka has no public refresh)
                 partitions = consumer.partitions_for_topic(topic)
                 if not partitions:
+                    waited += 1
+                    if waited == 10:
+                        log.warning("topic %s not found; model updates are not followed until it exists", topic)
                     await asyncio.sleep(1.0)
             consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
             await consumer.seek_to_end()

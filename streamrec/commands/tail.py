@@ -98,6 +98,9 @@ async def follow(
     n = 0
     try:
         # Resolve the start positions now, so nothing produced after `ready` is missed.
+        deadline = time.monotonic() + 30
+        while not consumer.assignment() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
         for tp in consumer.assignment():
             await consumer.position(tp)
         if ready is not None:

@@ -195,7 +195,7 @@ class Explainer:
         payload: list[dict[str, Any]] = []
         for u, user in enumerate(users):
             when = now[u] if now is not None else (user.events[-1].ts if user.events else None)
-            leads: dict[int, str] = {}
+            leads: dict[tuple[int, bool], str] = {}
             for s, ev in zip(scored[u], evidence[u], strict=True):
                 payload.append(self._one(user, s.item_id, ev, index, (when, leads, phrases), similarity))
         flat = _EXPLANATIONS.validate_python(payload)
@@ -308,7 +308,7 @@ class Explainer:
         item_id: str,
         evidence: list[tuple[int, float]],
         index: ReasonIndex,
-        text: tuple[datetime | None, dict[int, str], Templates],
+        text: tuple[datetime | None, dict[tuple[int, bool], str], Templates],
         similarity: Similarity | None,
     ) -> dict[str, Any]:
         """The fields of one `Explanation` (validated by the caller, in bulk).
@@ -322,13 +322,19 @@ class Explainer:
             for e, w in ((events[i], w) for i, w in evidence)
         ]
         facts = reason_facts(user, item_id, evidence, index, similarity)
-        lead = None
+        lead, on_item = None, False
         if records and now is not None:
             top = evidence[0][0]
-            lead = leads.get(top)
-            if lead is None:  # rendered once per (user, event) in a batch: most of a user's items share it
-                event = events[top]
+            event = events[top]
+            on_item = event.item_id == item_id
+            lead = leads.get((top, on_item))
+            if lead is None:  # rendered once per (user, event) in a batch: items often share their top event
                 label = event.query or "" if event.item_id is None else items.item_title.get(event.item_id)
-                lead = leads[top] = Lead(event.type, label or event.item_id or "", event.ts).render(now, phrases)
-        text = compose(lead, facts, phrases)
-        return {"evidence": records, "reasons": [f._asdict() for f in facts], "text": text}
+                quoted = Lead(event.type, label or event.item_id or "", event.ts, on_item)
+                lead = leads[top, on_item] = quoted.render(now, phrases)
+        text = compose(lead, facts, phrases, on_item)
+        return {
+            "evidence": records,
+            "reasons": [{"kind": f[0], "detail": f[1], "weight": f[2]} for f in facts],
+            "text": text,
+        }

@@ -73,10 +73,8 @@ def _label(item_id: str, items: ItemContext) -> str:
 def _rank_weights(ranked: Sequence[tuple[str, float]], top: int) -> dict[str, float]:
     """item -> 1 - rank / length over the first `top` entries (first occurrence wins)."""
     head = list(ranked[:top])
-    out: dict[str, float] = {}
-    for rank, (item, _) in enumerate(head):
-        out.setdefault(item, 1.0 - rank / max(1, len(head)))
-    return out
+    n = max(1, len(head))
+    return {item: 1.0 - rank / n for rank, (item, _) in reversed(list(enumerate(head)))}  # earlier rank wins
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +106,14 @@ class ReasonIndex:
         self.config = config or ReasonConfig()
         self._users: dict[int, tuple[UserState, UserFacts]] = {}
         self.popular: dict[str, float]
-        self._categories: dict[str, dict[str, float]]
         self._carts: dict[frozenset[str], dict[str, tuple[float, str]]]
+        self._item_side: dict[str, tuple[str | None, ReasonFact | None]]
         if reuse is not None and reuse.items is items and reuse.config is self.config:
-            self.popular, self._categories, self._carts = reuse.popular, reuse._categories, reuse._carts
+            self.popular, self._carts = reuse.popular, reuse._carts
+            self._item_side = reuse._item_side
         else:
-            self.popular, self._categories, self._carts = _rank_weights(items.popular, self.config.trending_top), {}, {}
+            self.popular, self._carts = _rank_weights(items.popular, self.config.trending_top), {}
+            self._item_side = {}
 
     def user_facts(self, user: UserState) -> UserFacts:
         """Per-user aggregates, computed once per user (the `is` check guards against reused ids)."""
@@ -123,12 +123,27 @@ class ReasonIndex:
             self._users[id(user)] = found
         return found[1]
 
-    def category_ranks(self, category: str) -> dict[str, float]:
-        """Rank weights of the category's popular list (empty if it has none)."""
-        if category not in self._categories:
-            ranked = self.items.popular_by_category.get(category) or ()
-            self._categories[category] = _rank_weights(ranked, self.config.trending_top)
-        return self._categories[category]
+    def category_rank(self, category: str, item_id: str) -> float | None:
+        """Rank weight (1 - rank / length) of `item_id` in the category's popular list, None if not in its head.
+
+        A scan of the list head, not a memoised dict: most categories are asked about once per batch.
+        """
+        head = (self.items.popular_by_category.get(category) or ())[: self.config.trending_top]
+        for rank, (item, _) in enumerate(head):
+            if item == item_id:
+                return 1.0 - rank / len(head)
+        return None
+
+    def item_side(self, item_id: str) -> tuple[str | None, ReasonFact | None]:
+        """The item's category and its `trending` reason (None if not trending), once per item and context."""
+        found = self._item_side.get(item_id)
+        if found is None:
+            trending = _trending(item_id, self)
+            found = self._item_side[item_id] = (
+                self.items.item_category.get(item_id),
+                trending[0] if trending else None,
+            )
+        return found
 
     def cart_neighbours(self, cart: frozenset[str]) -> dict[str, tuple[float, str]]:
         """neighbour -> (best co-occurrence weight, the cart item it comes from)."""
@@ -172,8 +187,7 @@ def _similar(
     return [_reason(ReasonKind.SIMILAR_TO, _label(other, items)[:512], round(strength, 4))]
 
 
-def _category(user: UserState, item_id: str, items: ItemContext, facts: UserFacts) -> list[ReasonFact]:
-    category = items.item_category.get(item_id)
+def _category(user: UserState, category: str | None, facts: UserFacts) -> list[ReasonFact]:
     affinity = user.category_affinity.get(category, 0.0) if category else 0.0
     if affinity <= 0.0 or category is None:
         return []
@@ -206,7 +220,7 @@ def _search(item_id: str, items: ItemContext, config: ReasonConfig, facts: UserF
 def _trending(item_id: str, index: ReasonIndex) -> list[ReasonFact]:
     category = index.items.item_category.get(item_id)
     if category is not None:
-        weight = index.category_ranks(category).get(item_id)
+        weight = index.category_rank(category, item_id)
         if weight is not None:
             return [_reason(ReasonKind.TRENDING, category[:512], round(weight, 4))]
     weight = index.popular.get(item_id)
@@ -231,14 +245,13 @@ def reason_facts(
 ) -> list[ReasonFact]:
     """`item_reasons` as plain `ReasonFact`s (no record validation), for the batch path of the `Explainer`."""
     items, facts = index.items, index.user_facts(user)
-    return [
-        *_seen(item_id, facts),
-        *_similar(user, item_id, evidence, items, similarity),
-        *_cart(user, item_id, index),
-        *_search(item_id, items, index.config, facts),
-        *_category(user, item_id, items, facts),
-        *_trending(item_id, index),
-    ]
+    category, trending = index.item_side(item_id)
+    out = _seen(item_id, facts) if facts.seen else []
+    out += _similar(user, item_id, evidence, items, similarity) if evidence else []
+    out += _cart(user, item_id, index) if user.cart else []
+    out += _search(item_id, items, index.config, facts) if facts.queries else []
+    out += _category(user, category, facts) if category else []
+    return [*out, trending] if trending is not None else out
 
 
 def item_reasons(

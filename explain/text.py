@@ -31,8 +31,10 @@ class Templates:
     """Every phrase of one language; `{}` fields are filled with `str.format`."""
 
     lead: Mapping[EventType, str]  # "Because you viewed '{title}' {ago}"
+    again: Mapping[EventType, str]  # the top evidence is an event on the recommended item itself: "{ago}"
     search_lead: str  # a search as top evidence: "{query}", "{ago}"
     reason: Mapping[ReasonKind, str]  # second clause per reason kind: "{detail}", "{n}"
+    seen_once: str  # `seen_before` with one interaction
     trending_any: str  # trending without a category
     units: Sequence[tuple[int, str, str]]  # (seconds, singular, plural), largest first
     just_now: str
@@ -50,9 +52,16 @@ TEMPLATES: dict[str, Templates] = {
             EventType.REMOVE_FROM_CART: "Because you removed '{title}' from your cart {ago}",
             EventType.PURCHASE: "Because you bought '{title}' {ago}",
         },
+        again={
+            EventType.VIEW: "You viewed this {ago}",
+            EventType.CLICK: "You clicked this {ago}",
+            EventType.ADD_TO_CART: "You added this to your cart {ago}",
+            EventType.REMOVE_FROM_CART: "You removed this from your cart {ago}",
+            EventType.PURCHASE: "You bought this {ago}",
+        },
         search_lead="Because you searched for '{query}' {ago}",
         reason={
-            ReasonKind.SEEN_BEFORE: "you looked at it {n} times",
+            ReasonKind.SEEN_BEFORE: "you looked at it {n} times",  # n >= 2
             ReasonKind.CART_COMPLEMENT: "goes with '{detail}' in your cart",
             ReasonKind.SEARCH_MATCH: "matches your search '{detail}'",
             ReasonKind.CATEGORY_AFFINITY: "you often browse {detail}",
@@ -60,6 +69,7 @@ TEMPLATES: dict[str, Templates] = {
             ReasonKind.SIMILAR_TO: "similar to '{detail}'",
             ReasonKind.BOUGHT_TOGETHER: "often bought with '{detail}'",
         },
+        seen_once="you looked at it before",
         trending_any="popular right now",
         units=((86400, "day", "days"), (3600, "hour", "hours"), (60, "minute", "minutes")),
         just_now="just now",
@@ -97,10 +107,13 @@ class Lead:
     type: EventType
     label: str  # item title (or id), or the search query
     ts: datetime
+    same_item: bool = False  # the event was on the recommended item itself ("You viewed this 5 minutes ago")
 
     def render(self, now: datetime, t: Templates) -> str:
-        """'Because you <did> <label> <ago>'."""
+        """'Because you <did> <label> <ago>' (or 'You <did> this <ago>')."""
         ago = relative_time(self.ts, now, t)
+        if self.same_item and self.type in t.again:
+            return t.again[self.type].format(ago=ago)
         if self.type is EventType.SEARCH:
             return t.search_lead.format(query=_clip(self.label), ago=ago)
         return t.lead[self.type].format(title=_clip(self.label), ago=ago)
@@ -113,6 +126,8 @@ def _clip(text: str, size: int = 80) -> str:
 def _clause(reason: Reason | ReasonFact, t: Templates) -> str:
     if reason.kind is ReasonKind.TRENDING and not reason.detail:
         return t.trending_any
+    if reason.kind is ReasonKind.SEEN_BEFORE and reason.weight < 2:
+        return t.seen_once
     return t.reason[reason.kind].format(detail=_clip(reason.detail), n=int(reason.weight))
 
 
@@ -128,7 +143,9 @@ def explanation_text(
         language: Key of `TEMPLATES` (unknown languages fall back to English).
     """
     t = templates(language)
-    return compose(None if lead is None else lead.render(now or lead.ts, t), reasons, t)
+    if lead is None:
+        return compose(None, reasons, t)
+    return compose(lead.render(now or lead.ts, t), reasons, t, lead.same_item)
 
 
 def templates(language: str) -> Templates:
@@ -136,12 +153,18 @@ def templates(language: str) -> Templates:
     return TEMPLATES.get(language, TEMPLATES["en"])
 
 
-def compose(lead: str | None, reasons: Sequence[Reason | ReasonFact], t: Templates) -> str:
-    """`explanation_text` from an already rendered lead (a batch renders each user's lead event once)."""
+def compose(lead: str | None, reasons: Sequence[Reason | ReasonFact], t: Templates, lead_on_item: bool = False) -> str:
+    """`explanation_text` from an already rendered lead (a batch renders each user's lead event once).
+
+    The lead already says what `similar_to` (and, when it is the one event on the item itself, `seen_before`)
+    would.
+    """
     kinds = {r.kind: r for r in reasons}
     for kind in _CLAUSE_ORDER:
         found = kinds.get(kind)
-        if found is not None and not (lead is not None and kind is ReasonKind.SIMILAR_TO):  # the lead names it
+        if found is None or (lead is not None and kind is ReasonKind.SIMILAR_TO):  # the lead names the item
+            continue
+        if not (lead_on_item and kind is ReasonKind.SEEN_BEFORE and found.weight < 2):  # "You viewed this" says it
             text = lead + t.joiner + _clause(found, t) if lead is not None else _clause(found, t)
             break
     else:

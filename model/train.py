@@ -154,8 +154,25 @@ def _windows(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig, que
 
 
 def _batch(w: _Windows, idx: torch.Tensor) -> tuple[SeqBatch, torch.Tensor]:
-    text = None if w.query_matrix is None else w.query_matrix[w.queries[idx]]
-    return SeqBatch(w.items[idx], w.types[idx], w.gaps[idx], w.mask[idx], text), w.targets[idx]
+    # Drop the columns that are padding in every row (left padding: positions and recency are unchanged).
+    start = w.items.shape[1] - int(w.mask[idx].sum(1).max())
+    cols = slice(start, None)
+    text = None if w.query_matrix is None else w.query_matrix[w.queries[idx, cols]]
+    batch = SeqBatch(w.items[idx, cols], w.types[idx, cols], w.gaps[idx, cols], w.mask[idx, cols], text)
+    return batch, w.targets[idx, cols]
+
+
+def _bucketed_order(mask: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled batches of windows of similar length (less padding to compute), in shuffled order."""
+    order = torch.randperm(mask.shape[0], generator=generator)
+    lengths = mask.sum(1)
+    batches = []
+    pool = 50 * batch_size  # sort by length within pools of 50 batches, keep randomness across pools
+    for start in range(0, len(order), pool):
+        part = order[start : start + pool]
+        part = part[torch.argsort(lengths[part], stable=True)]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def _validate(
@@ -188,11 +205,10 @@ def _epoch(
     generator: torch.Generator,
     report: Callable[[float, int, int], None],
 ) -> float:
-    order = torch.randperm(windows.items.shape[0], generator=generator)
-    steps = (len(order) + config.batch_size - 1) // config.batch_size
+    batches = _bucketed_order(windows.mask, config.batch_size, generator)
+    steps = len(batches)
     total = 0.0
-    for step in range(steps):
-        idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+    for step, idx in enumerate(batches):
         total += _step(model, windows, idx, optimizer, config, candidates, generator)
         report(total / (step + 1), step + 1, steps)
     return total / max(steps, 1)

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from model.artifacts import MANIFEST_FILE, load_scorer
 from model.baselines import default_blend
 from model.evaluate import EvalConfig, evaluate
-from model.splits import split_at, time_split
+from model.splits import loo_split, split_at, time_split
 from model.synthetic import synthetic_catalog, synthetic_events
-from model.train import Progress, TrainConfig, train
+from model.train import Progress, TrainConfig, train, train_steps
 from model.transformer import ModelConfig
 from streamrec.commands.train import register
 
@@ -88,3 +88,25 @@ def test_cli_missing_data_exits_non_zero(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m")])
     assert result.exit_code == 1
     assert "not found" in result.output
+
+
+def test_train_steps_fine_tunes_in_place() -> None:
+    events, catalog = synthetic_events(n_users=60, length=12), synthetic_catalog()
+    config = TrainConfig(model=TINY, epochs=1, batch_size=32, max_valid_points=50, lr=5e-3)
+    result = train(events, catalog, config)
+    before = {name: t.clone() for name, t in result.model.state_dict().items()}
+    losses = train_steps(result.model, result.vocab, events, 25, config)
+    assert len(losses) == 25 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert sum(losses[-5:]) < sum(losses[:5])
+    assert not result.model.training
+    assert not torch.equal(before["item_emb.weight"], result.model.state_dict()["item_emb.weight"])
+    with pytest.raises(ValueError, match="no training sequence"):
+        train_steps(result.model, result.vocab, events[:1], 1, config)
+
+
+def test_loo_validation_holds_out_every_users_last_item() -> None:
+    events, catalog = synthetic_events(n_users=30, length=10), synthetic_catalog()
+    config = TrainConfig(model=TINY, epochs=1, batch_size=32, valid_protocol="loo", max_valid_points=1000)
+    result = train(events, catalog, config)
+    assert result.metrics["valid_points"] == 30  # one validation target per user
+    assert result.training["train_events"] == len(loo_split(events, catalog).train)  # last items never trained on

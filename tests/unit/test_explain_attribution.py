@@ -95,12 +95,49 @@ def test_linear_model_ranks_the_only_contributing_event_first(method: str) -> No
     assert weights[0, 0, 0].item() == 0.0  # padding
 
 
-@pytest.mark.parametrize("method", ["occlusion", "gradient_x_input", "integrated_gradients", "attention"])
-def test_transformer_marker_event_ranked_first(method: str) -> None:
+MARKER_BATCH = [[2, 1, 3, 4, 5, 6], [0, 3, 4, 1, 5, 2]]  # the marker (item 1) at positions 1 and 3
+MARKER_AT = [1, 3]
+
+
+def _marker_share(weights: Tensor) -> list[float]:
+    """Per user: the marker event's share of the positive attribution (1.0 = all of it)."""
+    positive = weights.clamp(min=0.0)
+    return [float(positive[u, p] / positive[u].sum().clamp(min=1e-12)) for u, p in enumerate(MARKER_AT)]
+
+
+def test_marker_model_ground_truth() -> None:
+    """The hand-built model really is driven by the marker: deleting it moves item 7's score, nothing else does."""
     model = _marker_model()
-    batch = _batch([[2, 1, 3, 4, 5, 6], [0, 3, 4, 1, 5, 2]])
-    weights = make_attributor(method, model, model).attribute(batch, torch.tensor([[7], [7]]))
-    assert weights[:, 0].argmax(1).tolist() == [1, 3]
+    for row, at in zip(MARKER_BATCH, MARKER_AT, strict=True):
+        full = model.score(_batch([row])).detach()[0, 7]
+        drops = []
+        for position in range(len(row)):
+            if row[position] == 0:
+                continue
+            rest = [i for p, i in enumerate(row) if p != position and i > 0]
+            drops.append(
+                (abs(float(full - model.score(_batch([[0] * (6 - len(rest)) + rest])).detach()[0, 7])), position)
+            )
+        drops.sort(reverse=True)
+        assert drops[0][1] == at
+        assert drops[0][0] > 5 * drops[1][0]  # every other event moves the score by < 1/5 of what the marker does
+
+
+@pytest.mark.parametrize(
+    "method", ["occlusion", "gradient_x_input", "integrated_gradients", "attention", "item_similarity"]
+)
+def test_transformer_marker_event_ranked_first_and_strongly(method: str) -> None:
+    model = _marker_model()
+    weights = make_attributor(method, model, model).attribute(_batch(MARKER_BATCH), torch.tensor([[7], [7]]))[:, 0]
+    assert weights.argmax(1).tolist() == MARKER_AT
+    assert min(_marker_share(weights)) >= 0.8  # not a near tie: the marker holds most of the positive weight
+
+
+def test_marker_check_fails_for_random_attribution() -> None:
+    """Negative control: the same check rejects an attribution that ignores the model."""
+    model = _marker_model()
+    weights = make_attributor("random", model, model).attribute(_batch(MARKER_BATCH), torch.tensor([[7], [7]]))[:, 0]
+    assert weights.argmax(1).tolist() != MARKER_AT or min(_marker_share(weights)) < 0.8
 
 
 def test_random_baseline_is_seeded_and_only_on_real_events() -> None:

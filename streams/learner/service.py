@@ -208,8 +208,12 @@ class Learner:
     async def _write_effects(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await _sleep_or_stop(stop, self.options.effects_every_seconds)
-            snapshot = self.effects.snapshot() | {"updated_at": datetime.now(UTC).isoformat()}
-            self.store.write_json(ONLINE_FILE, snapshot)
+            self._save_effects()
+
+    def _save_effects(self) -> dict[str, Any]:
+        snapshot = self.effects.snapshot() | {"updated_at": datetime.now(UTC).isoformat()}
+        self.store.write_json(ONLINE_FILE, snapshot)
+        return snapshot
 
     def _add_item(self, value: bytes | None) -> None:
         try:
@@ -258,8 +262,13 @@ class Learner:
         assert self._buffer is not None  # noqa: S101
         data = self._buffer.cut(self.options.continual.holdout_fraction)
         loop = asyncio.get_running_loop()
+        serving = self._serving.version if self._serving else None
         record = await loop.run_in_executor(None, self._cycle, data, offsets)
         self.cycles += 1
+        # The online signal beside the offline gate: effects of the version that served during this window.
+        snapshot = self._save_effects()
+        if serving in snapshot["versions"]:
+            record["online_serving"] = {"version": serving, **snapshot["versions"][serving]}
         if record.get("promoted"):
             manifest = self.store.manifest(record["version"])
             update = model_update(manifest, self.store.uri(manifest.version), record["metrics"])

@@ -36,7 +36,7 @@ from model.train import TrainConfig, train
 from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
 from streams.learner.kafka import model_update, publish_update
-from streams.learner.service import LOG_FILE
+from streams.learner.service import LOG_FILE, ONLINE_FILE
 
 pytestmark = pytest.mark.integration
 
@@ -246,6 +246,11 @@ async def test_learner_follows_drift_and_workers_swap_without_losing_recommendat
     with_new = [r for r in last_recs if any(i["item_id"].startswith("n") for i in r["items"])]
     print(f"new items recommended to {len(with_new)}/{len(last_recs)} of their users (learner versions)")
     assert len(last_recs) >= 20 and len(with_new) >= 0.8 * len(last_recs), (len(with_new), len(last_recs))
+
+    # Online effects: the recommendations of learner versions were joined with the later events.
+    online = store.read_json(ONLINE_FILE)["versions"]
+    assert sum(online.get(v, {}).get("impressions", 0) for v in learned_versions) > 0, online
+    assert any("online_serving" in c for c in log)
 
     # Offsets were committed after the cycles (the restart resumed there: nothing skipped, at most one cycle's
     # events seen twice).

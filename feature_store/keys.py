@@ -1,7 +1,7 @@
 """The Redis key layout (spec: `feature_store/KEYS.md`), built here and nowhere else.
 
 Hash tags keep every key one Lua script touches in one Redis Cluster slot: user keys share `{u:<user>}`,
-item keys share `{i:<item>}`, and the popularity keys share `{pop}`.
+item keys share `{i:<item>}`, the popularity keys share `{pop}`, and `{catalog}` holds the unavailable set.
 """
 
 from __future__ import annotations
@@ -68,6 +68,10 @@ class Keys:
     def item_meta(self, item_id: str) -> str:
         """Hash: title, category, price, brand, available, ts (catalog)."""
         return self._item(item_id, "meta")
+
+    def unavailable(self) -> str:
+        """Set: items whose newest catalog version is unavailable (filtering without reading every item's meta)."""
+        return f"{self._root}:{{catalog}}:unavailable"
 
     def popularity_claim(self, event_id: str) -> str:
         """String: the event's popularity increments were applied."""

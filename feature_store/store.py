@@ -7,8 +7,9 @@ Write path of a micro-batch (`apply_events`), each step one pipelined round trip
   3. popularity and co-occurrence scripts, each claiming the event id in its own slot.
 A crash between 2 and 3 is safe: on replay step 2 reports a duplicate but returns the partners stored with its
 claim, and step 3 re-runs with the same arguments; each of its scripts applies at most once.
-Read path (`read_batch`): users + global popularity, then category popularity + neighbours of each user's newest
-distinct items, then item metadata. Item-side reads (popularity lists, neighbours, metadata) are shared by many
+Read path (`read_batch`): users + global popularity + the unavailable set, then category popularity + neighbours
+of each user's newest distinct items, then the catalog data of the users' own items; `catalog` reads that of
+the recommended items after scoring. Item-side reads (popularity lists, neighbours, metadata) are shared by many
 batches, so they are cached in-process for `FeatureConfig.item_cache_seconds` (default 2 s; 0 = off): item
 features may lag by that long, user features never do. This process's own catalog writes drop their entries.
 """
@@ -165,9 +166,17 @@ class FeatureStore:
             await self._item_script(
                 keys=[self.keys.item_meta(item.item_id)], args=[repr(item.ts.timestamp()), *flat], client=pipe
             )
-        written = sum(int(r) for r in await self._execute(pipe))
-        self._cache.drop(f"meta:{item.item_id}" for item in items)
-        return written
+        written = [item for item, r in zip(items, await self._execute(pipe), strict=True) if int(r)]
+        if written:  # a crash before this is repaired by the replay: an equally new version is written again
+            pipe = self._redis.pipeline(transaction=False)
+            for item in written:
+                if item.available:
+                    pipe.srem(self.keys.unavailable(), item.item_id)
+                else:
+                    pipe.sadd(self.keys.unavailable(), item.item_id)
+            await self._execute(pipe)
+        self._cache.drop([*(f"meta:{item.item_id}" for item in items), "unavailable"])
+        return len(written)
 
     async def read_batch(
         self,
@@ -184,7 +193,7 @@ class FeatureStore:
         sources), `neighbours_n` per item; popularity lists `popular_n` long, for each user's `top_categories`.
         """
         keys = self.keys
-        cached, missing = self._cache.split(["pop"])
+        cached, missing = self._cache.split(["pop", "unavailable"])
         pipe = self._redis.pipeline(transaction=False)
         for u in user_ids:
             pipe.lrange(keys.user_events(u), 0, -1)
@@ -192,13 +201,21 @@ class FeatureStore:
             pipe.smembers(keys.user_cart(u))
             pipe.zrange(keys.user_purchased(u), 0, -1, withscores=True)
             pipe.hget(keys.user_session(u), "session_id")
-        if missing:
-            pipe.zrevrange(keys.popularity(), 0, popular_n - 1, withscores=True)
+        for key in missing:
+            if key == "pop":
+                pipe.zrevrange(keys.popularity(), 0, popular_n - 1, withscores=True)
+            else:
+                pipe.smembers(keys.unavailable())
         raw = await self._execute(pipe)
         users = [self._user_features(u, raw[5 * i : 5 * i + 5]) for i, u in enumerate(user_ids)]
         if missing:
-            cached["pop"] = _relative(raw[-1])
-            self._cache.put({"pop": cached["pop"]})
+            fresh = raw[5 * len(user_ids) :]
+            got = {
+                key: (_relative(r) if key == "pop" else frozenset(_text(i) or "" for i in r))
+                for key, r in zip(missing, fresh, strict=True)
+            }
+            self._cache.put(got)
+            cached |= got
         popular: list[tuple[str, float]] = cached["pop"]
 
         categories = sorted({c for f in users for c in _top(f.category_affinity, top_categories)})
@@ -220,17 +237,23 @@ class FeatureStore:
         by_category = {c: found[f"cat:{c}"] for c in categories}
         neighbours = {i: found[f"co:{i}"] for i in history if found[f"co:{i}"]}
 
-        candidates = {e.item_id for f in users for e in f.events if e.item_id} | {i for i, _ in popular}
-        candidates |= {i for rows in (*by_category.values(), *neighbours.values()) for i, _ in rows}
-        meta = await self._meta(sorted(candidates))
+        # Catalog data of the users' own items only (their categories drive affinities and evidence); that of
+        # the recommended items is read after scoring (`catalog`), filtering uses the unavailable set.
+        meta = await self._meta(sorted({e.item_id for f in users for e in f.events if e.item_id}))
         return users, ItemFeatures(
             popular=popular,
             popular_by_category=by_category,
             cooccurring=neighbours,
             item_category={i: m["category"] for i, m in meta.items() if m.get("category")},
             item_title={i: m["title"] for i, m in meta.items() if m.get("title")},
-            unavailable=frozenset(i for i, m in meta.items() if m.get("available") == "0"),
+            unavailable=cached["unavailable"],
         )
+
+    async def catalog(self, item_ids: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """(title, category) by item for the items among `item_ids` that have them (cached like other item reads)."""
+        meta = await self._meta(sorted(set(item_ids)))
+        titles = {i: m["title"] for i, m in meta.items() if m.get("title")}
+        return titles, {i: m["category"] for i, m in meta.items() if m.get("category")}
 
     def _user_features(self, user_id: str, raw: list[Any]) -> UserFeatures:
         stored, affinity_raw, cart, purchased, session = raw

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -18,10 +18,10 @@ from typing import Any
 from contracts import DeadLetter, Event, Recommendation, RecommendedItem
 from explain.explainer import Explainer
 from feature_store import FeatureStore, ItemFeatures, UserFeatures
-from model.scoring import ItemContext, PastEvent, Scorer, UserState
+from model.scoring import ItemContext, PastEvent, ScoredItem, Scorer, UserState
 from streams.validation import RawRecord, validate_event
 
-__all__ = ["BatchConfig", "BatchOutcome", "process_batch", "to_item_context", "to_user_state"]
+__all__ = ["BatchConfig", "BatchOutcome", "process_batch", "to_item_context", "to_user_state", "with_catalog"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,21 @@ def to_item_context(f: ItemFeatures) -> ItemContext:
         item_category=f.item_category,
         item_title=f.item_title,
         unavailable=f.unavailable,
+    )
+
+
+async def with_catalog(
+    store: FeatureStore, context: ItemContext, scored: Sequence[Sequence[ScoredItem]]
+) -> ItemContext:
+    """`context` plus the titles and categories of the scored items (read after scoring, for the explanations)."""
+    wanted = {s.item_id for row in scored for s in row}
+    titles, categories = await store.catalog(sorted(wanted - context.item_title.keys()))
+    if not titles and not categories:
+        return context
+    return replace(
+        context,
+        item_title={**context.item_title, **titles},
+        item_category={**context.item_category, **categories},
     )
 
 
@@ -114,6 +129,8 @@ async def process_batch(
             scored = await loop.run_in_executor(None, scorer.score, states, context, config.top_k)
         else:
             scored = await run(scorer.score, states, context, config.top_k)
+    with timer("features_read"):
+        context = await with_catalog(store, context, scored)
     with timer("explain"):
         whens = [trigger[u][0].ts for u in users]
         explanations = explainer.explain(states, context, scored, now=whens)

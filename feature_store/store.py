@@ -4,7 +4,8 @@ Write path of a micro-batch (`apply_events`), each step one pipelined round trip
   1. read the categories of the batch's items (catalog);
   2. one `apply_user_event` script per event, in order: claims the event id under the user's hash tag and
      updates the user's history, affinities, cart, session; returns the event's co-occurrence partners;
-  3. popularity and co-occurrence scripts, each claiming the event id in its own slot.
+  3. one popularity script for the batch and one co-occurrence script per touched item, each claiming every
+     event id in its own slot and applying the batch's events in order.
 A crash between 2 and 3 is safe: on replay step 2 reports a duplicate but returns the partners stored with its
 claim, and step 3 re-runs with the same arguments; each of its scripts applies at most once.
 Read path (`read_batch`): users + global popularity + the unavailable set, then category popularity + neighbours
@@ -116,34 +117,32 @@ class FeatureStore:
     async def _apply_item_side(
         self, events: Sequence[Event], partners: Sequence[list[str]], categories: dict[str, str]
     ) -> None:
+        """Popularity: one script call per batch ({pop}); co-occurrence: one per touched item, events in order."""
         cfg, keys = self.config, self.keys
-        tau = cfg.popularity_half_life_seconds / _LN2
-        ttl = cfg.claim_ttl_seconds
-        pipe = self._redis.pipeline(transaction=False)
+        pop_keys = [keys.popularity(), keys.popularity_counts(), keys.popularity_epoch()]
+        pop_args: list[str | int | float] = [repr(cfg.popularity_half_life_seconds / _LN2), cfg.claim_ttl_seconds]
+        co: dict[str, tuple[list[str], list[str | int | float]]] = {}  # item -> (claim keys, args per event)
         for e, mates in zip(events, partners, strict=True):
             weight = cfg.event_weights.get(e.type, 0.0)
             if e.item_id is None or weight <= 0:
                 continue
             item, cat = e.item_id, categories.get(e.item_id, "")
-            pop_keys = [
-                keys.popularity_claim(e.event_id), keys.popularity(),
-                keys.popularity_by_category(cat) if cat else keys.popularity(),
-                keys.popularity_counts(), keys.popularity_epoch(),
-            ]  # fmt: skip
-            pop_args: list[str | int | float] = [item, repr(e.ts.timestamp()), repr(weight), repr(tau), cat, ttl]
-            await self._pop_script(keys=pop_keys, args=pop_args, client=pipe)
-            if not mates:
-                continue
+            pop_keys += [keys.popularity_claim(e.event_id), keys.popularity_by_category(cat) if cat else pop_keys[0]]
+            pop_args += [item, repr(e.ts.timestamp()), repr(weight), cat]
             # Nearer partners count more (1/d), as in the offline index (`model.interactions`).
-            pairs = [(mate, 1.0 / d) for d, mate in enumerate(mates, start=1)]
-            flat = [x for mate, w in pairs for x in (mate, repr(w))]
-            own = [keys.item_claim(item, e.event_id), keys.item_cooccurrence(item)]
-            await self._co_script(keys=own, args=[ttl, cfg.max_neighbours, *flat], client=pipe)
+            pairs = [(mate, repr(1.0 / d)) for d, mate in enumerate(mates, start=1)]
+            if pairs:
+                _add(co, item, keys.item_claim(item, e.event_id), [x for pair in pairs for x in pair])
             for mate, w in pairs:
-                theirs = [keys.item_claim(mate, e.event_id), keys.item_cooccurrence(mate)]
-                await self._co_script(keys=theirs, args=[ttl, cfg.max_neighbours, item, repr(w)], client=pipe)
-        if len(pipe):
-            await self._execute(pipe)
+                _add(co, mate, keys.item_claim(mate, e.event_id), [item, w])
+        if len(pop_keys) == 3:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        await self._pop_script(keys=pop_keys, args=pop_args, client=pipe)
+        for item, (claims, args) in co.items():
+            head: list[str | int | float] = [cfg.claim_ttl_seconds, cfg.max_neighbours]
+            await self._co_script(keys=[keys.item_cooccurrence(item), *claims], args=head + args, client=pipe)
+        await self._execute(pipe)
 
     async def _categories(self, item_ids: Iterable[str]) -> dict[str, str]:
         meta = await self._meta(sorted(item_ids))
@@ -330,6 +329,13 @@ def _decayed(raw: dict[Any, Any], tau: float) -> dict[str, float]:
         return {}
     now = max(ref for _, ref in parsed.values())
     return {c: v * math.exp(-(now - ref) / tau) for c, (v, ref) in parsed.items()}
+
+
+def _add(co: dict[str, tuple[list[str], list[str | int | float]]], item: str, claim: str, pairs: list[str]) -> None:
+    """Queue one event's increments (flat neighbour, weight pairs) on `item`."""
+    claims, args = co.setdefault(item, ([], []))
+    claims.append(claim)
+    args += [len(pairs) // 2, *pairs]
 
 
 def _newest_items(features: UserFeatures, n: int) -> list[str]:

@@ -8,7 +8,8 @@ of its window; when it promotes a version, freshness is measured from the moment
 was produced (`freshness_s`; from its newest: `freshness_newest_s`) to the first recommendation stamped with the
 new version on *every* recommendations partition. Recommendations are keyed by user like the events and both
 topics have the same partition count, so partition p's recommendations come from the worker that owns events
-partition p: every partition means every worker. A window the gate refuses produces no version (`rejected`).
+partition p: every partition means every worker. A window the gate refuses produces no version (`rejected`); a
+version replaced by the next one before it reached every partition is not timed (`superseded`).
 
     nice -n 10 .venv/bin/python bench/freshness.py --workers 2 --rounds 3
 
@@ -190,6 +191,7 @@ async def bench(args: argparse.Namespace) -> None:
         await _wait(lambda: len({p for p, v in recs.first if v == base.version}) >= args.workers, 180, "workers")
         streamer = asyncio.create_task(stream.run())
         done: set[int] = set()
+        promoted: set[int] = set()
         deadline = time.monotonic() + args.timeout
         while len(results) < args.rounds and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
@@ -205,6 +207,7 @@ async def bench(args: argparse.Namespace) -> None:
                     rejected += 1
                     print(f"cycle {cycle['cycle']}: not promoted ({cycle['reason']})")
                     continue
+                promoted.add(cycle["cycle"])
                 seen = [recs.first.get((p, cycle["version"])) for p in range(settings.recommendations_partitions)]
                 if any(t is None for t in seen):
                     continue  # not yet in every partition
@@ -222,6 +225,9 @@ async def bench(args: argparse.Namespace) -> None:
         await producer.stop()
         for proc in procs:
             _stop(proc)
+    measured = {r[2]["cycle"] for r in results}
+    # A version replaced by the next one before it reached every partition is not timed; it is counted.
+    superseded = len([c for c in promoted if c not in measured and measured and c < max(measured)])
     oldest = [r[0] for r in results]
     newest = [r[1] for r in results]
     cycle_s = [r[2]["seconds"] for r in results]
@@ -230,6 +236,7 @@ async def bench(args: argparse.Namespace) -> None:
         f"RESULT freshness_s={max(oldest) if oldest else nan:.1f} "
         f"freshness_median_s={statistics.median(oldest) if oldest else nan:.1f} "
         f"freshness_newest_s={max(newest) if newest else nan:.1f} rounds={len(results)} rejected={rejected} "
+        f"superseded={superseded} "
         f"workers={args.workers} rate_eps={args.rate:g} window_events={args.window} "
         f"learner_cycle_s={statistics.median(cycle_s) if cycle_s else nan:.1f}"
     )

@@ -10,7 +10,8 @@ them) and a generated catalog. Then, for the worker and for the passthrough in t
    send to the arrival (at this script's consumer) of the first output that reflects it: for the worker, a
    recommendation for its user triggered by it or a later event of theirs; for the passthrough, its copy.
 
-The worker's per-stage histograms (`/metrics`, `streams/metrics.py`) give the time breakdown per micro-batch.
+Each processor's events per CPU-second of its own process is printed too: on a shared box the wall-clock rate
+mostly measures the neighbours. The worker's per-stage histograms (`/metrics`, `streams/metrics.py`) give the time breakdown per micro-batch.
 Prints a CPU calibration (a fixed pure-Python loop) and the load average, because the 2-core machines are shared.
 
     nice -n 10 .venv/bin/python bench/pipeline.py --backlog 20000 --rate 1000 --seconds 20
@@ -121,6 +122,12 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux `/proc/<pid>/stat`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def calibration_seconds() -> float:
@@ -336,6 +343,7 @@ class Result:
     events_per_s: float
     latency_s: list[float]
     metrics: dict[str, float]
+    events_per_cpu_s: float  # events per CPU-second of the processor process (the box is shared)
 
 
 async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespace, workdir: Path) -> Result:
@@ -345,17 +353,20 @@ async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespac
     worker = start_worker(settings, workdir)
     try:
         samples: list[tuple[float, float]] = []
+        cpu: list[tuple[float, float]] = []  # (events seen, worker CPU s)
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
             seen = (await scrape(worker.web_port or 0)).get("streamrec_events_in_total", 0.0)
             samples.append((time.monotonic(), seen))
+            cpu.append((seen, cpu_seconds(worker.proc.pid)))
             if seen >= args.backlog:
                 break
             if worker.proc.poll() is not None:
                 sys.exit(f"bench: the worker exited ({worker.proc.returncode}); see {workdir / 'worker.log'}")
             await asyncio.sleep(0.5)
         rate = slope(samples, args.backlog)
-        print(f"worker: backlog of {args.backlog} events at {rate:.0f} events/s (10-90 % slope)")
+        per_cpu = _per_cpu(cpu, args.backlog)
+        print(f"worker: backlog of {args.backlog} events at {rate:.0f} events/s (10-90 % slope), {per_cpu:.0f}/CPU-s")
         before = await scrape(worker.web_port or 0)
         latency = await measure_latency(
             settings,
@@ -365,7 +376,7 @@ async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespac
             args.rate,
         )
         after = await scrape(worker.web_port or 0)
-        return Result(rate, latency, {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after})
+        return Result(rate, latency, {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}, per_cpu)
     finally:
         worker.stop()
 
@@ -381,18 +392,30 @@ async def run_passthrough(settings: Settings, stream: Stream, args: argparse.Nam
     stop = asyncio.Event()
     counter = asyncio.create_task(sink_counter(settings, sink, counts, stop))
     proc = start_passthrough(settings, sink, workdir)
+    cpu: list[tuple[float, float]] = []
     try:
         deadline = time.monotonic() + args.timeout
         while (not counts or counts[-1][1] < already) and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
+            cpu.append((counts[-1][1] if counts else 0.0, cpu_seconds(proc.proc.pid)))
+            await asyncio.sleep(0.2)
         stop.set()
         await counter
         rate = slope(counts, already)
-        print(f"passthrough: backlog of {already} events at {rate:.0f} events/s (10-90 % slope)")
+        per_cpu = _per_cpu(cpu + [(already, cpu_seconds(proc.proc.pid))], already)
+        print(f"passthrough: backlog of {already} events at {rate:.0f} events/s (10-90 % slope), {per_cpu:.0f}/CPU-s")
         latency = await measure_latency(settings, sink, _copy_id, stream.take(int(args.rate * args.seconds)), args.rate)
-        return Result(rate, latency, {})
+        return Result(rate, latency, {}, per_cpu)
     finally:
         proc.stop()
+
+
+def _per_cpu(samples: Sequence[tuple[float, float]], total: float) -> float:
+    """Events per CPU-second between 10 % and 90 % of `total`, from (events, CPU s) samples."""
+    lo = next(((n, c) for n, c in samples if n >= 0.1 * total), None)
+    hi = next(((n, c) for n, c in samples if n >= 0.9 * total), None)
+    if lo is None or hi is None or hi[1] <= lo[1]:
+        return float("nan")
+    return (hi[0] - lo[0]) / (hi[1] - lo[1])
 
 
 def _rec_trigger(value: bytes) -> tuple[str, str]:
@@ -461,9 +484,10 @@ async def bench(args: argparse.Namespace) -> None:
     pt50, pt99 = (1000 * quantile(pt.latency_s, q) for q in (0.5, 0.99))
     ratio = worker.events_per_s / pt.events_per_s if pt.events_per_s else float("nan")
     print()
-    print(f"{'':12s} {'events/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s}   (latency at {args.rate:.0f} events/s offered)")
-    print(f"{'worker':12s} {worker.events_per_s:10.0f} {p50:8.1f} {p99:8.1f}")
-    print(f"{'passthrough':12s} {pt.events_per_s:10.0f} {pt50:8.1f} {pt99:8.1f}")
+    head = f"{'':12s} {'events/s':>10s} {'per CPU-s':>10s} {'p50 ms':>8s} {'p99 ms':>8s}"
+    print(f"{head}   (latency at {args.rate:.0f} events/s offered)")
+    print(f"{'worker':12s} {worker.events_per_s:10.0f} {worker.events_per_cpu_s:10.0f} {p50:8.1f} {p99:8.1f}")
+    print(f"{'passthrough':12s} {pt.events_per_s:10.0f} {pt.events_per_cpu_s:10.0f} {pt50:8.1f} {pt99:8.1f}")
     print(f"worker / passthrough throughput: {ratio:.3f}")
     print("worker per-stage breakdown (latency phase):")
     print("\n".join(stage_table(worker.metrics)))

@@ -271,7 +271,7 @@ class FeatureStore:
     def _parse(self, raw: bytes | str) -> StoredEvent:
         event = self._parsed.get(raw)
         if event is None:
-            if len(self._parsed) >= 500_000:
+            if len(self._parsed) >= 100_000:  # ~50 MB at most
                 self._parsed.clear()
             event = self._parsed[raw] = _parse_stored(raw)
         return event

@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
         text_tower: bool = typer.Option(False, "--text-tower/--no-text-tower", help="Add MiniLM item/query text."),
         seed: int = typer.Option(0, help="Seed (init, shuffling, dropout, validation subsample)."),
         until: str | None = typer.Option(None, help="Train only on events before this ISO time (naive = UTC)."),
+        since: str | None = typer.Option(None, help="Train only on events from this ISO time on (naive = UTC)."),
         exclude_last_day: bool = typer.Option(
             False, help="Train only on events before the last 24 h (matches `streamrec evaluate --data`)."
         ),
@@ -101,6 +102,9 @@ def register(app: typer.Typer) -> None:
         limit = _parse_until(until) or (cutoff_last_day(events) if exclude_last_day and events else None)
         if limit is not None:
             events = [e for e in events if e.ts < limit]
+        first = _parse_until(since)
+        if first is not None:
+            events = [e for e in events if e.ts >= first]
         if protocol is Protocol.LOO:
             events = sorted(loo_split(events, catalog).train, key=lambda e: e.ts)  # never see the test targets
         config = TrainConfig(
@@ -134,6 +138,7 @@ def register(app: typer.Typer) -> None:
         fingerprint = {
             **data_fingerprint(data),
             "until": limit.isoformat() if limit else None,
+            "since": first.isoformat() if first else None,
             "protocol": protocol.value,
             "events": len(events),
         }

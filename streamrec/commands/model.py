@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
             if effect:
                 metrics += (
                     f"  online: impressions={effect['impressions']:.0f} ctr={effect['ctr']:.4f} "
-                    f"conversion={effect['conversion']:.4f}"
+                    f"cart_rate={effect['cart_rate']:.4f} conversion={effect['conversion']:.4f}"
                 )
             typer.echo(
                 f"{'*' if v.current else ' '} {m.version}  {m.created_at:%Y-%m-%d %H:%M:%S}  "
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         if reasons and not as_json:
             typer.echo(f"online effects by reason kind (window {effects.get('window_seconds', 0):.0f}s):")
             for kind, e in reasons.items():
-                rates = f"ctr={e['ctr']:.4f} conversion={e['conversion']:.4f}"
+                rates = f"ctr={e['ctr']:.4f} cart_rate={e['cart_rate']:.4f} conversion={e['conversion']:.4f}"
                 typer.echo(f"  {kind:18} impressions={e['impressions']:.0f} {rates}")
 
     @group.command("promote")

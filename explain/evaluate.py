@@ -39,7 +39,8 @@ __all__ = ["FidelityConfig", "evaluate_explanations", "pair_ranks", "sample_user
 class FidelityConfig:
     """Knobs of one explain-eval run."""
 
-    max_users: int = 64  # users sampled (those with >= 2 events)
+    max_users: int = 64  # users sampled (those with >= min_events events)
+    min_events: int = 2  # shortest history sampled (with 2 events, deleting the top 1 is a coin flip for random)
     k: int = 3  # top items explained per user
     curve_length: int = 10  # L: deletion/insertion curve points m = 1..L
     batch_size: int = 16  # users per attribution call
@@ -49,12 +50,14 @@ class FidelityConfig:
     backend: str = "torch"  # serving backend whose default method is reported
 
 
-def sample_users(events: Sequence[Event], item_category: Mapping[str, str], n: int, seed: int) -> list[UserState]:
-    """States of up to `n` users with >= 2 events, at the end of their history (seeded sample, sorted by id)."""
+def sample_users(
+    events: Sequence[Event], item_category: Mapping[str, str], n: int, seed: int, min_events: int = 2
+) -> list[UserState]:
+    """States of up to `n` users with >= `min_events` events, at the end of their history (seeded, sorted by id)."""
     by_user: dict[str, list[Event]] = {}
     for event in events:
         by_user.setdefault(event.user_id, []).append(event)
-    eligible = sorted(u for u, evs in by_user.items() if len(evs) >= 2)
+    eligible = sorted(u for u, evs in by_user.items() if len(evs) >= max(2, min_events))
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(eligible, size=min(n, len(eligible)), replace=False).tolist()) if eligible else []
     return [build_user_state(u, sorted(by_user[u], key=lambda e: e.ts), item_category) for u in chosen]
@@ -184,7 +187,7 @@ def evaluate_explanations(
     config = config or FidelityConfig()
     torch.manual_seed(config.seed)
     items = InteractionIndex.build(events, catalog).item_context()
-    users = sample_users(events, items.item_category, config.max_users, config.seed)
+    users = sample_users(events, items.item_category, config.max_users, config.seed, config.min_events)
     encoder: Encoder = scorer.backend
     attributors = {name: make_attributor(name, encoder, model, config.seed) for name in config.methods}
     default = default_method(config.backend)
@@ -215,6 +218,8 @@ def evaluate_explanations(
         "backend": config.backend,
         "model_version": scorer.version,
         "n_users": len(users),
+        "min_events": config.min_events,
+        "mean_events": float(np.mean([len(u.events) for u in users])) if users else 0.0,
         "n_pairs": first.pairs,
         "k": config.k,
         "curve_length": config.curve_length,

@@ -5,16 +5,16 @@ transformer it attributes each item's score to the user's own past events (`expl
 baseline scorer (no model) it turns the scorer's own evidence indices into `Evidence` records.
 
 Method per backend (`DEFAULT_METHOD`, explicit in code): the rule `select_method` (cheapest method within 10 %
-of the best deletion AUC among those the backend can run) applied to `streamrec explain-eval` on Taobao
-(trained transformer-0d0eb6edbec9, 128 users x top 3 = 384 pairs, L = 10; costs on a shared 2-core CPU, noisy):
-deletion AUC occlusion 0.886 (11.5 ms per item), item_similarity 0.879 (0.14 ms), integrated gradients 0.741
-(6.2 ms), attention 0.141, gradient x input 0.098, random 0.153. So every backend explains with
-`item_similarity` by default. Gradient methods cannot run on the exported or TensorRT engines (no autograd
-through a compiled engine; `Explainer` refuses them there); the exact forward-only attribution on those engines
-is `occlusion` (`Explainer(..., method="occlusion")`), as faithful here at ~80x the cost. Re-check the table
-with `explain-eval` (`rule_choice` in its JSON) when the model changes: the proxy's fidelity is measured, not
-guaranteed. Gradient x input is near zero for this pre-LayerNorm
-transformer: each earlier event reaches the user vector only through LayerNorm, which is scale-invariant.
+of the best deletion AUC among those the backend can run) applied to `streamrec explain-eval` (128 users x top
+3, L = 10; README "Explanations" has the full tables). Taobao (transformer-5bd84a004aa9): deletion AUC
+item_similarity 0.906 (0.85 ms per item), occlusion 0.824 (82 ms), attention 0.254, integrated gradients 0.211,
+gradient x input 0.116, random 0.173. YooChoose (transformer-50bc372703a0, sessions with >= 5 clicks): see the
+README. So every backend explains with `item_similarity` by default: the item-space proxy is as faithful as
+exact leave-one-out deletion here at ~1/100 of its cost, and it needs nothing but the item table, so it runs
+unchanged on the exported and TensorRT engines. Gradient methods cannot run there (no autograd through a
+compiled engine; `Explainer` refuses them); the exact forward-only attribution on those engines is `occlusion`
+(`Explainer(..., method="occlusion")`). Re-check with `explain-eval` (`rule_choice` in its JSON) when the model
+changes: the proxy's fidelity is measured, not guaranteed.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ __all__ = ["DEFAULT_METHOD", "FORWARD_ONLY_METHODS", "Explainer", "default_metho
 
 # backend name (model.backends) -> attribution method. Gradient methods need the eager model's autograd.
 DEFAULT_METHOD: dict[str, str] = {
-    "torch": "item_similarity",  # measured: deletion AUC 0.879 vs occlusion 0.886, at ~1/80 of the cost
+    "torch": "item_similarity",  # measured: deletion AUC 0.906 vs occlusion 0.824 (Taobao), at ~1/100 of the cost
     "exported": "item_similarity",  # compiled program: forward only (exact alternative: occlusion)
     "tensorrt": "item_similarity",  # TensorRT engine: forward only, no gradients (exact alternative: occlusion)
 }

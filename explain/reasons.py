@@ -7,7 +7,8 @@ Each check reads only this user's own state (`UserState`) and the shared item-si
     category_affinity  the user has a positive decayed affinity to the item's category (weight = its share)
     cart_complement    the item co-occurs with an item in the user's cart (weight = co-occurrence weight)
     search_match       a recent search query shares title tokens with the item (weight = token overlap, Jaccard)
-    trending           the item is in the popular list, overall or of its category (weight = 1 - rank / length)
+    trending           the item is in the head (top `trending_top`, 20) of the popular list of its category, else
+                       of the overall one (weight = 1 - rank / length)
     seen_before        the user already interacted with the item (weight = number of interactions)
 """
 
@@ -42,7 +43,7 @@ _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 class ReasonConfig:
     """Thresholds of the reason checks."""
 
-    def __init__(self, trending_top: int = 100, min_search_overlap: float = 0.2, searches: int = 5) -> None:
+    def __init__(self, trending_top: int = 20, min_search_overlap: float = 0.2, searches: int = 5) -> None:
         """Args: popular-list prefix that counts as trending; least query/title Jaccard; recent searches read."""
         self.trending_top = trending_top
         self.min_search_overlap = min_search_overlap
@@ -108,9 +109,10 @@ class ReasonIndex:
         self.popular: dict[str, float]
         self._carts: dict[frozenset[str], dict[str, tuple[float, str]]]
         self._item_side: dict[str, tuple[str | None, ReasonFact | None]]
+        self._categories: dict[str, dict[str, float]] = {}  # per batch: categories are few, lists short
         if reuse is not None and reuse.items is items and reuse.config is self.config:
             self.popular, self._carts = reuse.popular, reuse._carts
-            self._item_side = reuse._item_side
+            self._item_side, self._categories = reuse._item_side, reuse._categories
         else:
             self.popular, self._carts = _rank_weights(items.popular, self.config.trending_top), {}
             self._item_side = {}
@@ -124,15 +126,13 @@ class ReasonIndex:
         return found[1]
 
     def category_rank(self, category: str, item_id: str) -> float | None:
-        """Rank weight (1 - rank / length) of `item_id` in the category's popular list, None if not in its head.
-
-        A scan of the list head, not a memoised dict: most categories are asked about once per batch.
-        """
-        head = (self.items.popular_by_category.get(category) or ())[: self.config.trending_top]
-        for rank, (item, _) in enumerate(head):
-            if item == item_id:
-                return 1.0 - rank / len(head)
-        return None
+        """Rank weight (1 - rank / length) of `item_id` in the head of the category's popular list, else None."""
+        ranks = self._categories.get(category)
+        if ranks is None:
+            ranks = self._categories[category] = _rank_weights(
+                self.items.popular_by_category.get(category) or (), self.config.trending_top
+            )
+        return ranks.get(item_id)
 
     def item_side(self, item_id: str) -> tuple[str | None, ReasonFact | None]:
         """The item's category and its `trending` reason (None if not trending), once per item and context."""

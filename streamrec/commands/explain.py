@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Path, typer.Option(help="Imported directory (events.jsonl.gz, catalog.jsonl.gz).")],
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")] = False,
         report: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report here.")] = None,
-        max_users: Annotated[int, typer.Option(min=1, help="Users sampled (with >= 2 events).")] = 64,
+        max_users: Annotated[int, typer.Option(min=1, help="Users sampled (with >= --min-events events).")] = 64,
+        min_events: Annotated[int, typer.Option(min=2, help="Shortest history of a sampled user.")] = 2,
         k: Annotated[int, typer.Option(min=1, help="Top items explained per user.")] = 3,
         curve_length: Annotated[int, typer.Option(min=1, help="Deletion/insertion curve length L.")] = 10,
         seed: Annotated[int, typer.Option(help="User sample and random-baseline seed.")] = 0,
@@ -42,7 +43,9 @@ def register(app: typer.Typer) -> None:
             events, catalog = load_events(data), load_catalog(data)
             backend = EagerTorchBackend(loaded.model, "cpu")
             scorer = TorchScorer(backend, loaded.vocab, loaded.model.config, loaded.manifest.version)
-            config = FidelityConfig(max_users=max_users, k=k, curve_length=curve_length, seed=seed)
+            config = FidelityConfig(
+                max_users=max_users, min_events=min_events, k=k, curve_length=curve_length, seed=seed
+            )
             result = evaluate_explanations(scorer, loaded.model, events, catalog, config)
         except (FileNotFoundError, StreamrecError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)

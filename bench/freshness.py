@@ -122,7 +122,8 @@ class Stream:
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "streamrec", *args]
-    return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)  # noqa: S603
+    # cwd: Faust keeps `<app>-data` in the working directory; keep it in the bench's own work dir.
+    return subprocess.Popen(cmd, env=env, cwd=log.parent, stdout=log.open("wb"), stderr=subprocess.STDOUT)  # noqa: S603
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

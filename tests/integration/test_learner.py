@@ -71,7 +71,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     def start(args: Sequence[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
         log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
         cmd = [sys.executable, "-m", "streamrec", *args]
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)  # Faust data dir
         procs.append(proc)
         return proc
 

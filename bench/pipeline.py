@@ -11,7 +11,8 @@ them) and a generated catalog. Then, for the worker and for the passthrough in t
    recommendation for its user triggered by it or a later event of theirs; for the passthrough, its copy.
 
 Each processor's events per CPU-second of its own process is printed too: on a shared box the wall-clock rate
-mostly measures the neighbours. The worker's per-stage histograms (`/metrics`, `streams/metrics.py`) give the time breakdown per micro-batch.
+mostly measures the neighbours. The worker's per-stage histograms (`/metrics`, `streams/metrics.py`) give the
+time breakdown per micro-batch.
 Prints a CPU calibration (a fixed pure-Python loop) and the load average, because the 2-core machines are shared.
 
     nice -n 10 .venv/bin/python bench/pipeline.py --backlog 20000 --rate 1000 --seconds 20

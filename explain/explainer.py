@@ -4,17 +4,17 @@ The streaming worker and the torch scorer call `Explainer.explain(users, items, 
 transformer it attributes each item's score to the user's own past events (`explain.attribution`); for a
 baseline scorer (no model) it turns the scorer's own evidence indices into `Evidence` records.
 
-Method per backend (`DEFAULT_METHOD`, explicit in code): the rule `select_method` (cheapest method within 10 %
-of the best deletion AUC among those the backend can run) applied to `streamrec explain-eval` (128 users x top
-3, L = 10; README "Explanations" has the full tables). Taobao (transformer-5bd84a004aa9): deletion AUC
-item_similarity 0.906 (0.85 ms per item), occlusion 0.824 (82 ms), attention 0.254, integrated gradients 0.211,
-gradient x input 0.116, random 0.173. YooChoose (transformer-50bc372703a0, sessions with >= 5 clicks): see the
-README. So every backend explains with `item_similarity` by default: the item-space proxy is as faithful as
-exact leave-one-out deletion here at ~1/100 of its cost, and it needs nothing but the item table, so it runs
-unchanged on the exported and TensorRT engines. Gradient methods cannot run there (no autograd through a
-compiled engine; `Explainer` refuses them); the exact forward-only attribution on those engines is `occlusion`
-(`Explainer(..., method="occlusion")`). Re-check with `explain-eval` (`rule_choice` in its JSON) when the model
-changes: the proxy's fidelity is measured, not guaranteed.
+Method per backend (`DEFAULT_METHOD`, explicit in code): the rule `select_method` (cheapest method within 10 % of
+the best deletion AUC among those the backend can run) applied to `streamrec explain-eval` (128 users x top 3, L =
+10; README "Explanations" has the full tables). Taobao (transformer-5bd84a004aa9): deletion AUC item_similarity
+0.906 (0.85 ms per item), occlusion 0.824 (82 ms), attention 0.254, integrated gradients 0.211, gradient x input
+0.116, random 0.173. YooChoose (transformer-50bc372703a0, sessions with >= 5 clicks, L = 4): item_similarity 0.766
+(0.64 ms), occlusion 0.768 (26 ms), attention 0.208, random 0.222. So every backend explains with `item_similarity`
+by default: the item-space proxy is as faithful as exact leave-one-out deletion here at ~1/100 of its cost, and it
+needs nothing but the item table, so it runs unchanged on the exported and TensorRT engines. Gradient methods cannot
+run there (no autograd through a compiled engine; `Explainer` refuses them); the exact forward-only attribution on
+those engines is `occlusion` (`Explainer(..., method="occlusion")`). Re-check with `explain-eval` (`rule_choice` in
+its JSON) when the model changes: the proxy's fidelity is measured, not guaranteed.
 """
 
 from __future__ import annotations

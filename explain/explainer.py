@@ -291,7 +291,7 @@ class Explainer:
         first = np.asarray([k[2] for k in known], dtype=np.int64)
         second = np.asarray([k[3] for k in known], dtype=np.int64)
         values = np.einsum("nc,nc->n", normed[first], normed[second]).tolist()
-        memo = {(a, b): v for (a, b, _, _), v in zip(known, values, strict=True)}
+        memo: dict[tuple[str, str], float] = {(a, b): v for (a, b, _, _), v in zip(known, values, strict=True)}
 
         def cosine(a: str, b: str) -> float:
             found = memo.get((a, b))
@@ -332,9 +332,9 @@ class Explainer:
                 label = event.query or "" if event.item_id is None else items.item_title.get(event.item_id)
                 quoted = Lead(event.type, label or event.item_id or "", event.ts, on_item)
                 lead = leads[top, on_item] = quoted.render(now, phrases)
-        text = compose(lead, facts, phrases, on_item)
+        sentence = compose(lead, facts, phrases, on_item)
         return {
             "evidence": records,
             "reasons": [{"kind": f[0], "detail": f[1], "weight": f[2]} for f in facts],
-            "text": text,
+            "text": sentence,
         }

@@ -166,7 +166,7 @@ def _bucketed_order(mask: torch.Tensor, batch_size: int, generator: torch.Genera
     """Shuffled batches of windows of similar length (less padding to compute), in shuffled order."""
     order = torch.randperm(mask.shape[0], generator=generator)
     lengths = mask.sum(1)
-    batches = []
+    batches: list[torch.Tensor] = []
     pool = 50 * batch_size  # sort by length within pools of 50 batches, keep randomness across pools
     for start in range(0, len(order), pool):
         part = order[start : start + pool]

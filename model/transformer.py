@@ -165,7 +165,7 @@ class SeqRecModel(nn.Module):
 
     def _item_rows(self, items: Tensor) -> Tensor:
         """`item_table()[items]` without building the whole table. Shape (*items.shape, C)."""
-        rows = self.item_emb(items)
+        rows: Tensor = self.item_emb(items)
         if self.text_proj is not None:
             rows = rows + self.text_proj(self.item_text[items])
         return rows
@@ -293,7 +293,8 @@ class _RepeatHead(nn.Module):
         ago = ago.clamp(min=0, max=self.distance.num_embeddings - 1)
         recency = (q @ self.distance.weight.T).gather(2, ago[None].expand(b, -1, -1))  # (B, Q, T)
         logits = (q @ k.transpose(1, 2) + recency) / math.sqrt(c) + self.gate(queries)  # (B, Q, T)
-        return logits.masked_fill(~valid, _NEG)
+        out: Tensor = logits.masked_fill(~valid, _NEG)
+        return out
 
 
 def _repeat_bonus(pointer: Tensor, explore: Tensor, items: Tensor) -> Tensor:

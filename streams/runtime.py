@@ -14,7 +14,7 @@ from contracts import Item, Recommendation, RecommendedItem, ServiceUnavailable,
 from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore
 from model.scoring import Scorer
-from streams.batch import BatchConfig, BatchOutcome, process_batch, to_item_context, to_user_state
+from streams.batch import BatchConfig, BatchOutcome, process_batch, to_item_context, to_user_state, with_catalog
 from streams.metrics import WorkerMetrics
 from streams.serving import ServingModel, baseline_serving
 from streams.validation import RawRecord
@@ -142,6 +142,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         serving = self.serving
         [ranked] = await loop.run_in_executor(None, serving.scorer.score, [state], context, k)
+        context = await with_catalog(self.store, context, [ranked])  # titles/categories of what was recommended
         [why] = serving.explainer.explain([state], context, [ranked])
         items = [
             RecommendedItem(item_id=s.item_id, score=float(s.score), rank=r, explanation=e)

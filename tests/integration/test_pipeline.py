@@ -5,28 +5,26 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import random
 import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from contracts import Event, EventType, Settings
-from feature_store import FeatureStore
+from contracts import Event, Settings
 from streamrec.data_import import import_dataset
+from tests.integration.worker_support import (
+    WorkerPool,
+    assert_exactly_once,
+    collect,
+    generated_events,
+    produce,
+    records,
+)
 
 T0 = datetime.now(UTC) - timedelta(days=2)
-KINDS = [EventType.VIEW] * 6 + [EventType.CLICK, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE]
 
 MALFORMED: dict[str, tuple[bytes, bytes | None]] = {
     "undecodable": (b"\xff\xfe\x00binary", b"u1"),
@@ -68,121 +66,13 @@ MALFORMED: dict[str, tuple[bytes, bytes | None]] = {
 }
 
 
-def generated_events(n: int, users: int = 200, items: int = 300, seed: int = 11) -> list[Event]:
-    """A seeded multi-behaviour stream in event-time order."""
-    rng = random.Random(seed)
-    return [
-        Event(
-            event_id=f"g{i}",
-            user_id=f"u{rng.randrange(users)}",
-            item_id=f"i{int(rng.paretovariate(1.2)) % items}",
-            type=rng.choice(KINDS),
-            ts=T0 + timedelta(seconds=2 * i),
-        )
-        for i in range(n)
-    ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _worker_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
-        STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
-        STREAMREC_WEB_PORT=str(_free_port()),
-        # A killed worker's partitions go to the next one after this session timeout (Faust default: 60 s).
-        BROKER_SESSION_TIMEOUT="10",
-    )
-    return env
-
-
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], subprocess.Popen[bytes]]]:
     """Start `streamrec worker` subprocesses; each is stopped (SIGTERM, then SIGKILL) after the test."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(settings: Settings) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"worker{len(procs)}.log", "wb")  # noqa: SIM115 (closed with the process)
-        cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", "warning"]
-        proc = subprocess.Popen(cmd, env=_worker_env(settings), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-async def produce(settings: Settings, records: Sequence[tuple[bytes, bytes | None]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        for value, key in records:
-            await producer.send(settings.topics.events, value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def collect(
-    settings: Settings, done: Callable[[dict[str, Any], list[dict[str, Any]]], bool], timeout_s: float = 120.0
-) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
-    """Read recommendations (per user, in order) and dead letters until `done(latest, letters)` or timeout."""
-    consumer = AIOKafkaConsumer(
-        settings.topics.recommendations,
-        settings.topics.dead_letter,
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    recs: dict[str, list[dict[str, Any]]] = {}
-    letters: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
-                for m in messages:
-                    doc = json.loads(m.value)
-                    if tp.topic == settings.topics.dead_letter:
-                        letters.append(doc)
-                    else:
-                        recs.setdefault(doc["user_id"], []).append(doc)
-            if done({u: r[-1] for u, r in recs.items()}, letters):
-                break
-    finally:
-        await consumer.stop()
-    return recs, letters
-
-
-def _records(events: Sequence[Event]) -> list[tuple[bytes, bytes | None]]:
-    return [(e.model_dump_json().encode(), e.user_id.encode()) for e in events]
-
-
-async def _assert_exactly_once(redis_url: str, events: Sequence[Event]) -> None:
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        store = FeatureStore(client)
-        per_user: dict[str, int] = {}
-        for e in events:
-            per_user[e.user_id] = per_user.get(e.user_id, 0) + 1
-        for user, count in per_user.items():
-            stats = await store.user_stats(user)
-            assert stats.get("applied") == count, (user, stats, count)
-    finally:
-        await client.aclose()
+    # A killed worker's partitions go to the next one after this session timeout (Faust default: 60 s).
+    pool = WorkerPool(tmp_path, extra_env={"BROKER_SESSION_TIMEOUT": "10"})
+    yield lambda settings: pool.start(settings).proc
+    pool.stop_all()
 
 
 async def test_worker_answers_every_user_and_dead_letters_every_malformed_record(
@@ -192,7 +82,7 @@ async def test_worker_answers_every_user_and_dead_letters_every_malformed_record
     events = generated_events(3000)
     start_worker(settings)
     bad = list(MALFORMED.values())
-    mixed = _records(events[:1500]) + bad + _records(events[1500:])
+    mixed = records(events[:1500]) + bad + records(events[1500:])
     await produce(settings, mixed)
     latest = {e.user_id: e.event_id for e in events}
     recs, letters = await collect(
@@ -211,7 +101,7 @@ async def test_worker_answers_every_user_and_dead_letters_every_malformed_record
             for item in rec["items"]:
                 assert item["explanation"]["text"]
                 assert all(own[ev["event_id"]] == user for ev in item["explanation"]["evidence"])
-    await _assert_exactly_once(settings.redis_url.get_secret_value(), events)
+    await assert_exactly_once(settings.redis_url.get_secret_value(), events)
 
 
 @pytest.mark.slow
@@ -220,7 +110,7 @@ async def test_kill_9_mid_replay_then_restart_has_every_effect_exactly_once(
 ) -> None:
     settings = settings_factory()
     events = generated_events(20000, users=500, seed=5)
-    await produce(settings, _records(events))
+    await produce(settings, records(events))
     first = start_worker(settings)
     # Let it get part-way through, then kill it without warning.
     await collect(settings, lambda last, dl: len(last) >= 100, timeout_s=120)
@@ -234,7 +124,7 @@ async def test_kill_9_mid_replay_then_restart_has_every_effect_exactly_once(
         timeout_s=420,  # ~150 events/s on a loaded 2-core box (bench/pipeline.py)
     )
     assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
-    await _assert_exactly_once(settings.redis_url.get_secret_value(), events)
+    await assert_exactly_once(settings.redis_url.get_secret_value(), events)
 
 
 @pytest.mark.shared_data
@@ -252,7 +142,7 @@ async def test_ten_thousand_taobao_events_through_the_worker(
     events = [e.model_copy(update={"ts": e.ts + shift}) for e in events]
     settings = settings_factory()
     start_worker(settings)
-    await produce(settings, _records(events) + list(MALFORMED.values()))
+    await produce(settings, records(events) + list(MALFORMED.values()))
     latest = {e.user_id: e.event_id for e in events}
     recs, letters = await collect(
         settings,
@@ -263,4 +153,4 @@ async def test_ten_thousand_taobao_events_through_the_worker(
     )
     assert sorted(d["reason"] for d in letters) == sorted(MALFORMED)
     assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
-    await _assert_exactly_once(settings.redis_url.get_secret_value(), events)
+    await assert_exactly_once(settings.redis_url.get_secret_value(), events)

@@ -15,13 +15,21 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from contracts import DeadLetter, Event, Recommendation, RecommendedItem
+from contracts import DeadLetter, Event, Explanation, Recommendation, RecommendedItem
 from explain.explainer import Explainer
 from feature_store import FeatureStore, ItemFeatures, UserFeatures
 from model.scoring import ItemContext, PastEvent, ScoredItem, Scorer, UserState
 from streams.validation import RawRecord, validate_event
 
-__all__ = ["BatchConfig", "BatchOutcome", "process_batch", "to_item_context", "to_user_state", "with_catalog"]
+__all__ = [
+    "BatchConfig",
+    "BatchOutcome",
+    "build_recommendation",
+    "process_batch",
+    "to_item_context",
+    "to_user_state",
+    "with_catalog",
+]
 
 
 @dataclass(frozen=True)
@@ -138,21 +146,35 @@ async def process_batch(
     done = time.monotonic()
     for user, ranked, why in zip(users, scored, explanations, strict=True):
         event, t = trigger[user]
-        items = [
-            RecommendedItem(item_id=s.item_id, score=float(s.score), rank=r, explanation=e)
-            for r, (s, e) in enumerate(zip(ranked, why, strict=True), start=1)
-        ]
+        latency_ms = max(0.0, (done - t) * 1000.0)
         out.recommendations.append(
-            Recommendation(
-                user_id=user,
-                trigger_event_id=event.event_id,
-                model_version=scorer.version,
-                generated_at=generated,
-                latency_ms=max(0.0, (done - t) * 1000.0),
-                items=items,
-            )
+            build_recommendation(user, event.event_id, ranked, why, scorer.version, generated, latency_ms)
         )
     return out
+
+
+def build_recommendation(
+    user_id: str,
+    trigger_event_id: str,
+    ranked: Sequence[ScoredItem],
+    why: Sequence[Explanation],
+    model_version: str,
+    generated_at: datetime,
+    latency_ms: float,
+) -> Recommendation:
+    """The output record: ranked items, each with its explanation."""
+    items = [
+        RecommendedItem(item_id=s.item_id, score=float(s.score), rank=r, explanation=e)
+        for r, (s, e) in enumerate(zip(ranked, why, strict=True), start=1)
+    ]
+    return Recommendation(
+        user_id=user_id,
+        trigger_event_id=trigger_event_id,
+        model_version=model_version,
+        generated_at=generated_at,
+        latency_ms=latency_ms,
+        items=items,
+    )
 
 
 @contextmanager

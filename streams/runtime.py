@@ -10,11 +10,19 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from contracts import Item, Recommendation, RecommendedItem, ServiceUnavailable, Settings
+from contracts import Item, Recommendation, ServiceUnavailable, Settings
 from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore
 from model.scoring import Scorer
-from streams.batch import BatchConfig, BatchOutcome, process_batch, to_item_context, to_user_state, with_catalog
+from streams.batch import (
+    BatchConfig,
+    BatchOutcome,
+    build_recommendation,
+    process_batch,
+    to_item_context,
+    to_user_state,
+    with_catalog,
+)
 from streams.metrics import WorkerMetrics
 from streams.serving import ServingModel, baseline_serving
 from streams.validation import RawRecord
@@ -144,15 +152,5 @@ class Runtime:
         [ranked] = await loop.run_in_executor(None, serving.scorer.score, [state], context, k)
         context = await with_catalog(self.store, context, [ranked])  # titles/categories of what was recommended
         [why] = serving.explainer.explain([state], context, [ranked])
-        items = [
-            RecommendedItem(item_id=s.item_id, score=float(s.score), rank=r, explanation=e)
-            for r, (s, e) in enumerate(zip(ranked, why, strict=True), start=1)
-        ]
-        return Recommendation(
-            user_id=user_id,
-            trigger_event_id=state.events[-1].event_id,
-            model_version=serving.version,
-            generated_at=_utcnow(),
-            latency_ms=0.0,
-            items=items,
-        )
+        trigger = state.events[-1].event_id
+        return build_recommendation(user_id, trigger, ranked, why, serving.version, _utcnow(), latency_ms=0.0)

@@ -16,14 +16,15 @@ Example:
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 from contracts import EventType, Reason, ReasonKind
 from model.candidates import Candidate, Ranker, explain_all
 from model.cooccurrence import CooccurrenceScorer
-from model.recency import RecencyConfig, event_weights, is_blocked
+from model.recency import RecencyConfig, is_blocked, weight_list
 from model.scoring import ItemContext, ScoredItem, Scorer, UserState
 
 __all__ = [
@@ -78,7 +79,7 @@ class RecentItemsScorer:
         return [self._rank_user(user, items, k) for user in users]
 
     def _rank_user(self, user: UserState, items: ItemContext, k: int) -> list[Candidate]:
-        weights = event_weights(user, self._recency).tolist()
+        weights = weight_list(user, self._recency)
         by_item: dict[str, list[tuple[int, float]]] = {}
         for index, event in enumerate(user.events):
             if event.item_id is not None and weights[index] != 0.0:
@@ -138,7 +139,7 @@ class PopularityScorer:
         return out
 
     def _shares(self, user: UserState, items: ItemContext) -> dict[str, float]:
-        top = sorted(user.category_affinity.items(), key=lambda kv: -kv[1])[: self._top_categories]
+        top = heapq.nlargest(self._top_categories, user.category_affinity.items(), key=_value)  # ties: dict order
         top = [(c, a) for c, a in top if a > 0.0 and c in items.popular_by_category]
         total = sum(a for _, a in top)
         return {c: a / total for c, a in top}
@@ -151,20 +152,19 @@ class PopularityScorer:
         cache: dict[str | None, list[tuple[str, float]]],
         k: int,
     ) -> list[Candidate]:
-        parts: dict[str, dict[str | None, float]] = {}
         lists: list[tuple[str | None, float]] = [*shares.items(), (None, self._global_weight if shares else 1.0)]
+        # Summed list by list in this order, so each total is the same float as a per-category sum would give.
+        totals: dict[str, float] = {}
+        get = totals.get
         for category, share in lists:
             for item_id, value in cache[category]:
-                per_item = parts.setdefault(item_id, {})
-                per_item[category] = per_item.get(category, 0.0) + share * value
-        totals = sorted(((sum(p.values()), item) for item, p in parts.items()), key=lambda t: -t[0])
+                totals[item_id] = get(item_id, 0.0) + share * value
+        unavailable, bought = items.unavailable, user.purchased_recently
         memo: dict[str, list[tuple[int, float]]] = {}  # evidence by category, built by the first explanation
         picked = []
-        for total, item_id in totals:
-            if not is_blocked(item_id, user, items):
-                explain = partial(
-                    self._explain, item_id, total, parts[item_id], partial(self._evidence, user, items, memo)
-                )
+        for item_id, total in sorted(totals.items(), key=_negated_value):  # stable: ties keep first-seen order
+            if item_id not in unavailable and item_id not in bought:
+                explain = partial(self._explain, user, items, item_id, total, lists, cache, memo)
                 picked.append(Candidate(item_id, total, explain))
                 if len(picked) == k:
                     break
@@ -180,7 +180,7 @@ class PopularityScorer:
 
     def _evidence_by_category(self, user: UserState, items: ItemContext) -> dict[str, list[tuple[int, float]]]:
         """The user's weighted events per category (what made the affinity), strongest first."""
-        weights = event_weights(user, self._recency).tolist()
+        weights = weight_list(user, self._recency)
         out: dict[str, list[tuple[int, float]]] = {}
         for index, event in enumerate(user.events):
             category = items.item_category.get(event.item_id) if event.item_id is not None else None
@@ -192,12 +192,24 @@ class PopularityScorer:
 
     def _explain(
         self,
+        user: UserState,
+        items: ItemContext,
         item_id: str,
         total: float,
-        parts: dict[str | None, float],
-        evidence_by_category: Callable[[], dict[str, list[tuple[int, float]]]],
+        lists: list[tuple[str | None, float]],
+        cache: dict[str | None, list[tuple[str, float]]],
+        memo: dict[str, list[tuple[int, float]]],
     ) -> ScoredItem:
-        by_category = evidence_by_category()
+        parts: dict[str | None, float] = {}  # the item's contribution per list
+        for category, share in lists:
+            ranked = cache[category]
+            if len(ranked) <= _SCAN or (found := _positions(ranked)) is None:
+                for other, value in ranked:
+                    if other == item_id:
+                        parts[category] = parts.get(category, 0.0) + share * value
+            elif (at := found.get(item_id)) is not None:
+                parts[category] = share * ranked[at][1]
+        by_category = self._evidence(user, items, memo) if len(parts) > 1 or None not in parts else {}
         reasons = []
         evidence: list[tuple[int, float]] = []
         for category, weight in sorted(parts.items(), key=lambda kv: -kv[1]):
@@ -208,6 +220,29 @@ class PopularityScorer:
         # Global popularity has no evidence in the user's events; category popularity points at their events there.
         evidence.sort(key=lambda e: -e[1])
         return ScoredItem(item_id=item_id, score=total, evidence=tuple(evidence[:5]), reasons=tuple(reasons))
+
+
+_SCAN = 8  # lists this short are scanned; longer ones are looked up by position
+_POSITIONS: dict[int, tuple[list[tuple[str, float]], dict[str, int] | None]] = {}
+
+
+def _positions(ranked: list[tuple[str, float]]) -> dict[str, int] | None:
+    """item -> position in `ranked` (None when an item repeats), memoised per list object (lists are not mutated)."""
+    found = _POSITIONS.get(id(ranked))
+    if found is None or found[0] is not ranked:
+        index = {item: i for i, (item, _) in enumerate(ranked)}
+        if len(_POSITIONS) >= 1024:
+            _POSITIONS.clear()
+        found = _POSITIONS[id(ranked)] = (ranked, index if len(index) == len(ranked) else None)
+    return found[1]
+
+
+def _value(kv: tuple[str, float]) -> float:
+    return kv[1]
+
+
+def _negated_value(kv: tuple[str, float]) -> float:
+    return -kv[1]
 
 
 def _normalised(ranked: Sequence[tuple[str, float]], depth: int) -> list[tuple[str, float]]:

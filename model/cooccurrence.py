@@ -16,7 +16,7 @@ import numpy as np
 from contracts import EventType, Reason, ReasonKind
 from model.candidates import Candidate, explain_all
 from model.interactions import NeighbourTable
-from model.recency import RecencyConfig, event_weights, is_blocked, item_label
+from model.recency import RecencyConfig, is_blocked, item_label, weight_list
 from model.scoring import ItemContext, ScoredItem, UserState
 
 __all__ = ["CooccurrenceScorer"]
@@ -55,25 +55,16 @@ class _Lookup:
         return self._table.vocab[index] if self._table is not None else self._names[index]
 
 
-def _top_indices(values: np.ndarray, n: int) -> list[int]:
-    """Indices of the `n` largest values, largest first (ties at the cut-off may fall either way)."""
-    if values.size > n:
-        head = np.argpartition(-values, n - 1)[:n]
-        head = head[np.lexsort((head, -values[head]))]
-        return [int(i) for i in head]
-    return [int(i) for i in np.argsort(-values, kind="stable")]
-
-
 class _Rows:
-    """One user's (candidate, source position, contribution) rows, looked up per explained candidate."""
+    """The batch's (candidate, source position, contribution) rows, grouped by candidate in their original order."""
 
-    __slots__ = ("contrib", "inverse", "pos")
+    __slots__ = ("contrib", "order", "pos", "starts")
 
-    def __init__(self, inverse: np.ndarray, pos: np.ndarray, contrib: np.ndarray) -> None:
-        self.inverse, self.pos, self.contrib = inverse, pos, contrib
+    def __init__(self, order: np.ndarray, starts: np.ndarray, pos: np.ndarray, contrib: np.ndarray) -> None:
+        self.order, self.starts, self.pos, self.contrib = order, starts, pos, contrib
 
     def of(self, j: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = np.flatnonzero(self.inverse == j)
+        rows = self.order[self.starts[j] : self.starts[j + 1]]
         return self.pos[rows], self.contrib[rows]
 
 
@@ -103,48 +94,76 @@ class CooccurrenceScorer:
         return explain_all(self.rank(users, items, k))
 
     def rank(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
-        """As `score`, explanations deferred until a candidate's `scored()` is called."""
+        """As `score`, explanations deferred until a candidate's `scored()` is called.
+
+        The whole batch is scored in a few numpy calls: every user's (neighbour, contribution) rows are
+        concatenated, keyed by (user, neighbour), summed in their original order (`bincount`) and ranked by
+        (-total, neighbour index) per user.
+        """
         lookup = _Lookup(items.cooccurring)
-        return [self._rank_user(user, items, lookup, k) for user in users]
+        sources = [self._sources(user) for user in users]
+        cap = self._max_neighbours
+        found_idx, found_w, weights, owners, positions = [], [], [], [], []
+        for u, user_sources in enumerate(sources):
+            for at, (item, weight, _) in enumerate(user_sources):
+                found = lookup.arrays(item)
+                if found is not None:
+                    found_idx.append(found[0][:cap])
+                    found_w.append(found[1][:cap])
+                    weights.append(weight)
+                    owners.append(u)
+                    positions.append(at)
+        out: list[list[Candidate]] = [[] for _ in users]
+        if not found_idx:
+            return out
+        sizes = np.fromiter((a.size for a in found_idx), dtype=np.int64, count=len(found_idx))
+        cands = np.concatenate(found_idx).astype(np.int64, copy=False)
+        contrib = np.concatenate(found_w).astype(np.float64, copy=False) * np.repeat(np.asarray(weights), sizes)
+        pos = np.repeat(np.asarray(positions, dtype=np.int64), sizes)
+        span = int(cands.max()) + 1
+        keys = np.repeat(np.asarray(owners, dtype=np.int64), sizes) * span + cands
+        order = np.argsort(keys, kind="stable")  # rows grouped by (user, neighbour), original order within
+        sorted_keys = keys[order]
+        new = np.empty(sorted_keys.size, dtype=bool)
+        new[0] = True
+        np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new[1:])
+        starts = np.append(np.flatnonzero(new), sorted_keys.size)
+        uniq = sorted_keys[starts[:-1]]
+        inverse = np.empty(keys.size, dtype=np.int64)
+        inverse[order] = np.cumsum(new) - 1
+        totals = np.bincount(inverse, weights=contrib)  # sequential sums, as one user's bincount would give
+        owner_of, cand_of = np.divmod(uniq, span)
+        # Per user, best total first; ties by neighbour index (uniq ascends within a user; stable sorts keep it).
+        ranked = np.argsort(-totals, kind="stable")
+        ranked = ranked[np.argsort(owner_of[ranked], kind="stable")]
+        bounds = np.searchsorted(owner_of[ranked], np.arange(len(users) + 1)).tolist()
+        rows = _Rows(order, starts, pos, contrib)
+        ranked_list, totals_list, cand_list = ranked.tolist(), totals.tolist(), cand_of.tolist()
+        depth = 4 * k + 16
+        for u, user in enumerate(users):
+            picked = out[u]
+            for j in ranked_list[bounds[u] : min(bounds[u + 1], bounds[u] + depth)]:
+                item_id = lookup.name(cand_list[j])
+                if is_blocked(item_id, user, items):
+                    continue
+                total = totals_list[j]
+                explain = partial(self._explain, user, items, item_id, total, sources[u], rows, j)
+                picked.append(Candidate(item_id, total, explain))
+                if len(picked) == k:
+                    break
+        return out
 
     def _sources(self, user: UserState) -> list[tuple[str, float, list[tuple[int, float]]]]:
         """Distinct items of the user's events with summed positive weight and their (index, weight) events."""
-        weights = event_weights(user, self._recency)
+        weights = weight_list(user, self._recency)
         by_item: dict[str, list[tuple[int, float]]] = {}
-        for index, (event, weight) in enumerate(zip(user.events, weights.tolist(), strict=True)):
+        for index, event in enumerate(user.events):
+            weight = weights[index]
             if event.item_id is not None and weight > 0.0:
                 by_item.setdefault(event.item_id, []).append((index, weight))
         sources = [(item, sum(w for _, w in evs), evs) for item, evs in by_item.items()]
         sources.sort(key=lambda s: -s[1])
         return sources[: self._max_sources]
-
-    def _rank_user(self, user: UserState, items: ItemContext, lookup: _Lookup, k: int) -> list[Candidate]:
-        sources = self._sources(user)
-        cands, contribs, positions = [], [], []
-        for pos, (item, weight, _) in enumerate(sources):
-            found = lookup.arrays(item)
-            if found is not None:
-                neighbours, strengths = found[0][: self._max_neighbours], found[1][: self._max_neighbours]
-                cands.append(neighbours)
-                contribs.append(strengths * weight)
-                positions.append(np.full(neighbours.size, pos, dtype=np.int64))
-        if not cands:
-            return []
-        uniq, inverse = np.unique(np.concatenate(cands), return_inverse=True)
-        totals = np.bincount(inverse, weights=np.concatenate(contribs))
-        rows = _Rows(inverse, np.concatenate(positions), np.concatenate(contribs))
-        picked: list[Candidate] = []
-        for j in _top_indices(totals, 4 * k + 16):
-            item_id = lookup.name(int(uniq[j]))
-            if is_blocked(item_id, user, items):
-                continue
-            total = float(totals[j])
-            picked.append(
-                Candidate(item_id, total, partial(self._explain, user, items, item_id, total, sources, rows, j))
-            )
-            if len(picked) == k:
-                break
-        return picked
 
     def _explain(
         self,

@@ -11,7 +11,7 @@ from contracts import EventType
 from model.history import EVENT_WEIGHTS
 from model.scoring import ItemContext, UserState
 
-__all__ = ["RecencyConfig", "event_weights", "is_blocked", "item_label"]
+__all__ = ["RecencyConfig", "event_weights", "is_blocked", "item_label", "weight_list"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,25 @@ def event_weights(user: UserState, config: RecencyConfig) -> np.ndarray:
     age = np.maximum(ts[-1] - ts, 0.0)
     steps = np.arange(len(events) - 1, -1, -1, dtype=np.float64)
     weights: np.ndarray = kinds * np.exp2(-age / config.half_life_seconds) * config.position_decay**steps
+    return weights
+
+
+# (id(events), id(config)) -> (events, config, weights): the blend's parts and their explanations ask for the same
+# user's weights several times per batch. Entries hold their keys' objects, so an id is never reused while cached.
+_MEMO: dict[tuple[int, int], tuple[tuple[object, ...], RecencyConfig, list[float]]] = {}
+_MEMO_MAX = 8192
+
+
+def weight_list(user: UserState, config: RecencyConfig) -> list[float]:
+    """`event_weights` as a list, memoised per (events, config) object pair (both immutable)."""
+    key = (id(user.events), id(config))
+    found = _MEMO.get(key)
+    if found is not None and found[0] is user.events and found[1] is config:
+        return found[2]
+    weights: list[float] = event_weights(user, config).tolist()
+    if len(_MEMO) >= _MEMO_MAX:
+        _MEMO.clear()
+    _MEMO[key] = (user.events, config, weights)
     return weights
 
 

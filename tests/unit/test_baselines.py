@@ -160,3 +160,24 @@ def test_every_baseline_gives_valid_evidence_and_one_list_per_user(scorer) -> No
             assert scored.reasons
             for index, _ in scored.evidence:
                 assert 0 <= index < len(user.events) and user.events[index].item_id is not None
+
+
+@pytest.mark.parametrize(
+    "scorer", [PopularityScorer(), CooccurrenceScorer(), RecentItemsScorer(), default_blend()], ids=lambda s: s.version
+)
+def test_a_batch_scores_each_user_as_alone(scorer) -> None:  # type: ignore[no-untyped-def]
+    # The scorers rank a whole micro-batch at once (co-occurrence: one numpy pass keyed by user): users sharing
+    # items, neighbours and categories must not leak into each other's scores, evidence or reasons.
+    cooc = {**COOC, "b": [("x", 0.7), ("z", 0.6)], "d": [("a", 0.3), ("y", 0.2)]}  # no ties: ties go by batch order
+    items = ItemContext(cooccurring=cooc, popular=POP.popular, popular_by_category=POP.popular_by_category)
+    users = [
+        USER,
+        _user(("b", EventType.VIEW), ("d", EventType.PURCHASE)),
+        UserState("u3", USER.events[:3], {"shoes": 1.0}, purchased_recently=frozenset({"y"})),
+        _user(),
+        _user(("c", EventType.ADD_TO_CART)),
+    ]
+    together = scorer.score(users, items, k=4)
+    alone = [scorer.score([user], items, k=4)[0] for user in users]
+    assert together == alone
+    assert any(len(row) >= 3 for row in together)

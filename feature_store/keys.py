@@ -1,16 +1,25 @@
 """The Redis key layout (spec: `feature_store/KEYS.md`), built here and nowhere else.
 
-Hash tags keep every key one Lua script touches in one Redis Cluster slot: user keys share `{u:<user>}`,
-item keys share `{i:<item>}`, the popularity keys share `{pop}`, and `{catalog}` holds the unavailable set.
+Hash tags keep every key one Lua script touches in one Redis Cluster slot: user keys share `{u:<user>}`, an
+item's catalog entry `{i:<item>}`, co-occurrence lists one of `CO_BUCKETS` tags `{co:<bucket>}` (so a micro-batch
+updates them with one script per bucket, not one per item), the popularity keys `{pop}`, and `{catalog}` holds
+the unavailable set.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
-__all__ = ["KEY_LAYOUT_VERSION", "Keys"]
+__all__ = ["CO_BUCKETS", "KEY_LAYOUT_VERSION", "Keys", "cooccurrence_bucket"]
 
-KEY_LAYOUT_VERSION = "v1"
+KEY_LAYOUT_VERSION = "v2"
+CO_BUCKETS = 16  # part of the layout: changing it moves every co-occurrence list (bump the version)
+
+
+def cooccurrence_bucket(item_id: str) -> int:
+    """The co-occurrence bucket of an item: CRC-32 of its UTF-8 bytes modulo `CO_BUCKETS`."""
+    return zlib.crc32(item_id.encode()) % CO_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,10 @@ class Keys:
         """List: the user's last N events as JSON, newest first."""
         return self._user(user_id, "events")
 
+    def user_items(self, user_id: str) -> str:
+        """List: the item id of each of those events ('' for a search), newest first (partners without JSON)."""
+        return self._user(user_id, "items")
+
     def user_affinity(self, user_id: str) -> str:
         """Hash: category -> "value:ref_ts", a decayed affinity anchored at ref_ts."""
         return self._user(user_id, "affinity")
@@ -57,13 +70,13 @@ class Keys:
         """Hash: applied (events applied) and type:<type> counts; exact, for audits and tests."""
         return self._user(user_id, "stats")
 
-    def item_claim(self, item_id: str, event_id: str) -> str:
-        """String: the event's co-occurrence increments on this item were applied."""
-        return self._item(item_id, f"claim:{event_id}")
+    def cooccurrence_claim(self, bucket: int, event_id: str) -> str:
+        """String: the event's co-occurrence increments on the items of this bucket were applied."""
+        return f"{self._root}:{{co:{bucket}}}:claim:{event_id}"
 
     def item_cooccurrence(self, item_id: str) -> str:
-        """Sorted set: neighbour item -> co-occurrence weight."""
-        return self._item(item_id, "co")
+        """Sorted set: neighbour item -> co-occurrence weight (in the item's co-occurrence bucket)."""
+        return f"{self._root}:{{co:{cooccurrence_bucket(item_id)}}}:n:{item_id}"
 
     def item_meta(self, item_id: str) -> str:
         """Hash: title, category, price, brand, available, ts (catalog)."""

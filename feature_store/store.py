@@ -4,10 +4,14 @@ Write path of a micro-batch (`apply_events`), each step one pipelined round trip
   1. read the categories of the batch's items (catalog);
   2. one `apply_user_event` script per event, in order: claims the event id under the user's hash tag and
      updates the user's history, affinities, cart, session; returns the event's co-occurrence partners;
-  3. one popularity script for the batch and one co-occurrence script per touched item, each claiming every
-     event id in its own slot and applying the batch's events in order.
+  3. one popularity script for the batch and one co-occurrence script per touched bucket (`keys.CO_BUCKETS`),
+     each claiming every event id in its own slot and applying the batch's events in order.
 A crash between 2 and 3 is safe: on replay step 2 reports a duplicate but returns the partners stored with its
 claim, and step 3 re-runs with the same arguments; each of its scripts applies at most once.
+Scripts are called by SHA (`EVALSHA`) and loaded only when Redis answers NOSCRIPT (then the pipeline is sent
+again: every script is idempotent); redis-py's `Script` objects would add a `SCRIPT EXISTS` round trip to every
+pipeline. Redis-py's per-command cost (packing, parsing, a timeout per reply) dominated the worker's Redis time,
+so reads use one `read_user` script per user instead of five commands.
 Read path (`read_batch`): users + global popularity + the unavailable set, then category popularity + neighbours
 of each user's newest distinct items, then the catalog data of the users' own items; `catalog` reads that of
 the recommended items after scoring. Item-side reads (popularity lists, neighbours, metadata) are shared by many
@@ -17,9 +21,11 @@ features may lag by that long, user features never do. This process's own catalo
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -30,13 +36,15 @@ from redis.asyncio import Redis
 from contracts import Event, EventType, Item, ServiceUnavailable
 from feature_store.cache import TtlCache
 from feature_store.config import FeatureConfig
-from feature_store.keys import Keys
+from feature_store.keys import Keys, cooccurrence_bucket
 from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
 
 __all__ = ["FeatureStore"]
 
 _SEP = "\x1f"
 _LN2 = math.log(2.0)
+_PARSED_MAX = 262_144  # parsed stored events kept (~500 B each): the last 50 events of ~5,000 users
+_SCRIPTS = ("apply_user_event", "apply_popularity", "apply_cooccurrence", "upsert_item", "read_user")
 
 
 def _script(name: str) -> str:
@@ -72,10 +80,8 @@ class FeatureStore:
         self._redis = client
         self.config = config or FeatureConfig()
         self.keys = Keys(self.config.namespace)
-        self._user_script = client.register_script(_script("apply_user_event"))
-        self._pop_script = client.register_script(_script("apply_popularity"))
-        self._co_script = client.register_script(_script("apply_cooccurrence"))
-        self._item_script = client.register_script(_script("upsert_item"))
+        self._source = {name: _script(name) for name in _SCRIPTS}
+        self._sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._source.items()}  # noqa: S324
         self._cache = TtlCache(self.config.item_cache_seconds)
         self._parsed: dict[bytes | str, StoredEvent] = {}  # stored event JSON -> parsed (immutable, so reusable)
 
@@ -87,27 +93,49 @@ class FeatureStore:
             raise ServiceUnavailable(msg) from exc
         return result
 
+    async def _pipelined(self, build: Callable[[Any], None]) -> list[Any]:
+        """Run the commands `build` queues (scripts by SHA) as one pipeline; on NOSCRIPT load them and resend."""
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            build(pipe)
+            try:
+                return await self._execute(pipe)
+            except redis_errors.NoScriptError:
+                if attempt:
+                    raise
+                load = self._redis.pipeline(transaction=False)
+                for text in self._source.values():
+                    load.script_load(text)
+                await self._execute(load)
+        raise AssertionError  # pragma: no cover (the loop returns or raises)
+
+    def _call(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> None:
+        pipe.evalsha(self._sha[name], len(keys), *keys, *args)
+
     async def apply_events(self, events: Sequence[Event]) -> ApplyResult:
         """Apply a micro-batch in event order; replays change nothing."""
         if not events:
             return ApplyResult((), ())
         categories = await self._categories({e.item_id for e in events if e.item_id})
         cfg, keys = self.config, self.keys
-        tau = cfg.affinity_half_life_seconds / _LN2
-        pipe = self._redis.pipeline(transaction=False)
-        for e in events:
-            u = e.user_id
-            user_keys = [
-                keys.user_claim(u, e.event_id), keys.user_events(u), keys.user_affinity(u), keys.user_cart(u),
-                keys.user_purchased(u), keys.user_session(u), keys.user_stats(u),
-            ]  # fmt: skip
-            args = [
-                _stored_json(e), e.item_id or "", e.type.value, repr(e.ts.timestamp()),
-                categories.get(e.item_id or "", ""), e.session_id or "", cfg.max_events, cfg.claim_ttl_seconds,
-                repr(tau), repr(cfg.event_weights.get(e.type, 0.0)), cfg.partners,
-            ]  # fmt: skip
-            await self._user_script(keys=user_keys, args=args, client=pipe)
-        outcomes = await self._execute(pipe)
+        tau = repr(cfg.affinity_half_life_seconds / _LN2)
+        weights = {t: repr(w) for t, w in cfg.event_weights.items()}
+
+        def build(pipe: Any) -> None:
+            for e in events:
+                u = e.user_id
+                user_keys = [
+                    keys.user_claim(u, e.event_id), keys.user_events(u), keys.user_affinity(u), keys.user_cart(u),
+                    keys.user_purchased(u), keys.user_session(u), keys.user_stats(u), keys.user_items(u),
+                ]  # fmt: skip
+                args = [
+                    _stored_json(e), e.item_id or "", e.type.value, repr(e.ts.timestamp()),
+                    categories.get(e.item_id or "", ""), e.session_id or "", cfg.max_events, cfg.claim_ttl_seconds,
+                    tau, weights.get(e.type, "0.0"), cfg.partners,
+                ]  # fmt: skip
+                self._call(pipe, "apply_user_event", user_keys, args)
+
+        outcomes = await self._pipelined(build)
         applied = tuple(e.event_id for e, (new, _) in zip(events, outcomes, strict=True) if int(new) == 1)
         duplicates = tuple(e.event_id for e, (new, _) in zip(events, outcomes, strict=True) if int(new) == 0)
         partners = [p.decode().split(_SEP) if p else [] for _, p in outcomes]
@@ -117,32 +145,35 @@ class FeatureStore:
     async def _apply_item_side(
         self, events: Sequence[Event], partners: Sequence[list[str]], categories: dict[str, str]
     ) -> None:
-        """Popularity: one script call per batch ({pop}); co-occurrence: one per touched item, events in order."""
+        """Popularity: one script call per batch ({pop}); co-occurrence: one per touched bucket, events in order."""
         cfg, keys = self.config, self.keys
         pop_keys = [keys.popularity(), keys.popularity_counts(), keys.popularity_epoch()]
         pop_args: list[str | int | float] = [repr(cfg.popularity_half_life_seconds / _LN2), cfg.claim_ttl_seconds]
-        co: dict[str, tuple[list[str], list[str | int | float]]] = {}  # item -> (claim keys, args per event)
+        buckets: dict[int, _Bucket] = {}
+        seen: set[str] = set()
         for e, mates in zip(events, partners, strict=True):
             weight = cfg.event_weights.get(e.type, 0.0)
-            if e.item_id is None or weight <= 0:
-                continue
+            if e.item_id is None or weight <= 0 or e.event_id in seen:
+                continue  # a second copy of an event in one batch is a replay: its claims would all be taken
+            seen.add(e.event_id)
             item, cat = e.item_id, categories.get(e.item_id, "")
             pop_keys += [keys.popularity_claim(e.event_id), keys.popularity_by_category(cat) if cat else pop_keys[0]]
             pop_args += [item, repr(e.ts.timestamp()), repr(weight), cat]
             # Nearer partners count more (1/d), as in the offline index (`model.interactions`).
             pairs = [(mate, repr(1.0 / d)) for d, mate in enumerate(mates, start=1)]
-            if pairs:
-                _add(co, item, keys.item_claim(item, e.event_id), [x for pair in pairs for x in pair])
             for mate, w in pairs:
-                _add(co, mate, keys.item_claim(mate, e.event_id), [item, w])
+                _bucket(buckets, item).add(keys, e.event_id, item, mate, w)
+                _bucket(buckets, mate).add(keys, e.event_id, mate, item, w)
         if len(pop_keys) == 3:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        await self._pop_script(keys=pop_keys, args=pop_args, client=pipe)
-        for item, (claims, args) in co.items():
-            head: list[str | int | float] = [cfg.claim_ttl_seconds, cfg.max_neighbours]
-            await self._co_script(keys=[keys.item_cooccurrence(item), *claims], args=head + args, client=pipe)
-        await self._execute(pipe)
+        head: list[str | int | float] = [cfg.claim_ttl_seconds, cfg.max_neighbours]
+
+        def build(pipe: Any) -> None:
+            self._call(pipe, "apply_popularity", pop_keys, pop_args)
+            for bucket in buckets.values():
+                self._call(pipe, "apply_cooccurrence", bucket.lists + bucket.claims, [*head, *bucket.args()])
+
+        await self._pipelined(build)
 
     async def _categories(self, item_ids: Iterable[str]) -> dict[str, str]:
         meta = await self._meta(sorted(item_ids))
@@ -152,20 +183,20 @@ class FeatureStore:
         """Write catalog items (an older version never overwrites a newer one); returns how many were written."""
         if not items:
             return 0
-        pipe = self._redis.pipeline(transaction=False)
-        for item in items:
-            fields = {
-                "title": item.title or "",
-                "category": item.category or "",
-                "price": "" if item.price is None else repr(item.price),
-                "brand": item.brand or "",
-                "available": "1" if item.available else "0",
-            }
-            flat = [x for kv in fields.items() for x in kv]
-            await self._item_script(
-                keys=[self.keys.item_meta(item.item_id)], args=[repr(item.ts.timestamp()), *flat], client=pipe
-            )
-        written = [item for item, r in zip(items, await self._execute(pipe), strict=True) if int(r)]
+
+        def build(pipe: Any) -> None:
+            for item in items:
+                fields = {
+                    "title": item.title or "",
+                    "category": item.category or "",
+                    "price": "" if item.price is None else repr(item.price),
+                    "brand": item.brand or "",
+                    "available": "1" if item.available else "0",
+                }
+                flat = [x for kv in fields.items() for x in kv]
+                self._call(pipe, "upsert_item", [self.keys.item_meta(item.item_id)], [repr(item.ts.timestamp()), *flat])
+
+        written = [item for item, r in zip(items, await self._pipelined(build), strict=True) if int(r)]
         if written:  # a crash before this is repaired by the replay: an equally new version is written again
             pipe = self._redis.pipeline(transaction=False)
             for item in written:
@@ -193,22 +224,24 @@ class FeatureStore:
         """
         keys = self.keys
         cached, missing = self._cache.split(["pop", "unavailable"])
-        pipe = self._redis.pipeline(transaction=False)
-        for u in user_ids:
-            pipe.lrange(keys.user_events(u), 0, -1)
-            pipe.hgetall(keys.user_affinity(u))
-            pipe.smembers(keys.user_cart(u))
-            pipe.zrange(keys.user_purchased(u), 0, -1, withscores=True)
-            pipe.hget(keys.user_session(u), "session_id")
-        for key in missing:
-            if key == "pop":
-                pipe.zrevrange(keys.popularity(), 0, popular_n - 1, withscores=True)
-            else:
-                pipe.smembers(keys.unavailable())
-        raw = await self._execute(pipe)
-        users = [self._user_features(u, raw[5 * i : 5 * i + 5]) for i, u in enumerate(user_ids)]
+
+        def build(pipe: Any) -> None:
+            for u in user_ids:
+                user_keys = [
+                    keys.user_events(u), keys.user_affinity(u), keys.user_cart(u), keys.user_purchased(u),
+                    keys.user_session(u),
+                ]  # fmt: skip
+                self._call(pipe, "read_user", user_keys, ())
+            for key in missing:
+                if key == "pop":
+                    pipe.zrevrange(keys.popularity(), 0, popular_n - 1, withscores=True)
+                else:
+                    pipe.smembers(keys.unavailable())
+
+        raw = await self._pipelined(build)
+        users = [self._user_features(u, raw[i]) for i, u in enumerate(user_ids)]
         if missing:
-            fresh = raw[5 * len(user_ids) :]
+            fresh = raw[len(user_ids) :]
             got = {
                 key: (_relative(r) if key == "pop" else frozenset(_text(i) or "" for i in r))
                 for key, r in zip(missing, fresh, strict=True)
@@ -255,24 +288,30 @@ class FeatureStore:
         return titles, {i: m["category"] for i, m in meta.items() if m.get("category")}
 
     def _user_features(self, user_id: str, raw: list[Any]) -> UserFeatures:
-        stored, affinity_raw, cart, purchased, session = raw
-        events = tuple(self._parse(r) for r in reversed(stored))
+        """From a `read_user` reply: flat field/value lists, purchase times as strings."""
+        stored, affinity_flat, cart, purchased_flat, session = raw
+        events = tuple(map(self._parse, reversed(stored)))
         newest = events[-1].ts.timestamp() if events else 0.0
         cutoff = newest - self.config.just_purchased_seconds
+        affinity = dict(zip(affinity_flat[::2], affinity_flat[1::2], strict=True))
+        bought = zip(purchased_flat[::2], purchased_flat[1::2], strict=True)
         return UserFeatures(
             user_id=user_id,
             events=events,
-            category_affinity=_decayed(affinity_raw, self.config.affinity_half_life_seconds / _LN2),
+            category_affinity=_decayed(affinity, self.config.affinity_half_life_seconds / _LN2),
             cart=frozenset(_text(c) or "" for c in cart),
-            purchased_recently=frozenset(_text(i) or "" for i, ts in purchased if ts >= cutoff),
+            purchased_recently=frozenset(_text(i) or "" for i, ts in bought if float(ts) >= cutoff),
             session_id=_text(session),
         )
 
     def _parse(self, raw: bytes | str) -> StoredEvent:
         event = self._parsed.get(raw)
         if event is None:
-            if len(self._parsed) >= 100_000:  # ~50 MB at most
-                self._parsed.clear()
+            if len(self._parsed) >= _PARSED_MAX:
+                # Drop the oldest half (insertion order): a full clear made every user's next read parse all of
+                # their events again, which with more stored events than the bound was most of the read stage.
+                for stale in list(itertools.islice(self._parsed, _PARSED_MAX // 2)):
+                    del self._parsed[stale]
             event = self._parsed[raw] = _parse_stored(raw)
         return event
 
@@ -331,11 +370,42 @@ def _decayed(raw: dict[Any, Any], tau: float) -> dict[str, float]:
     return {c: v * math.exp(-(now - ref) / tau) for c, (v, ref) in parsed.items()}
 
 
-def _add(co: dict[str, tuple[list[str], list[str | int | float]]], item: str, claim: str, pairs: list[str]) -> None:
-    """Queue one event's increments (flat neighbour, weight pairs) on `item`."""
-    claims, args = co.setdefault(item, ([], []))
-    claims.append(claim)
-    args += [len(pairs) // 2, *pairs]
+class _Bucket:
+    """One co-occurrence bucket's share of a batch: its lists, one claim per event, the increments per event."""
+
+    __slots__ = ("claims", "events", "index", "lists", "number")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.lists: list[str] = []  # KEYS[1..m]
+        self.index: dict[str, int] = {}  # item -> 1-based position in `lists`
+        self.claims: list[str] = []
+        self.events: dict[str, list[str]] = {}  # event id -> flat (list index, neighbour, weight) triples
+
+    def add(self, keys: Keys, event_id: str, item: str, neighbour: str, weight: str) -> None:
+        at = self.index.get(item)
+        if at is None:
+            self.lists.append(keys.item_cooccurrence(item))
+            at = self.index[item] = len(self.lists)
+        triples = self.events.get(event_id)
+        if triples is None:
+            self.claims.append(keys.cooccurrence_claim(self.number, event_id))
+            triples = self.events[event_id] = []
+        triples += [str(at), neighbour, weight]
+
+    def args(self) -> list[str | int]:
+        out: list[str | int] = [len(self.lists)]
+        for triples in self.events.values():  # insertion order = event order = claim order
+            out += [len(triples) // 3, *triples]
+        return out
+
+
+def _bucket(buckets: dict[int, _Bucket], item: str) -> _Bucket:
+    number = cooccurrence_bucket(item)
+    found = buckets.get(number)
+    if found is None:
+        found = buckets[number] = _Bucket(number)
+    return found
 
 
 def _newest_items(features: UserFeatures, n: int) -> list[str]:

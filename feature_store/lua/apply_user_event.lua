@@ -1,5 +1,5 @@
 -- Applies one event to its user's features, once. All keys share the user's hash tag {u:<user>}.
--- KEYS: 1 claim, 2 events, 3 affinity, 4 cart, 5 purchased, 6 session, 7 stats
+-- KEYS: 1 claim, 2 events, 3 affinity, 4 cart, 5 purchased, 6 session, 7 stats, 8 items
 -- ARGV: 1 event json, 2 item_id ('' for search), 3 type, 4 ts (epoch s), 5 category ('' unknown),
 --       6 session_id ('' none), 7 max events, 8 claim ttl s, 9 affinity tau s, 10 affinity weight, 11 partners k
 -- Returns {applied (1|0), partners joined by \31}. A replay returns the partners stored with the claim,
@@ -11,10 +11,10 @@ local item, etype, ts = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local partners = {}
 if item ~= '' and etype ~= 'remove_from_cart' then
   -- The user's last k distinct items other than this one, newest first (read before this event is pushed).
+  -- From the plain item list kept beside the JSON events (decoding 50 JSON events per event was most of it).
   local seen = {}
-  for _, raw in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-    local other = cjson.decode(raw)['item_id']
-    if type(other) == 'string' and other ~= item and not seen[other] then
+  for _, other in ipairs(redis.call('LRANGE', KEYS[8], 0, -1)) do
+    if other ~= '' and other ~= item and not seen[other] then
       seen[other] = true
       partners[#partners + 1] = other
       if #partners >= tonumber(ARGV[11]) then break end
@@ -26,6 +26,8 @@ redis.call('SET', KEYS[1], joined, 'EX', tonumber(ARGV[8]))
 
 redis.call('LPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
+redis.call('LPUSH', KEYS[8], item)
+redis.call('LTRIM', KEYS[8], 0, tonumber(ARGV[7]) - 1)
 
 local category, weight, tau = ARGV[5], tonumber(ARGV[10]), tonumber(ARGV[9])
 if category ~= '' and weight ~= 0 then

@@ -168,3 +168,16 @@ async def test_read_batch_returns_neighbours_and_popularity(redis_db: aioredis.R
     assert scores["c"] < 1e-10 * scores["a"]  # an hour at a 1-minute half-life
     assert items.popular_by_category["mugs"][0][1] == pytest.approx(1.0)
     assert math.isclose(sum(user.category_affinity.values()), 2.0, rel_tol=1e-3)
+
+
+async def test_scripts_are_reloaded_after_redis_forgets_them(redis_db: aioredis.Redis) -> None:
+    # Scripts run by SHA; a restarted (or flushed) Redis answers NOSCRIPT and the store loads them and resends.
+    store = FeatureStore(redis_db, FeatureConfig(namespace="n"))
+    events = _stream(20)
+    await store.apply_events(events[:10])
+    await redis_db.script_flush()
+    result = await store.apply_events(events)
+    assert len(result.applied) == len(events) - 10 and len(result.duplicates) == 10
+    await redis_db.script_flush()
+    users, _ = await store.read_batch(["u1"])
+    assert users[0].events

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from feature_store.config import EVENT_WEIGHTS
-from feature_store.keys import Keys
+from feature_store.keys import CO_BUCKETS, Keys, cooccurrence_bucket
 from feature_store.store import _decayed, _relative
 from model.history import EVENT_WEIGHTS as OFFLINE_WEIGHTS
 
@@ -20,7 +20,8 @@ def test_every_key_is_pinned() -> None:
         k.user_purchased("42"),
         k.user_session("42"),
         k.user_stats("42"),
-        k.item_claim("sku9", "e-1"),
+        k.user_items("42"),
+        k.cooccurrence_claim(3, "e-1"),
         k.item_cooccurrence("sku9"),
         k.item_meta("sku9"),
         k.unavailable(),
@@ -30,27 +31,34 @@ def test_every_key_is_pinned() -> None:
         k.popularity_counts(),
         k.popularity_epoch(),
     ] == [
-        "sr:v1:{u:42}:claim:e-1",
-        "sr:v1:{u:42}:events",
-        "sr:v1:{u:42}:affinity",
-        "sr:v1:{u:42}:cart",
-        "sr:v1:{u:42}:purchased",
-        "sr:v1:{u:42}:session",
-        "sr:v1:{u:42}:stats",
-        "sr:v1:{i:sku9}:claim:e-1",
-        "sr:v1:{i:sku9}:co",
-        "sr:v1:{i:sku9}:meta",
-        "sr:v1:{catalog}:unavailable",
-        "sr:v1:{pop}:claim:e-1",
-        "sr:v1:{pop}:all",
-        "sr:v1:{pop}:cat:Home/Mugs",
-        "sr:v1:{pop}:count",
-        "sr:v1:{pop}:epoch",
+        "sr:v2:{u:42}:claim:e-1",
+        "sr:v2:{u:42}:events",
+        "sr:v2:{u:42}:affinity",
+        "sr:v2:{u:42}:cart",
+        "sr:v2:{u:42}:purchased",
+        "sr:v2:{u:42}:session",
+        "sr:v2:{u:42}:stats",
+        "sr:v2:{u:42}:items",
+        "sr:v2:{co:3}:claim:e-1",
+        "sr:v2:{co:4}:n:sku9",
+        "sr:v2:{i:sku9}:meta",
+        "sr:v2:{catalog}:unavailable",
+        "sr:v2:{pop}:claim:e-1",
+        "sr:v2:{pop}:all",
+        "sr:v2:{pop}:cat:Home/Mugs",
+        "sr:v2:{pop}:count",
+        "sr:v2:{pop}:epoch",
     ]
 
 
+def test_cooccurrence_buckets_are_crc32_of_the_item_id() -> None:
+    # Pinned: another client (or a re-implementation) must put an item's neighbours in the same bucket.
+    assert CO_BUCKETS == 16
+    assert [cooccurrence_bucket(i) for i in ("sku9", "a", "i1", "Zoë")] == [4, 3, 11, 10]
+
+
 def test_namespace_separates_deployments() -> None:
-    assert Keys("shop2").user_events("u") == "shop2:v1:{u:u}:events"
+    assert Keys("shop2").user_events("u") == "shop2:v2:{u:u}:events"
 
 
 def test_online_weights_equal_offline_weights() -> None:

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import TypeAdapter
 
-from contracts import EventType, Explanation
+from contracts import EventType, Evidence, Explanation
 from explain.attribution import Attributor, DifferentiableEncoder, Encoder, ItemSimilarity, make_attributor
-from explain.reasons import ReasonConfig, ReasonIndex, Similarity, reason_facts, similar_candidate
+from explain.reasons import ReasonConfig, ReasonIndex, Similarity, similar_candidate, user_reasons
+from explain.records import construct
 from explain.text import Lead, Templates, compose, templates
 from model.scoring import ItemContext, ScoredItem, UserState
 from model.sequences import QueryCache, batch_from_states
@@ -48,7 +48,6 @@ DEFAULT_METHOD: dict[str, str] = {
 _FORWARD_ONLY_BACKENDS = frozenset({"exported", "tensorrt"})
 # Methods that need nothing but `encode` / `item_table` (what a compiled engine offers).
 FORWARD_ONLY_METHODS = frozenset({"occlusion", "item_similarity", "random"})
-_EXPLANATIONS = TypeAdapter(list[Explanation])  # one validation call per micro-batch
 
 
 def select_method(
@@ -171,9 +170,9 @@ class Explainer:
     ) -> list[list[Explanation]]:
         """One `Explanation` per scored item, per user, in input order.
 
-        The whole micro-batch is validated into records by one pydantic call (`list[Explanation]`), not one
-        call per record: at batch 32 x top 10 that is ~3000 records, and per-record construction was the
-        largest share of the explanation cost.
+        The records are built from values that are valid by construction, not validated one by one
+        (`explain.records` says why that holds): at batch 32 x top 10 that is ~3000 records, and validating them
+        was the largest share of the explanation cost.
 
         Args:
             users: The micro-batch's user states (as scored).
@@ -192,17 +191,11 @@ class Explainer:
                     wanted.add((found[0], s.item_id))
         similarity = self._cosine(wanted)
         phrases = templates(self.language)
-        payload: list[dict[str, Any]] = []
+        out = []
         for u, user in enumerate(users):
             when = now[u] if now is not None else (user.events[-1].ts if user.events else None)
-            leads: dict[tuple[int, bool], str] = {}
-            for s, ev in zip(scored[u], evidence[u], strict=True):
-                payload.append(self._one(user, s.item_id, ev, index, (when, leads, phrases), similarity))
-        flat = _EXPLANATIONS.validate_python(payload)
-        out, start = [], 0
-        for row in scored:
-            out.append(flat[start : start + len(row)])
-            start += len(row)
+            rows = [(s.item_id, ev) for s, ev in zip(scored[u], evidence[u], strict=True)]
+            out.append(_user_explanations(user, rows, index, similarity, when, phrases))
         return out
 
     def evidence(
@@ -210,7 +203,9 @@ class Explainer:
     ) -> list[list[list[tuple[int, float]]]]:
         """Per user and item: (index into `user.events`, signed weight), strongest first, positives only."""
         if self._attributor is None:
-            return [[[p for p in s.evidence if p[1] > 0.0][: self.max_evidence] for s in row] for row in scored]
+            return [
+                [[(i, float(w)) for i, w in s.evidence if w > 0.0][: self.max_evidence] for s in row] for row in scored
+            ]
         assert self._vocab is not None and self._config is not None  # noqa: S101 (checked in __init__)
         vocab = self._vocab
         k = max((len(row) for row in scored), default=0)
@@ -236,17 +231,27 @@ class Explainer:
         """
         assert self._vocab is not None and self._config is not None and self._encoder is not None  # noqa: S101
         table, t = self._encoder.item_table(), self._config.max_len
-        # Each distinct item id is looked up once per batch; searches take a position (row 0), unknown items do
-        # not (as `model.sequences.event_rows`).
-        rows_of = {i: self._vocab.index(i) for i in {e.item_id for user in users for e in user.events}}
-        search = EventType.SEARCH
+        # Searches take a position (row 0), unknown items do not (as `model.sequences.event_rows`): row -1 here
+        # (vocabulary rows start at 1, so `or -1` only maps "unknown"). Events of all users are laid out flat, then
+        # placed with numpy.
+        lookup, search = self._vocab.index, EventType.SEARCH
+        lengths = np.fromiter((len(u.events) for u in users), dtype=np.int64, count=len(users))
+        n = int(lengths.sum())
+        flat = np.fromiter(
+            (0 if e.type is search else lookup(e.item_id) or -1 for u in users for e in u.events), np.int64, count=n
+        )
+        starts = np.cumsum(lengths) - lengths
+        user_of = np.repeat(np.arange(len(users)), lengths)
+        event_of = np.arange(n) - np.repeat(starts, lengths)  # index into the user's events
+        valid = flat >= 0
+        # Known events at or after each event in its user's history (1 = the newest): the last t land at T-1, T-2, ...
+        after = np.concatenate([np.cumsum(valid[::-1])[::-1], [0]])
+        from_end = after[:n] - after[np.repeat(starts + lengths, lengths)]
+        keep = valid & (from_end <= t)
         hist = np.zeros((len(users), t), dtype=np.int64)
         kept = np.full((len(users), t), -1, dtype=np.int64)
-        for u, user in enumerate(users):
-            pairs = [(i, 0 if e.type is search else rows_of[e.item_id]) for i, e in enumerate(user.events)]
-            pairs = [p for p in pairs if p[1] is not None][-t:]
-            if pairs:
-                kept[u, t - len(pairs) :], hist[u, t - len(pairs) :] = zip(*pairs, strict=True)
+        hist[user_of[keep], t - from_end[keep]] = flat[keep]
+        kept[user_of[keep], t - from_end[keep]] = event_of[keep]
         index = torch.from_numpy(hist).to(table.device)
         with torch.inference_mode():
             w = torch.einsum("bkc,btc->bkt", table[rows.to(table.device)], table[index]).float().cpu()  # (B, K, T)
@@ -302,39 +307,43 @@ class Explainer:
 
         return cosine
 
-    def _one(
-        self,
-        user: UserState,
-        item_id: str,
-        evidence: list[tuple[int, float]],
-        index: ReasonIndex,
-        text: tuple[datetime | None, dict[tuple[int, bool], str], Templates],
-        similarity: Similarity | None,
-    ) -> dict[str, Any]:
-        """The fields of one `Explanation` (validated by the caller, in bulk).
 
-        `text`: the trigger time, this user's rendered leads by event index (filled here), the phrases.
-        """
-        items, events = index.items, user.events
-        now, leads, phrases = text
-        records = [
-            {"event_id": e.event_id, "item_id": e.item_id, "type": e.type, "ts": e.ts, "weight": w}
-            for e, w in ((events[i], w) for i, w in evidence)
-        ]
-        facts = reason_facts(user, item_id, evidence, index, similarity)
+def _user_explanations(
+    user: UserState,
+    rows: list[tuple[str, list[tuple[int, float]]]],
+    index: ReasonIndex,
+    similarity: Similarity | None,
+    now: datetime | None,
+    phrases: Templates,
+) -> list[Explanation]:
+    """One user's `Explanation`s, one per (item, evidence) row.
+
+    Records are built from valid-by-construction values (`explain.records`). Per user, each evidence event's fields
+    and each lead sentence are built once: a user's items mostly share their evidence events (only the weights
+    differ).
+    """
+    titles, events = index.items.item_title, user.events
+    fields: dict[int, dict[str, Any]] = {}  # event index -> its evidence fields but the weight
+    leads: dict[tuple[int, bool], str] = {}  # (top event index, on the recommended item) -> rendered lead
+    out = []
+    for (item_id, evidence), reasons in zip(rows, user_reasons(user, rows, index, similarity), strict=True):
+        records = []
+        for i, w in evidence:
+            base = fields.get(i)
+            if base is None:
+                e = events[i]
+                base = fields[i] = {"event_id": e.event_id, "item_id": e.item_id, "type": e.type, "ts": e.ts}
+            records.append(construct(Evidence, {**base, "weight": w}))
         lead, on_item = None, False
-        if records and now is not None:
+        if evidence and now is not None:
             top = evidence[0][0]
             event = events[top]
             on_item = event.item_id == item_id
             lead = leads.get((top, on_item))
-            if lead is None:  # rendered once per (user, event) in a batch: items often share their top event
-                label = event.query or "" if event.item_id is None else items.item_title.get(event.item_id)
+            if lead is None:
+                label = event.query or "" if event.item_id is None else titles.get(event.item_id)
                 quoted = Lead(event.type, label or event.item_id or "", event.ts, on_item)
                 lead = leads[top, on_item] = quoted.render(now, phrases)
-        sentence = compose(lead, facts, phrases, on_item)
-        return {
-            "evidence": records,
-            "reasons": [{"kind": f[0], "detail": f[1], "weight": f[2]} for f in facts],
-            "text": sentence,
-        }
+        text = compose(lead, reasons, phrases, on_item)
+        out.append(construct(Explanation, {"evidence": records, "reasons": reasons, "text": text}))
+    return out

@@ -18,21 +18,20 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from contracts import Reason, ReasonKind
+from explain.records import reason as _reason
 from model.scoring import ItemContext, UserState
 
 __all__ = [
     "ReasonConfig",
-    "ReasonFact",
     "ReasonIndex",
     "Similarity",
     "UserFacts",
     "item_reasons",
-    "reason_facts",
     "similar_candidate",
     "title_tokens",
+    "user_reasons",
 ]
 
 Similarity = Callable[[str, str], float]  # (item a, item b) -> cosine in the model's item space
@@ -53,22 +52,6 @@ class ReasonConfig:
 def title_tokens(text: str | None) -> frozenset[str]:
     """Lower-cased word tokens of a title or query (tokens shorter than 2 characters dropped)."""
     return frozenset(t for t in _TOKEN.findall((text or "").lower()) if len(t) > 1)
-
-
-class ReasonFact(NamedTuple):
-    """A reason before it becomes a `contracts.Reason` (the `Explainer` validates a whole batch in one call)."""
-
-    kind: ReasonKind
-    detail: str  # at most 512 characters
-    weight: float
-
-
-def _reason(kind: ReasonKind, detail: str, weight: float) -> ReasonFact:
-    return ReasonFact(kind, detail[:512], float(weight))
-
-
-def _label(item_id: str, items: ItemContext) -> str:
-    return items.item_title.get(item_id) or item_id
 
 
 def _rank_weights(ranked: Sequence[tuple[str, float]], top: int) -> dict[str, float]:
@@ -106,16 +89,18 @@ class ReasonIndex:
         self.items = items
         self.config = config or ReasonConfig()
         self._users: dict[int, tuple[UserState, UserFacts]] = {}
+        self._seen: dict[int, Reason] = {}
         self.popular: dict[str, float]
         self._carts: dict[frozenset[str], dict[str, tuple[float, str]]]
-        self._item_side: dict[str, tuple[str | None, ReasonFact | None]]
+        self._item_side: dict[str, tuple[str | None, Reason | None]]
         self._categories: dict[str, dict[str, float]] = {}  # per batch: categories are few, lists short
+        self._titles: dict[str, frozenset[str]]
         if reuse is not None and reuse.items is items and reuse.config is self.config:
             self.popular, self._carts = reuse.popular, reuse._carts
-            self._item_side, self._categories = reuse._item_side, reuse._categories
+            self._item_side, self._categories, self._titles = reuse._item_side, reuse._categories, reuse._titles
         else:
             self.popular, self._carts = _rank_weights(items.popular, self.config.trending_top), {}
-            self._item_side = {}
+            self._item_side, self._titles = {}, {}
 
     def user_facts(self, user: UserState) -> UserFacts:
         """Per-user aggregates, computed once per user (the `is` check guards against reused ids)."""
@@ -134,15 +119,25 @@ class ReasonIndex:
             )
         return ranks.get(item_id)
 
-    def item_side(self, item_id: str) -> tuple[str | None, ReasonFact | None]:
+    def item_side(self, item_id: str) -> tuple[str | None, Reason | None]:
         """The item's category and its `trending` reason (None if not trending), once per item and context."""
         found = self._item_side.get(item_id)
         if found is None:
-            trending = _trending(item_id, self)
-            found = self._item_side[item_id] = (
-                self.items.item_category.get(item_id),
-                trending[0] if trending else None,
-            )
+            found = self._item_side[item_id] = (self.items.item_category.get(item_id), _trending(item_id, self))
+        return found
+
+    def seen_before(self, count: int) -> Reason:
+        """The `seen_before` reason of `count` interactions (one instance per count)."""
+        found = self._seen.get(count)
+        if found is None:
+            found = self._seen[count] = _reason(ReasonKind.SEEN_BEFORE, f"{count}x", float(count))
+        return found
+
+    def title_tokens(self, item_id: str) -> frozenset[str]:
+        """`title_tokens` of the item's catalog title, once per item and context."""
+        found = self._titles.get(item_id)
+        if found is None:
+            found = self._titles[item_id] = title_tokens(self.items.item_title.get(item_id))
         return found
 
     def cart_neighbours(self, cart: frozenset[str]) -> dict[str, tuple[float, str]]:
@@ -171,87 +166,92 @@ def _similar(
     user: UserState,
     item_id: str,
     evidence: Sequence[tuple[int, float]],
-    items: ItemContext,
+    label: Callable[[str], str],
     similarity: Similarity | None,
-) -> list[ReasonFact]:
+) -> Reason | None:
     found = similar_candidate(user, item_id, evidence)
     if found is None:
-        return []
+        return None
     other, weight = found
     if similarity is None:  # no item space (baselines): the evidence item's share of the positive attribution
         strength = weight / sum(w for _, w in evidence if w > 0.0)
     else:  # the learned item space says whether the two items are actually alike
         strength = similarity(other, item_id)
         if strength <= 0.0:
-            return []
-    return [_reason(ReasonKind.SIMILAR_TO, _label(other, items)[:512], round(strength, 4))]
+            return None
+    return _reason(ReasonKind.SIMILAR_TO, label(other), round(strength, 4))
 
 
-def _category(user: UserState, category: str | None, facts: UserFacts) -> list[ReasonFact]:
-    affinity = user.category_affinity.get(category, 0.0) if category else 0.0
-    if affinity <= 0.0 or category is None:
-        return []
-    share = affinity / facts.affinity_total
-    return [_reason(ReasonKind.CATEGORY_AFFINITY, category[:512], round(share, 4))]
-
-
-def _cart(user: UserState, item_id: str, index: ReasonIndex) -> list[ReasonFact]:
-    items = index.items
-    best = index.cart_neighbours(user.cart).get(item_id) if user.cart else None  # never from the item itself
-    if best is None:
-        return []
-    return [_reason(ReasonKind.CART_COMPLEMENT, _label(best[1], items)[:512], round(best[0], 4))]
-
-
-def _search(item_id: str, items: ItemContext, config: ReasonConfig, facts: UserFacts) -> list[ReasonFact]:
-    if not facts.queries:
-        return []
-    title = title_tokens(items.item_title.get(item_id))
+def _search(title: frozenset[str], queries: UserFacts, least: float) -> Reason | None:
     best: tuple[float, str] | None = None
-    for query, words in facts.queries:
+    for query, words in queries.queries:
         overlap = len(words & title) / len(words | title) if words and title else 0.0
-        if overlap >= config.min_search_overlap and (best is None or overlap > best[0]):
+        if overlap >= least and (best is None or overlap > best[0]):
             best = (overlap, query)
     if best is None:
-        return []
-    return [_reason(ReasonKind.SEARCH_MATCH, best[1][:512], round(best[0], 4))]
+        return None
+    return _reason(ReasonKind.SEARCH_MATCH, best[1], round(best[0], 4))
 
 
-def _trending(item_id: str, index: ReasonIndex) -> list[ReasonFact]:
+def _trending(item_id: str, index: ReasonIndex) -> Reason | None:
     category = index.items.item_category.get(item_id)
     if category is not None:
         weight = index.category_rank(category, item_id)
         if weight is not None:
-            return [_reason(ReasonKind.TRENDING, category[:512], round(weight, 4))]
+            return _reason(ReasonKind.TRENDING, category, round(weight, 4))
     weight = index.popular.get(item_id)
     if weight is None:
-        return []
-    return [_reason(ReasonKind.TRENDING, "", round(weight, 4))]
+        return None
+    return _reason(ReasonKind.TRENDING, "", round(weight, 4))
 
 
-def _seen(item_id: str, facts: UserFacts) -> list[ReasonFact]:
-    seen = facts.seen.get(item_id, 0)
-    if not seen:
-        return []
-    return [_reason(ReasonKind.SEEN_BEFORE, f"{seen}x", float(seen))]
-
-
-def reason_facts(
+def user_reasons(
     user: UserState,
-    item_id: str,
-    evidence: Sequence[tuple[int, float]],
+    rows: Sequence[tuple[str, Sequence[tuple[int, float]]]],
     index: ReasonIndex,
     similarity: Similarity | None = None,
-) -> list[ReasonFact]:
-    """`item_reasons` as plain `ReasonFact`s (no record validation), for the batch path of the `Explainer`."""
-    items, facts = index.items, index.user_facts(user)
-    category, trending = index.item_side(item_id)
-    out = _seen(item_id, facts) if facts.seen else []
-    out += _similar(user, item_id, evidence, items, similarity) if evidence else []
-    out += _cart(user, item_id, index) if user.cart else []
-    out += _search(item_id, items, index.config, facts) if facts.queries else []
-    out += _category(user, category, facts) if category else []
-    return [*out, trending] if trending is not None else out
+) -> list[list[Reason]]:
+    """`item_reasons` for each (item, evidence) of one user: the per-user lookups are done once, not per item.
+
+    Every check runs only when its input exists. Records that recur (`seen_before` per count, `category_affinity`
+    per category of this user, `trending` per item) are one shared frozen instance.
+    """
+    facts = index.user_facts(user)
+    seen, queries, affinity = facts.seen, facts.queries, user.category_affinity
+    neighbours = index.cart_neighbours(user.cart) if user.cart else None  # never from the item itself
+    titles, least = index.items.item_title, index.config.min_search_overlap
+
+    def label(item_id: str) -> str:
+        return titles.get(item_id) or item_id
+
+    by_category: dict[str, Reason | None] = {}  # this user's affinity reason per category
+    out = []
+    for item_id, evidence in rows:
+        category, trending = index.item_side(item_id)
+        reasons: list[Reason] = []
+        count = seen.get(item_id) if seen else None
+        if count:
+            reasons.append(index.seen_before(count))
+        if evidence and (found := _similar(user, item_id, evidence, label, similarity)) is not None:
+            reasons.append(found)
+        if neighbours and (best := neighbours.get(item_id)) is not None:
+            reasons.append(_reason(ReasonKind.CART_COMPLEMENT, label(best[1]), round(best[0], 4)))
+        if queries and (found := _search(index.title_tokens(item_id), facts, least)) is not None:
+            reasons.append(found)
+        if category:
+            if category not in by_category:
+                share = affinity.get(category, 0.0)
+                by_category[category] = (
+                    _reason(ReasonKind.CATEGORY_AFFINITY, category, round(share / facts.affinity_total, 4))
+                    if share > 0.0
+                    else None
+                )
+            if (found := by_category[category]) is not None:
+                reasons.append(found)
+        if trending is not None:
+            reasons.append(trending)
+        out.append(reasons)
+    return out
 
 
 def item_reasons(
@@ -275,8 +275,4 @@ def item_reasons(
         similarity: Cosine of two items in the model's item space; given, `similar_to` needs it > 0 and uses it
             as the weight (else the weight is the evidence item's share of the positive attribution).
     """
-    index = index or ReasonIndex(items, config)
-    return [
-        Reason(kind=f.kind, detail=f.detail, weight=f.weight)
-        for f in reason_facts(user, item_id, evidence, index, similarity)
-    ]
+    return user_reasons(user, [(item_id, evidence)], index or ReasonIndex(items, config), similarity)[0]

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from contracts import EventType, Reason, ReasonKind
-from explain.reasons import ReasonFact
 
 __all__ = ["TEMPLATES", "Lead", "Templates", "compose", "explanation_text", "relative_time", "templates"]
 
@@ -123,7 +122,7 @@ def _clip(text: str, size: int = 80) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def _clause(reason: Reason | ReasonFact, t: Templates) -> str:
+def _clause(reason: Reason, t: Templates) -> str:
     if reason.kind is ReasonKind.TRENDING and not reason.detail:
         return t.trending_any
     if reason.kind is ReasonKind.SEEN_BEFORE and reason.weight < 2:
@@ -131,9 +130,7 @@ def _clause(reason: Reason | ReasonFact, t: Templates) -> str:
     return t.reason[reason.kind].format(detail=_clip(reason.detail), n=int(reason.weight))
 
 
-def explanation_text(
-    lead: Lead | None, reasons: Sequence[Reason | ReasonFact], now: datetime | None, language: str = "en"
-) -> str:
+def explanation_text(lead: Lead | None, reasons: Sequence[Reason], now: datetime | None, language: str = "en") -> str:
     """One short sentence: the lead (top evidence) and the first applicable reason clause.
 
     Args:
@@ -153,7 +150,7 @@ def templates(language: str) -> Templates:
     return TEMPLATES.get(language, TEMPLATES["en"])
 
 
-def compose(lead: str | None, reasons: Sequence[Reason | ReasonFact], t: Templates, lead_on_item: bool = False) -> str:
+def compose(lead: str | None, reasons: Sequence[Reason], t: Templates, lead_on_item: bool = False) -> str:
     """`explanation_text` from an already rendered lead (a batch renders each user's lead event once).
 
     The lead already says what `similar_to` (and, when it is the one event on the item itself, `seen_before`)

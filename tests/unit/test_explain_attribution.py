@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import Tensor
@@ -67,7 +69,7 @@ def _marker_model() -> SeqRecModel:
         emb[7, 0] = 1.0  # the explained item
         model.item_emb.weight.copy_(emb)
         model.backbone.wpe.weight[:, 1] = 1.0  # a position offset, as GPT-2 has (LN(x + p) is not scale-free)
-        block = model.backbone.h[0]
+        block: Any = model.backbone.h[0]  # a transformers GPT2Block (typed as Tensor | Module)
         for norm in (block.ln_1, block.ln_2, model.backbone.ln_f):
             norm.weight.fill_(1.0)
         eye = torch.eye(c)

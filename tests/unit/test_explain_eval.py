@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import typer
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from model.artifacts import save_model
@@ -19,7 +21,7 @@ from streamrec.commands import explain as explain_cmd
 torch.set_num_threads(1)
 
 
-def _write(path: Path, records: list) -> None:
+def _write(path: Path, records: Sequence[BaseModel]) -> None:
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         for record in records:
             handle.write(record.model_dump_json() + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -101,7 +102,7 @@ def test_text_quotes_only_the_users_own_events_and_catalog_titles(method: str | 
     assert any("'LED bulb pack' in your cart" in e.text for e in out[0])  # alice's own cart, by title
 
 
-def _explainer_kwargs() -> dict[str, object]:
+def _explainer_kwargs() -> dict[str, Any]:
     model = _marker_model()
     return {"encoder": EagerTorchBackend(model), "model": model, "vocab": VOCAB, "config": model.config}
 

@@ -56,6 +56,7 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     spare_fraction: float = 0.1  # extra vocabulary rows for items the learner adds later
     text_cache_dir: Path | None = None  # where catalog text embeddings are cached
+    refit: bool = False  # after early stopping, retrain from scratch on fit + validation events for the best epochs
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +248,7 @@ class _Prepared:
     points: Sequence[TestPoint]
     cutoff: datetime
     n_fit: int
+    everything: Sequence[Event]  # fit + validation events, time-ordered (the refit's training data)
 
 
 def _prepare(
@@ -273,7 +275,7 @@ def _prepare(
     if windows.items.shape[0] == 0 or not points:
         msg = f"not enough data: {windows.items.shape[0]} training sequences, {len(points)} validation targets"
         raise ValueError(msg)
-    return _Prepared(vocab, model, queries, windows, points, cutoff, len(fit))
+    return _Prepared(vocab, model, queries, windows, points, cutoff, len(fit), ordered)
 
 
 def train(
@@ -317,15 +319,43 @@ def train(
             break
     assert best is not None
     model.load_state_dict(best[3])
+    if config.refit:
+        # The validation window holds the newest behaviour, which serving sees next; early stopping has chosen
+        # how long to train, so a fresh model trains that long on everything (no further validation).
+        model = _refit(data, config, vocab, catalog, text_encoder, best[1], report)
     model.eval()
     training = {
         "loss": config.loss, "epochs_run": len(history), "best_epoch": best[1], "seed": config.seed,
         "lr": config.lr, "batch_size": config.batch_size, "valid_fraction": config.valid_fraction,
         "valid_points": len(data.points), "train_sequences": int(data.windows.items.shape[0]),
-        "train_events": data.n_fit, "cutoff": data.cutoff.isoformat(),
+        "train_events": data.n_fit, "cutoff": data.cutoff.isoformat(), "refit": config.refit,
     }  # fmt: skip
+    if config.refit:
+        training["refit_events"] = len(data.everything)
     metrics = {**best[2], "valid_points": float(len(data.points))}
     return TrainResult(model, vocab, metrics, history, data.cutoff, training)
+
+
+def _refit(
+    data: _Prepared,
+    config: TrainConfig,
+    vocab: ItemVocab,
+    catalog: Mapping[str, Item],
+    encoder: TextEncoder | None,
+    epochs: int,
+    report: Callable[[Progress], None],
+) -> SeqRecModel:
+    model = _init_model(config, vocab, catalog, encoder)
+    windows = _windows(data.everything, vocab, model.config, data.queries)
+    candidates = torch.zeros(vocab.capacity, dtype=torch.bool)
+    candidates[1 : len(vocab) + 1] = True
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    model.train()
+    for epoch in range(1, epochs + 1):
+        step_report = functools.partial(_step_report, report, epoch)
+        _epoch(model, windows, optimizer, config, candidates, generator, step_report)
+    return model
 
 
 def _step_report(report: Callable[[Progress], None], epoch: int, loss: float, step: int, steps: int) -> None:

@@ -73,6 +73,9 @@ def register(app: typer.Typer) -> None:
         dropout: float = typer.Option(0.2, min=0.0, max=0.9, help="Dropout (embeddings, attention, residual)."),
         weight_decay: float = typer.Option(0.01, min=0.0, help="AdamW weight decay."),
         copy_head: bool = typer.Option(True, "--repeat-head/--no-repeat-head", help="Pointer over own past items."),
+        refit: bool = typer.Option(
+            False, help="After early stopping, retrain for the best epoch count on training + validation events."
+        ),
         protocol: Annotated[
             Protocol,
             typer.Option(
@@ -128,6 +131,7 @@ def register(app: typer.Typer) -> None:
             weight_decay=weight_decay,
             max_valid_points=max_valid_points,
             text_cache_dir=out / ".text-cache",
+            refit=refit,
         )
         encoder = MiniLMEncoder() if text_tower else None
         try:

@@ -327,4 +327,11 @@ def default_blend() -> BlendScorer:
     Weights chosen on validation windows (Taobao day 7, YooChoose last train day, Beauty LOO validation item):
     best or tied on the repeat-heavy streams; on streams without repeats (Beauty) co-occurrence alone is better.
     """
-    return BlendScorer([(RecentItemsScorer(), 1.0), (CooccurrenceScorer(), 0.3), (PopularityScorer(), 0.02)])
+    recency = RecencyConfig()  # one object: co-occurrence and popularity then share each user's memoised weights
+    return BlendScorer(
+        [
+            (RecentItemsScorer(), 1.0),
+            (CooccurrenceScorer(recency=recency), 0.3),
+            (PopularityScorer(recency=recency), 0.02),
+        ]
+    )

@@ -56,16 +56,24 @@ class _Lookup:
 
 
 class _Rows:
-    """The batch's (candidate, source position, contribution) rows, grouped by candidate in their original order."""
+    """The batch's (candidate, source position, contribution) rows, grouped by candidate in their original order.
 
-    __slots__ = ("contrib", "order", "pos", "starts")
+    Converted to Python lists on the first lookup (explanations are built one candidate at a time; a numpy
+    fancy-index per lookup cost more than the whole conversion).
+    """
+
+    __slots__ = ("_lists", "contrib", "order", "pos", "starts")
 
     def __init__(self, order: np.ndarray, starts: np.ndarray, pos: np.ndarray, contrib: np.ndarray) -> None:
         self.order, self.starts, self.pos, self.contrib = order, starts, pos, contrib
+        self._lists: tuple[list[int], list[int], list[float]] | None = None
 
-    def of(self, j: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.order[self.starts[j] : self.starts[j + 1]]
-        return self.pos[rows], self.contrib[rows]
+    def of(self, j: int) -> tuple[list[int], list[float]]:
+        """Source positions and contributions of unique candidate `j`, in row order."""
+        if self._lists is None:
+            self._lists = (self.starts.tolist(), self.pos[self.order].tolist(), self.contrib[self.order].tolist())
+        starts, pos, contrib = self._lists
+        return pos[starts[j] : starts[j + 1]], contrib[starts[j] : starts[j + 1]]
 
 
 class CooccurrenceScorer:
@@ -179,7 +187,7 @@ class CooccurrenceScorer:
         # A source item's contribution is split over its events in proportion to their weights. Walk sources by
         # contribution and stop once no event of the next source can beat the current top `max_evidence`.
         best: list[tuple[float, int]] = []  # min-heap of (contribution, event index)
-        ordered = sorted(zip(source_contrib.tolist(), source_pos.tolist(), strict=True), key=lambda r: -r[0])
+        ordered = sorted(zip(source_contrib, source_pos, strict=True), key=lambda r: -r[0])
         for contrib, pos in ordered:
             if len(best) == self._max_evidence and contrib <= best[0][0]:
                 break

@@ -8,7 +8,7 @@ import time
 import faust
 
 from contracts import Settings
-from streams.runtime import Runtime
+from streams.runtime import Runtime, gc_paused
 from streams.topics import WorkerTopics
 from streams.validation import RawRecord
 
@@ -29,16 +29,18 @@ def attach_recommend_agent(app: faust.App, topics: WorkerTopics, runtime: Runtim
         # once its features are written and its recommendations and dead letters are delivered.
         try:
             async for batch in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
-                now = time.monotonic()
-                arrived = [e.message.time_in or now for e in batch]
-                outcome = await runtime.run_batch([_raw(e) for e in batch], arrived)
-                pending = [
-                    await topics.recommendations.send(key=r.user_id.encode(), value=r.model_dump_json().encode())
-                    for r in outcome.recommendations
-                ]
-                pending += [
-                    await topics.dead_letter.send(value=d.model_dump_json().encode()) for d in outcome.dead_letters
-                ]
-                await asyncio.gather(*pending)  # delivered (acks=all) before the batch is acked
+                with gc_paused():
+                    now = time.monotonic()
+                    arrived = [e.message.time_in or now for e in batch]
+                    outcome = await runtime.run_batch([_raw(e) for e in batch], arrived)
+                    pending = [
+                        await topics.recommendations.send(key=r.user_id.encode(), value=r.model_dump_json().encode())
+                        for r in outcome.recommendations
+                    ]
+                    pending += [
+                        await topics.dead_letter.send(value=d.model_dump_json().encode()) for d in outcome.dead_letters
+                    ]
+                    await asyncio.gather(*pending)  # delivered (acks=all) before the batch is acked
+                    del outcome, pending  # freed before collection resumes, so it has little to scan
         finally:
             await runtime.close()

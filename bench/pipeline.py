@@ -56,6 +56,7 @@ from streamrec.stack_topics import TopicSpec, ensure_topics
 _KINDS = [EventType.VIEW] * 6 + [EventType.CLICK, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE]
 _LEASE_DBS = range(8, 16)
 _STAGES = ("decode", "features_write", "features_read", "score", "explain")
+_WORKER_CPU = "bench:worker_cpu_seconds"  # the worker process's CPU over the latency phase (not a metric)
 
 
 # --------------------------------------------------------------------------- data
@@ -369,6 +370,7 @@ async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespac
         per_cpu = _per_cpu(cpu, args.backlog)
         print(f"worker: backlog of {args.backlog} events at {rate:.0f} events/s (10-90 % slope), {per_cpu:.0f}/CPU-s")
         before = await scrape(worker.web_port or 0)
+        cpu_before = cpu_seconds(worker.proc.pid)
         latency = await measure_latency(
             settings,
             settings.topics.recommendations,
@@ -377,7 +379,9 @@ async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespac
             args.rate,
         )
         after = await scrape(worker.web_port or 0)
-        return Result(rate, latency, {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}, per_cpu)
+        deltas = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+        deltas[_WORKER_CPU] = cpu_seconds(worker.proc.pid) - cpu_before
+        return Result(rate, latency, deltas, per_cpu)
     finally:
         worker.stop()
 
@@ -433,18 +437,23 @@ def _copy_id(value: bytes) -> tuple[str, str]:
 
 
 def stage_table(m: dict[str, float]) -> list[str]:
-    """Mean ms per micro-batch per stage, and batch size, from the worker's histogram deltas."""
+    """Mean wall and CPU ms per micro-batch per stage, batch size, and the worker's CPU outside the stages."""
     batches = m.get("streamrec_batches_total", 0.0)
     size = m.get("streamrec_batch_size_sum", 0.0) / batches if batches else float("nan")
-    lines = [f"  micro-batches: {batches:.0f}, mean size {size:.1f} events"]
-    total = 0.0
+    lines = [f"  micro-batches: {batches:.0f}, mean size {size:.1f} events", f"  {'':15s} {'wall':>8s} {'CPU':>8s}"]
+    total = total_cpu = 0.0
     for stage in _STAGES:
         count = m.get(f'streamrec_stage_seconds_count{{stage="{stage}"}}', 0.0)
         seconds = m.get(f'streamrec_stage_seconds_sum{{stage="{stage}"}}', 0.0)
-        mean = 1000 * seconds / count if count else 0.0
-        total += mean
-        lines.append(f"  {stage:15s} {mean:8.2f} ms/batch")
-    lines.append(f"  {'sum of stages':15s} {total:8.2f} ms/batch")
+        cpu = m.get(f'streamrec_stage_cpu_seconds_sum{{stage="{stage}"}}', 0.0)
+        mean, mean_cpu = (1000 * seconds / count, 1000 * cpu / count) if count else (0.0, 0.0)
+        total, total_cpu = total + mean, total_cpu + mean_cpu
+        lines.append(f"  {stage:15s} {mean:8.2f} {mean_cpu:8.2f} ms/batch")
+    lines.append(f"  {'sum of stages':15s} {total:8.2f} {total_cpu:8.2f} ms/batch")
+    if batches and _WORKER_CPU in m:
+        # Kafka consume/produce, Faust, JSON of the records, metrics, the web server: CPU not inside a stage.
+        whole = 1000 * m[_WORKER_CPU] / batches
+        lines.append(f"  {'outside stages':15s} {'':8s} {whole - total_cpu:8.2f} ms/batch (worker CPU {whole:.2f})")
     lat_n = m.get("streamrec_recommendation_latency_seconds_count", 0.0)
     lat_s = m.get("streamrec_recommendation_latency_seconds_sum", 0.0)
     if lat_n:

@@ -30,6 +30,13 @@ class WorkerMetrics:
         self.stage_seconds = Histogram(
             "streamrec_stage_seconds", "Time per batch stage", ["stage"], buckets=_STAGE_BUCKETS, registry=r
         )
+        self.stage_cpu_seconds = Histogram(
+            "streamrec_stage_cpu_seconds",
+            "Process CPU time per batch stage (wall time minus waiting and neighbours on a shared machine)",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
         self.recommendation_latency = Histogram(
             "streamrec_recommendation_latency_seconds",
             "Event arrival to recommendation produced",

@@ -146,6 +146,8 @@ class Runtime:
         m.events_duplicate.inc(len(outcome.duplicates))
         for stage, seconds in outcome.stage_seconds.items():
             m.stage_seconds.labels(stage=stage).observe(seconds)
+        for stage, seconds in outcome.stage_cpu_seconds.items():
+            m.stage_cpu_seconds.labels(stage=stage).observe(seconds)
         for rec in outcome.recommendations:
             m.recommendation_latency.observe(rec.latency_ms / 1000.0)
         for letter in outcome.dead_letters:

@@ -81,6 +81,8 @@ async def test_batch_recommends_every_user_with_real_evidence_and_dead_letters_t
                 evidence += 1
     assert evidence > 0
     assert set(outcome.stage_seconds) == {"decode", "features_write", "features_read", "score", "explain"}
+    assert set(outcome.stage_cpu_seconds) == set(outcome.stage_seconds)
+    assert all(v >= 0.0 for v in outcome.stage_cpu_seconds.values())
 
 
 async def test_replayed_batch_is_recognised_and_recommends_the_same(redis_db: aioredis.Redis) -> None:

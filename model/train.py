@@ -57,6 +57,7 @@ class TrainConfig:
     spare_fraction: float = 0.1  # extra vocabulary rows for items the learner adds later
     text_cache_dir: Path | None = None  # where catalog text embeddings are cached
     refit: bool = False  # after early stopping, retrain from scratch on fit + validation events for the best epochs
+    refit_epochs: int | None = None  # skip the validated run: refit for this many epochs (chosen by an earlier run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +305,8 @@ def train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     report = on_progress or (lambda _: None)
+    if config.refit_epochs is not None:
+        return _refit_only(data, config, catalog, text_encoder, config.refit_epochs, report)
     best: tuple[float, int, dict[str, float], dict[str, torch.Tensor]] | None = None
     history: list[dict[str, float]] = []
     for epoch in range(1, config.epochs + 1):
@@ -334,6 +337,24 @@ def train(
         training["refit_events"] = len(data.everything)
     metrics = {**best[2], "valid_points": float(len(data.points))}
     return TrainResult(model, vocab, metrics, history, data.cutoff, training)
+
+
+def _refit_only(
+    data: _Prepared,
+    config: TrainConfig,
+    catalog: Mapping[str, Item],
+    encoder: TextEncoder | None,
+    epochs: int,
+    report: Callable[[Progress], None],
+) -> TrainResult:
+    model = _refit(data, config, data.vocab, catalog, encoder, epochs, report)
+    model.eval()
+    training = {
+        "loss": config.loss, "epochs_run": epochs, "best_epoch": epochs, "seed": config.seed, "lr": config.lr,
+        "batch_size": config.batch_size, "valid_points": 0, "refit": True, "refit_events": len(data.everything),
+        "cutoff": data.everything[-1].ts.isoformat(),
+    }  # fmt: skip
+    return TrainResult(model, data.vocab, {"valid_points": 0.0}, [], data.everything[-1].ts, training)
 
 
 def _refit(

@@ -30,7 +30,7 @@ from contracts import EventType, Evidence, Explanation
 from explain.attribution import Attributor, DifferentiableEncoder, Encoder, ItemSimilarity, make_attributor
 from explain.reasons import ReasonConfig, ReasonIndex, Similarity, similar_candidate, user_reasons
 from explain.records import construct
-from explain.text import Lead, Templates, compose, templates
+from explain.text import BatchText, Lead, templates
 from model.scoring import ItemContext, ScoredItem, UserState
 from model.sequences import QueryCache, batch_from_states
 from model.torch_scorer import TorchScorer
@@ -183,19 +183,26 @@ class Explainer:
         evidence = self.evidence(users, scored)
         # ItemContext is frozen: the same object means the same data, so item-side memos carry over.
         index = self._index = ReasonIndex(items, self._reasons, reuse=self._index)
-        wanted = set()  # (evidence item, recommended item) pairs whose `similar_to` cosine the batch needs
-        for user, row, per_item in zip(users, scored, evidence, strict=True):
-            for s, ev in zip(row, per_item, strict=True):
-                found = similar_candidate(user, s.item_id, ev)
-                if found is not None:
-                    wanted.add((found[0], s.item_id))
-        similarity = self._cosine(wanted)
-        phrases = templates(self.language)
+        # Each item's `similar_to` candidate, found once: the batch's cosines are computed for exactly these pairs,
+        # and the reasons reuse them.
+        candidates = [
+            [similar_candidate(user, s.item_id, ev) for s, ev in zip(row, per_item, strict=True)]
+            for user, row, per_item in zip(users, scored, evidence, strict=True)
+        ]
+        similarity = self._cosine(
+            {
+                (found[0], s.item_id)
+                for row, found_u in zip(scored, candidates, strict=True)
+                for s, found in zip(row, found_u, strict=True)
+                if found is not None
+            }
+        )
+        text = BatchText(templates(self.language))
         out = []
         for u, user in enumerate(users):
             when = now[u] if now is not None else (user.events[-1].ts if user.events else None)
             rows = [(s.item_id, ev) for s, ev in zip(scored[u], evidence[u], strict=True)]
-            out.append(_user_explanations(user, rows, index, similarity, when, phrases))
+            out.append(_user_explanations(user, rows, candidates[u], index, similarity, when, text))
         return out
 
     def evidence(
@@ -270,15 +277,24 @@ class Explainer:
         values, order = torch.sort(flipped, dim=-1, descending=True, stable=True)
         values, order = values[..., :m].double().round(decimals=6), order[..., :m]  # (B, K, m)
         events = kept.flip(-1).gather(1, order.reshape(len(sizes), -1)).view_as(order)  # (B, K, m)
-        out = []
-        for u, (vs_u, es_u) in enumerate(zip(values.tolist(), events.tolist(), strict=True)):
-            out.append(
+        vs, es = values.tolist(), events.tolist()
+        if bool(values.isnan().any()):  # NaN sorts first and is not positive: filter entry by entry
+            return [
                 [
-                    [(e, v) for v, e in zip(vs, es, strict=True) if v > 0.0]
-                    for vs, es in zip(vs_u[: sizes[u]], es_u[: sizes[u]], strict=True)
+                    [(e, v) for v, e in zip(v_k, e_k, strict=True) if v > 0.0]
+                    for v_k, e_k in zip(vs[u][:k], es[u][:k], strict=True)
                 ]
-            )
-        return out
+                for u, k in enumerate(sizes)
+            ]
+        # Sorted descending (rounding keeps the order), so each row's positive weights are its first `n`.
+        counts = (values > 0.0).sum(-1).tolist()  # (B, K)
+        return [
+            [
+                list(zip(e_k[:n], v_k[:n], strict=True))
+                for v_k, e_k, n in zip(vs[u][:k], es[u][:k], counts[u][:k], strict=True)
+            ]
+            for u, k in enumerate(sizes)
+        ]
 
     def _cosine(self, pairs: set[tuple[str, str]]) -> Similarity | None:
         """Cosine of two items in the served model's item space (None for baselines).
@@ -311,22 +327,23 @@ class Explainer:
 def _user_explanations(
     user: UserState,
     rows: list[tuple[str, list[tuple[int, float]]]],
+    candidates: Sequence[tuple[str, float] | None],
     index: ReasonIndex,
     similarity: Similarity | None,
     now: datetime | None,
-    phrases: Templates,
+    text: BatchText,
 ) -> list[Explanation]:
-    """One user's `Explanation`s, one per (item, evidence) row.
+    """One user's `Explanation`s, one per (item, evidence) row (`candidates`: each row's `similar_candidate`).
 
     Records are built from valid-by-construction values (`explain.records`). Per user, each evidence event's fields
     and each lead sentence are built once: a user's items mostly share their evidence events (only the weights
     differ).
     """
-    titles, events = index.items.item_title, user.events
+    titles, events, phrases = index.items.item_title, user.events, text.templates
     fields: dict[int, dict[str, Any]] = {}  # event index -> its evidence fields but the weight
     leads: dict[tuple[int, bool], str] = {}  # (top event index, on the recommended item) -> rendered lead
     out = []
-    for (item_id, evidence), reasons in zip(rows, user_reasons(user, rows, index, similarity), strict=True):
+    for (item_id, evidence), reasons in zip(rows, user_reasons(user, rows, index, similarity, candidates), strict=True):
         records = []
         for i, w in evidence:
             base = fields.get(i)
@@ -344,6 +361,6 @@ def _user_explanations(
                 label = event.query or "" if event.item_id is None else titles.get(event.item_id)
                 quoted = Lead(event.type, label or event.item_id or "", event.ts, on_item)
                 lead = leads[top, on_item] = quoted.render(now, phrases)
-        text = compose(lead, reasons, phrases, on_item)
-        out.append(construct(Explanation, {"evidence": records, "reasons": reasons, "text": text}))
+        said = text.compose(lead, reasons, on_item)
+        out.append(construct(Explanation, {"evidence": records, "reasons": reasons, "text": said}))
     return out

@@ -56,9 +56,13 @@ def title_tokens(text: str | None) -> frozenset[str]:
 
 def _rank_weights(ranked: Sequence[tuple[str, float]], top: int) -> dict[str, float]:
     """item -> 1 - rank / length over the first `top` entries (first occurrence wins)."""
-    head = list(ranked[:top])
+    head = ranked[:top]
     n = max(1, len(head))
-    return {item: 1.0 - rank / n for rank, (item, _) in reversed(list(enumerate(head)))}  # earlier rank wins
+    out: dict[str, float] = {}
+    for rank, (item, _) in enumerate(head):
+        if item not in out:  # earlier rank wins
+            out[item] = 1.0 - rank / n
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +127,8 @@ class ReasonIndex:
         """The item's category and its `trending` reason (None if not trending), once per item and context."""
         found = self._item_side.get(item_id)
         if found is None:
-            found = self._item_side[item_id] = (self.items.item_category.get(item_id), _trending(item_id, self))
+            category = self.items.item_category.get(item_id)
+            found = self._item_side[item_id] = (category, _trending(item_id, category, self))
         return found
 
     def seen_before(self, count: int) -> Reason:
@@ -144,11 +149,13 @@ class ReasonIndex:
         """neighbour -> (best co-occurrence weight, the cart item it comes from)."""
         if cart not in self._carts:
             best: dict[str, tuple[float, str]] = {}
+            cooccurring = self.items.cooccurring
             for cart_item in sorted(cart):
-                for neighbour, weight in self.items.cooccurring.get(cart_item) or ():
-                    fresh = neighbour not in best or weight > best[neighbour][0]
-                    if weight > 0.0 and neighbour != cart_item and fresh:
-                        best[neighbour] = (weight, cart_item)
+                for neighbour, weight in cooccurring.get(cart_item) or ():
+                    if weight > 0.0 and neighbour != cart_item:
+                        found = best.get(neighbour)
+                        if found is None or weight > found[0]:
+                            best[neighbour] = (weight, cart_item)
             self._carts[cart] = best
         return self._carts[cart]
 
@@ -163,16 +170,13 @@ def similar_candidate(user: UserState, item_id: str, evidence: Sequence[tuple[in
 
 
 def _similar(
-    user: UserState,
+    candidate: tuple[str, float],
     item_id: str,
     evidence: Sequence[tuple[int, float]],
     label: Callable[[str], str],
     similarity: Similarity | None,
 ) -> Reason | None:
-    found = similar_candidate(user, item_id, evidence)
-    if found is None:
-        return None
-    other, weight = found
+    other, weight = candidate
     if similarity is None:  # no item space (baselines): the evidence item's share of the positive attribution
         strength = weight / sum(w for _, w in evidence if w > 0.0)
     else:  # the learned item space says whether the two items are actually alike
@@ -193,8 +197,7 @@ def _search(title: frozenset[str], queries: UserFacts, least: float) -> Reason |
     return _reason(ReasonKind.SEARCH_MATCH, best[1], round(best[0], 4))
 
 
-def _trending(item_id: str, index: ReasonIndex) -> Reason | None:
-    category = index.items.item_category.get(item_id)
+def _trending(item_id: str, category: str | None, index: ReasonIndex) -> Reason | None:
     if category is not None:
         weight = index.category_rank(category, item_id)
         if weight is not None:
@@ -210,12 +213,16 @@ def user_reasons(
     rows: Sequence[tuple[str, Sequence[tuple[int, float]]]],
     index: ReasonIndex,
     similarity: Similarity | None = None,
+    candidates: Sequence[tuple[str, float] | None] | None = None,
 ) -> list[list[Reason]]:
     """`item_reasons` for each (item, evidence) of one user: the per-user lookups are done once, not per item.
 
     Every check runs only when its input exists. Records that recur (`seen_before` per count, `category_affinity`
-    per category of this user, `trending` per item) are one shared frozen instance.
+    per category of this user, `trending` per item) are one shared frozen instance. `candidates`: each row's
+    `similar_candidate`, if the caller already has them (the explainer needs them for its cosines first).
     """
+    if candidates is None:
+        candidates = [similar_candidate(user, item_id, evidence) for item_id, evidence in rows]
     facts = index.user_facts(user)
     seen, queries, affinity = facts.seen, facts.queries, user.category_affinity
     neighbours = index.cart_neighbours(user.cart) if user.cart else None  # never from the item itself
@@ -226,13 +233,13 @@ def user_reasons(
 
     by_category: dict[str, Reason | None] = {}  # this user's affinity reason per category
     out = []
-    for item_id, evidence in rows:
+    for (item_id, evidence), candidate in zip(rows, candidates, strict=True):
         category, trending = index.item_side(item_id)
         reasons: list[Reason] = []
         count = seen.get(item_id) if seen else None
         if count:
             reasons.append(index.seen_before(count))
-        if evidence and (found := _similar(user, item_id, evidence, label, similarity)) is not None:
+        if candidate is not None and (found := _similar(candidate, item_id, evidence, label, similarity)) is not None:
             reasons.append(found)
         if neighbours and (best := neighbours.get(item_id)) is not None:
             reasons.append(_reason(ReasonKind.CART_COMPLEMENT, label(best[1]), round(best[0], 4)))

@@ -16,13 +16,22 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from contracts import EventType, Reason, ReasonKind
 
-__all__ = ["TEMPLATES", "Lead", "Templates", "compose", "explanation_text", "relative_time", "templates"]
+__all__ = [
+    "TEMPLATES",
+    "BatchText",
+    "Lead",
+    "Templates",
+    "compose",
+    "explanation_text",
+    "relative_time",
+    "templates",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +132,7 @@ def _clip(text: str, size: int = 80) -> str:
 
 
 def _clause(reason: Reason, t: Templates) -> str:
+    # Reads kind, detail, int(weight) and weight < 2 only (`BatchText` memoises by exactly these).
     if reason.kind is ReasonKind.TRENDING and not reason.detail:
         return t.trending_any
     if reason.kind is ReasonKind.SEEN_BEFORE and reason.weight < 2:
@@ -150,11 +160,17 @@ def templates(language: str) -> Templates:
     return TEMPLATES.get(language, TEMPLATES["en"])
 
 
-def compose(lead: str | None, reasons: Sequence[Reason], t: Templates, lead_on_item: bool = False) -> str:
+def compose(
+    lead: str | None,
+    reasons: Sequence[Reason],
+    t: Templates,
+    lead_on_item: bool = False,
+    clause: Callable[[Reason], str] | None = None,
+) -> str:
     """`explanation_text` from an already rendered lead (a batch renders each user's lead event once).
 
     The lead already says what `similar_to` (and, when it is the one event on the item itself, `seen_before`)
-    would.
+    would. `clause` renders a reason's clause (default: `t`'s template; `BatchText` memoises it).
     """
     kinds = {r.kind: r for r in reasons}
     for kind in _CLAUSE_ORDER:
@@ -162,10 +178,38 @@ def compose(lead: str | None, reasons: Sequence[Reason], t: Templates, lead_on_i
         if found is None or (lead is not None and kind is ReasonKind.SIMILAR_TO):  # the lead names the item
             continue
         if not (lead_on_item and kind is ReasonKind.SEEN_BEFORE and found.weight < 2):  # "You viewed this" says it
-            text = lead + t.joiner + _clause(found, t) if lead is not None else _clause(found, t)
+            said = _clause(found, t) if clause is None else clause(found)
+            text = lead + t.joiner + said if lead is not None else said
             break
     else:
         if lead is None:
             return t.fallback
         text = lead
     return (text[0].upper() + text[1:])[:1024]
+
+
+class BatchText:
+    """`compose` for one explain step, each distinct clause rendered once.
+
+    A clause depends on the reason's kind, detail and whole weight only, and these recur across a batch's items:
+    the shared `seen_before`, `category_affinity` and `trending` records (`explain.reasons.user_reasons`), one
+    user's `cart_complement` reasons naming the same cart item, trending items of the same category.
+    """
+
+    def __init__(self, t: Templates) -> None:
+        """Args: the language's phrases."""
+        self.templates = t
+        self._clauses: dict[tuple[ReasonKind, str, int, bool], str] = {}
+
+    def clause(self, reason: Reason) -> str:
+        """The clause `reason` adds after the lead."""
+        weight = reason.weight
+        key = (reason.kind, reason.detail, int(weight), weight < 2)  # all that `_clause` reads
+        found = self._clauses.get(key)
+        if found is None:
+            found = self._clauses[key] = _clause(reason, self.templates)
+        return found
+
+    def compose(self, lead: str | None, reasons: Sequence[Reason], lead_on_item: bool = False) -> str:
+        """`compose` with the memoised clauses."""
+        return compose(lead, reasons, self.templates, lead_on_item, self.clause)

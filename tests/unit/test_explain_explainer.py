@@ -146,3 +146,28 @@ def test_item_similarity_fast_path_matches_the_batched_attributor() -> None:
             assert [i for i, _ in fast[u][j]] == [i for i, _ in expected]
             assert [w for _, w in fast[u][j]] == pytest.approx([w for _, w in expected], abs=1e-5)
     assert [i for i, _ in fast[1][0]] == [4, 7, 6]  # the marker, then the two i7 repeats (tied: newer first)
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_top_evidence_is_the_strongest_positive_events_newest_first_on_ties(with_nan: bool) -> None:
+    torch.manual_seed(0)
+    weights = torch.randn(4, 3, 8).round(decimals=1)  # ties and negatives
+    kept = torch.arange(8).repeat(4, 1)
+    kept[1, :3] = -1  # padding
+    if with_nan:
+        weights[2, 1, 5] = float("nan")
+    sizes = [3, 2, 3, 0]
+    explainer = Explainer(max_evidence=4)
+
+    def reference(u: int, k: int) -> list[tuple[int, float]]:  # filter entry by entry, newest first on ties
+        pairs = [(int(kept[u, p]), float(weights[u, k, p])) for p in reversed(range(8)) if kept[u, p] >= 0]
+        ranked = sorted(pairs, key=lambda ev: -ev[1] if ev[1] == ev[1] else float("-inf"))[:4]
+        return [(e, round(w, 6)) for e, w in ranked if w > 0.0]
+
+    top = explainer._top(weights, kept, sizes)
+    assert [len(row) for row in top] == sizes
+    for u, row in enumerate(top):
+        for k, evidence in enumerate(row):
+            expected = reference(u, k)
+            assert [e for e, _ in evidence] == [e for e, _ in expected]
+            assert [w for _, w in evidence] == pytest.approx([w for _, w in expected])

@@ -118,3 +118,22 @@ def test_every_produced_record_validates_against_the_contract(method: str | None
         for ev in expl.evidence:
             assert _state(Evidence.model_validate(ev.model_dump())) == _state(ev)
             assert type(ev.weight) is float
+
+
+def test_constructed_records_share_one_fields_set_that_copies_do_not_touch() -> None:
+    one = reason(ReasonKind.TRENDING, "Lighting", 0.5)
+    two = reason(ReasonKind.SEEN_BEFORE, "2x", 2.0)
+    assert one.model_fields_set == two.model_fields_set == set(Reason.model_fields)
+    copied = one.model_copy(update={"weight": 0.25})
+    assert copied.weight == 0.25 and one.weight == 0.5
+    assert copied.model_fields_set is not one.model_fields_set  # pydantic copies the set it would add to
+    assert two.model_fields_set == set(Reason.model_fields)
+    assert two.model_dump(exclude_unset=True) == Reason.model_validate(two.model_dump()).model_dump(exclude_unset=True)
+
+
+def test_only_frozen_models_can_be_constructed() -> None:
+    class Mutable(BaseModel):  # a shared fields set would see pydantic's `add` on assignment
+        x: int
+
+    with pytest.raises(TypeError, match="not a plain model"):
+        _plain(Mutable)

@@ -121,3 +121,31 @@ def test_item_ids_are_named_only_without_a_title() -> None:
     untitled = ItemContext(item_category=ITEMS.item_category, item_title={"i7": "Reading lamp"})
     out = _explainer().explain([ALICE], untitled, [SCORED])
     assert out[0][0].text.startswith("Because you viewed 'i1' ")  # no catalog title: the id, never another title
+
+
+def test_batch_text_composes_what_compose_composes() -> None:
+    from contracts import ReasonKind
+    from explain.records import reason
+    from explain.text import BatchText, compose, templates
+
+    t = templates("en")
+    cases = [
+        [reason(ReasonKind.SEEN_BEFORE, "1x", 1.0)],
+        [reason(ReasonKind.SEEN_BEFORE, "2x", 2.0)],
+        [reason(ReasonKind.SEEN_BEFORE, "3x", 3.0)],
+        [reason(ReasonKind.TRENDING, "", 0.5)],
+        [reason(ReasonKind.TRENDING, "Lighting", 0.5)],
+        [reason(ReasonKind.CART_COMPLEMENT, "Brass desk lamp", 0.8), reason(ReasonKind.TRENDING, "Decor", 1.0)],
+        [reason(ReasonKind.CART_COMPLEMENT, "Brass desk lamp", 0.3)],  # same clause, another weight
+        [reason(ReasonKind.SIMILAR_TO, "Oak side table", 0.9)],
+        [],
+    ]
+    text = BatchText(t)
+    for _ in range(2):  # the second pass is served from the memo
+        for reasons in cases:
+            for lead, on_item in (
+                (None, False),
+                ("Because you viewed 'x' 5 minutes ago", False),
+                ("You viewed this", True),
+            ):
+                assert text.compose(lead, reasons, on_item) == compose(lead, reasons, t, on_item)

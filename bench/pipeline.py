@@ -12,10 +12,10 @@ them) and a generated catalog. Then, for the worker and for the passthrough in t
 
 Each processor's events per CPU-second of its own process is printed too: on a shared box the wall-clock rate
 mostly measures the neighbours. The worker's per-stage histograms (`/metrics`, `streams/metrics.py`) give the
-time breakdown per micro-batch.
+breakdown per micro-batch, wall and process CPU, and the worker's CPU outside the stages (Kafka, Faust, JSON).
 Prints a CPU calibration (a fixed pure-Python loop) and the load average, because the 2-core machines are shared.
 
-    nice -n 10 .venv/bin/python bench/pipeline.py --backlog 20000 --rate 1000 --seconds 20
+    nice -n 10 .venv/bin/python bench/pipeline.py --backlog 10000 --rate 1000 --seconds 15
 
 Last line: `RESULT events_per_s=... p50_ms=... p99_ms=... passthrough_events_per_s=... ratio=...`.
 """

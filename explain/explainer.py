@@ -29,8 +29,8 @@ import torch
 from contracts import EventType, Evidence, Explanation
 from explain.attribution import Attributor, DifferentiableEncoder, Encoder, ItemSimilarity, make_attributor
 from explain.reasons import ReasonConfig, ReasonIndex, Similarity, similar_candidate, user_reasons
-from explain.records import construct
-from explain.text import BatchText, Lead, templates
+from explain.records import builder
+from explain.text import BatchText, render_lead, templates
 from model.scoring import ItemContext, ScoredItem, UserState
 from model.sequences import QueryCache, batch_from_states
 from model.torch_scorer import TorchScorer
@@ -38,6 +38,8 @@ from model.transformer import ModelConfig
 from model.vocab import ItemVocab
 
 __all__ = ["DEFAULT_METHOD", "FORWARD_ONLY_METHODS", "Explainer", "default_method", "select_method"]
+
+_evidence, _explanation = builder(Evidence), builder(Explanation)
 
 # backend name (model.backends) -> attribution method. Gradient methods need the eager model's autograd.
 DEFAULT_METHOD: dict[str, str] = {
@@ -340,8 +342,9 @@ def _user_explanations(
     differ).
     """
     titles, events, phrases = index.items.item_title, user.events, text.templates
-    fields: dict[int, dict[str, Any]] = {}  # event index -> its evidence fields but the weight
+    fields: dict[int, tuple[str, str | None, EventType, datetime]] = {}  # event index -> its evidence fields
     leads: dict[tuple[int, bool], str] = {}  # (top event index, on the recommended item) -> rendered lead
+    compose = text.compose
     out = []
     for (item_id, evidence), reasons in zip(rows, user_reasons(user, rows, index, similarity, candidates), strict=True):
         records = []
@@ -349,8 +352,10 @@ def _user_explanations(
             base = fields.get(i)
             if base is None:
                 e = events[i]
-                base = fields[i] = {"event_id": e.event_id, "item_id": e.item_id, "type": e.type, "ts": e.ts}
-            records.append(construct(Evidence, {**base, "weight": w}))
+                base = fields[i] = (e.event_id, e.item_id, e.type, e.ts)
+            records.append(
+                _evidence({"event_id": base[0], "item_id": base[1], "type": base[2], "ts": base[3], "weight": w})
+            )
         lead, on_item = None, False
         if evidence and now is not None:
             top = evidence[0][0]
@@ -359,8 +364,8 @@ def _user_explanations(
             lead = leads.get((top, on_item))
             if lead is None:
                 label = event.query or "" if event.item_id is None else titles.get(event.item_id)
-                quoted = Lead(event.type, label or event.item_id or "", event.ts, on_item)
-                lead = leads[top, on_item] = quoted.render(now, phrases)
-        said = text.compose(lead, reasons, on_item)
-        out.append(construct(Explanation, {"evidence": records, "reasons": reasons, "text": said}))
+                lead = leads[top, on_item] = render_lead(
+                    event.type, label or event.item_id or "", event.ts, on_item, now, phrases
+                )
+        out.append(_explanation({"evidence": records, "reasons": reasons, "text": compose(lead, reasons, on_item)}))
     return out

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from contracts import Reason, ReasonKind
 from explain.records import reason as _reason
@@ -37,6 +38,7 @@ __all__ = [
 Similarity = Callable[[str, str], float]  # (item a, item b) -> cosine in the model's item space
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+_first = itemgetter(0)
 
 
 class ReasonConfig:
@@ -54,15 +56,11 @@ def title_tokens(text: str | None) -> frozenset[str]:
     return frozenset(t for t in _TOKEN.findall((text or "").lower()) if len(t) > 1)
 
 
-def _rank_weights(ranked: Sequence[tuple[str, float]], top: int) -> dict[str, float]:
-    """item -> 1 - rank / length over the first `top` entries (first occurrence wins)."""
-    head = ranked[:top]
-    n = max(1, len(head))
-    out: dict[str, float] = {}
-    for rank, (item, _) in enumerate(head):
-        if item not in out:  # earlier rank wins
-            out[item] = 1.0 - rank / n
-    return out
+def _rank_weight(ids: list[str], item_id: str) -> float | None:
+    """1 - rank / length of `item_id`'s first occurrence in `ids` (a popular list's head), else None."""
+    if item_id not in ids:  # membership and `index` scan in C; heads are short (`trending_top`)
+        return None
+    return 1.0 - ids.index(item_id) / max(1, len(ids))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +74,14 @@ class UserFacts:
     @classmethod
     def of(cls, user: UserState, searches: int) -> UserFacts:
         """Compute them from `user`."""
-        seen = Counter(e.item_id for e in user.events if e.item_id is not None)
+        seen = Counter([e.item_id for e in user.events])  # a list is counted in C; None (searches) is never asked
         total = sum(v for v in user.category_affinity.values() if v > 0.0)
         queries = [e.query for e in reversed(user.events) if e.query][:searches]
         return cls(seen, total, tuple((q, title_tokens(q)) for q in queries))
 
 
 class ReasonIndex:
-    """Memoised item-side lookups for one micro-batch (popular ranks, per-category ranks, cart neighbours)."""
+    """Memoised item-side lookups for one micro-batch (popular-list heads, each item's category and trending)."""
 
     def __init__(
         self, items: ItemContext, config: ReasonConfig | None = None, reuse: ReasonIndex | None = None
@@ -94,17 +92,15 @@ class ReasonIndex:
         self.config = config or ReasonConfig()
         self._users: dict[int, tuple[UserState, UserFacts]] = {}
         self._seen: dict[int, Reason] = {}
-        self.popular: dict[str, float]
-        self._carts: dict[frozenset[str], dict[str, tuple[float, str]]]
+        self._popular: list[str] | None = None  # ids of the head of the overall popular list, on first use
         self._item_side: dict[str, tuple[str | None, Reason | None]]
-        self._categories: dict[str, dict[str, float]] = {}  # per batch: categories are few, lists short
+        self._categories: dict[str, list[str]]  # category -> ids of its popular list's head
         self._titles: dict[str, frozenset[str]]
         if reuse is not None and reuse.items is items and reuse.config is self.config:
-            self.popular, self._carts = reuse.popular, reuse._carts
-            self._item_side, self._categories, self._titles = reuse._item_side, reuse._categories, reuse._titles
+            self._popular, self._item_side, self._categories = reuse._popular, reuse._item_side, reuse._categories
+            self._titles = reuse._titles
         else:
-            self.popular, self._carts = _rank_weights(items.popular, self.config.trending_top), {}
-            self._item_side, self._titles = {}, {}
+            self._item_side, self._categories, self._titles = {}, {}, {}
 
     def user_facts(self, user: UserState) -> UserFacts:
         """Per-user aggregates, computed once per user (the `is` check guards against reused ids)."""
@@ -114,14 +110,21 @@ class ReasonIndex:
             self._users[id(user)] = found
         return found[1]
 
+    def _head(self, ranked: Sequence[tuple[str, float]]) -> list[str]:
+        return list(map(_first, ranked[: self.config.trending_top]))
+
+    def popular_rank(self, item_id: str) -> float | None:
+        """Rank weight (1 - rank / length) of `item_id` in the head of the overall popular list, else None."""
+        if self._popular is None:
+            self._popular = self._head(self.items.popular)
+        return _rank_weight(self._popular, item_id)
+
     def category_rank(self, category: str, item_id: str) -> float | None:
         """Rank weight (1 - rank / length) of `item_id` in the head of the category's popular list, else None."""
-        ranks = self._categories.get(category)
-        if ranks is None:
-            ranks = self._categories[category] = _rank_weights(
-                self.items.popular_by_category.get(category) or (), self.config.trending_top
-            )
-        return ranks.get(item_id)
+        ids = self._categories.get(category)
+        if ids is None:
+            ids = self._categories[category] = self._head(self.items.popular_by_category.get(category) or ())
+        return _rank_weight(ids, item_id)
 
     def item_side(self, item_id: str) -> tuple[str | None, Reason | None]:
         """The item's category and its `trending` reason (None if not trending), once per item and context."""
@@ -145,19 +148,21 @@ class ReasonIndex:
             found = self._titles[item_id] = title_tokens(self.items.item_title.get(item_id))
         return found
 
-    def cart_neighbours(self, cart: frozenset[str]) -> dict[str, tuple[float, str]]:
-        """neighbour -> (best co-occurrence weight, the cart item it comes from)."""
-        if cart not in self._carts:
-            best: dict[str, tuple[float, str]] = {}
-            cooccurring = self.items.cooccurring
-            for cart_item in sorted(cart):
-                for neighbour, weight in cooccurring.get(cart_item) or ():
-                    if weight > 0.0 and neighbour != cart_item:
-                        found = best.get(neighbour)
-                        if found is None or weight > found[0]:
-                            best[neighbour] = (weight, cart_item)
-            self._carts[cart] = best
-        return self._carts[cart]
+    def cart_neighbours(self, cart: frozenset[str], wanted: Collection[str]) -> dict[str, tuple[float, str]]:
+        """neighbour -> (best co-occurrence weight, the cart item it comes from), for the `wanted` neighbours only.
+
+        On ties the first cart item in sorted order wins. Only the recommended items are ever asked for, so the
+        scan tests membership in `wanted` (a cheap check) instead of ranking every neighbour of every cart item.
+        """
+        best: dict[str, tuple[float, str]] = {}
+        cooccurring = self.items.cooccurring
+        for cart_item in sorted(cart):
+            for neighbour, weight in cooccurring.get(cart_item) or ():
+                if neighbour in wanted and weight > 0.0 and neighbour != cart_item:
+                    found = best.get(neighbour)
+                    if found is None or weight > found[0]:
+                        best[neighbour] = (weight, cart_item)
+        return best
 
 
 def similar_candidate(user: UserState, item_id: str, evidence: Sequence[tuple[int, float]]) -> tuple[str, float] | None:
@@ -202,7 +207,7 @@ def _trending(item_id: str, category: str | None, index: ReasonIndex) -> Reason 
         weight = index.category_rank(category, item_id)
         if weight is not None:
             return _reason(ReasonKind.TRENDING, category, round(weight, 4))
-    weight = index.popular.get(item_id)
+    weight = index.popular_rank(item_id)
     if weight is None:
         return None
     return _reason(ReasonKind.TRENDING, "", round(weight, 4))
@@ -225,7 +230,8 @@ def user_reasons(
         candidates = [similar_candidate(user, item_id, evidence) for item_id, evidence in rows]
     facts = index.user_facts(user)
     seen, queries, affinity = facts.seen, facts.queries, user.category_affinity
-    neighbours = index.cart_neighbours(user.cart) if user.cart else None  # never from the item itself
+    # never from the item itself
+    neighbours = index.cart_neighbours(user.cart, {item_id for item_id, _ in rows}) if user.cart else None
     titles, least = index.items.item_title, index.config.min_search_overlap
 
     def label(item_id: str) -> str:

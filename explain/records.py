@@ -16,18 +16,25 @@ tests round-trip produced records through `model_validate` to prove they satisfy
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from contracts import Evidence, Explanation, Reason, ReasonKind
 
-__all__ = ["DETAIL_MAX", "construct", "reason"]
+__all__ = ["DETAIL_MAX", "builder", "construct", "reason"]
 
 DETAIL_MAX = 512  # `contracts.Reason.detail` max_length
 
 _M = TypeVar("_M", bound=BaseModel)
-_set = object.__setattr__
+# The setters of `BaseModel`'s instance slots, called directly: about half the cost of `object.__setattr__` by name
+# (which looks each one up on the type first), and `construct` runs ~2,700 times per explain step.
+_SLOTS = BaseModel.__dict__
+_set_dict = _SLOTS["__dict__"].__set__
+_set_fields_set = _SLOTS["__pydantic_fields_set__"].__set__
+_set_extra = _SLOTS["__pydantic_extra__"].__set__
+_set_private = _SLOTS["__pydantic_private__"].__set__
 
 
 def _plain(cls: type[_M]) -> type[_M]:
@@ -62,11 +69,26 @@ def construct(cls: type[_M], fields: dict[str, Any]) -> _M:
     `_ALL_FIELDS`); `model_construct` itself walks every field's aliases and defaults and costs more than validating.
     """
     record = cls.__new__(cls)
-    _set(record, "__dict__", fields)
-    _set(record, "__pydantic_fields_set__", _ALL_FIELDS[cls])
-    _set(record, "__pydantic_extra__", None)
-    _set(record, "__pydantic_private__", None)
+    _set_dict(record, fields)
+    _set_fields_set(record, _ALL_FIELDS[cls])
+    _set_extra(record, None)
+    _set_private(record, None)
     return record
+
+
+def builder(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
+    """`construct` bound to `cls` (one fewer lookup per record, for the explainer's per-evidence loop)."""
+    new, fields_set = cls.__new__, _ALL_FIELDS[cls]
+
+    def build(fields: dict[str, Any]) -> _M:
+        record = new(cls)
+        _set_dict(record, fields)
+        _set_fields_set(record, fields_set)
+        _set_extra(record, None)
+        _set_private(record, None)
+        return record
+
+    return build
 
 
 def reason(kind: ReasonKind, detail: str, weight: float) -> Reason:

@@ -30,6 +30,7 @@ __all__ = [
     "compose",
     "explanation_text",
     "relative_time",
+    "render_lead",
     "templates",
 ]
 
@@ -96,6 +97,9 @@ _CLAUSE_ORDER = (
     ReasonKind.CATEGORY_AFFINITY,
     ReasonKind.SIMILAR_TO,
 )
+_RANK = {kind: rank for rank, kind in enumerate(_CLAUSE_ORDER)}
+_NONE = len(_CLAUSE_ORDER)  # rank of "no clause"
+_SEEN, _SIMILAR = _RANK[ReasonKind.SEEN_BEFORE], _RANK[ReasonKind.SIMILAR_TO]
 
 
 def relative_time(when: datetime, now: datetime, t: Templates) -> str:
@@ -119,12 +123,17 @@ class Lead:
 
     def render(self, now: datetime, t: Templates) -> str:
         """'Because you <did> <label> <ago>' (or 'You <did> this <ago>')."""
-        ago = relative_time(self.ts, now, t)
-        if self.same_item and self.type in t.again:
-            return t.again[self.type].format(ago=ago)
-        if self.type is EventType.SEARCH:
-            return t.search_lead.format(query=_clip(self.label), ago=ago)
-        return t.lead[self.type].format(title=_clip(self.label), ago=ago)
+        return render_lead(self.type, self.label, self.ts, self.same_item, now, t)
+
+
+def render_lead(kind: EventType, label: str, ts: datetime, same_item: bool, now: datetime, t: Templates) -> str:
+    """`Lead(kind, label, ts, same_item).render(now, t)` without building the `Lead` (once per explained item)."""
+    ago = relative_time(ts, now, t)
+    if same_item and kind in t.again:
+        return t.again[kind].format(ago=ago)
+    if kind is EventType.SEARCH:
+        return t.search_lead.format(query=_clip(label), ago=ago)
+    return t.lead[kind].format(title=_clip(label), ago=ago)
 
 
 def _clip(text: str, size: int = 80) -> str:
@@ -211,5 +220,26 @@ class BatchText:
         return found
 
     def compose(self, lead: str | None, reasons: Sequence[Reason], lead_on_item: bool = False) -> str:
-        """`compose` with the memoised clauses."""
-        return compose(lead, reasons, self.templates, lead_on_item, self.clause)
+        """`compose` with the memoised clauses, for reasons of distinct kinds (as `explain.reasons` makes them).
+
+        One pass over the reasons keeping the best-ranked clause that may follow the lead, instead of `compose`'s
+        kind table (`compose` lets the last reason of a repeated kind stand for it; here kinds do not repeat).
+        """
+        t = self.templates
+        best, best_rank = None, _NONE
+        for found in reasons:
+            rank = _RANK.get(found.kind, _NONE)
+            if rank < best_rank:
+                if rank == _SIMILAR and lead is not None:  # the lead names the item
+                    continue
+                if rank == _SEEN and lead_on_item and found.weight < 2:  # "You viewed this" says it
+                    continue
+                best, best_rank = found, rank
+        if best is not None:
+            said = self.clause(best)
+            text = lead + t.joiner + said if lead is not None else said
+        elif lead is None:
+            return t.fallback
+        else:
+            text = lead
+        return (text[0].upper() + text[1:])[:1024]

@@ -67,7 +67,7 @@ def _rank_weight(ids: list[str], item_id: str) -> float | None:
 class UserFacts:
     """Aggregates of one user's state that every item's checks read."""
 
-    seen: Counter[str]  # item -> interactions
+    seen: Counter[str | None]  # item -> interactions (None: searches, never asked for)
     affinity_total: float  # sum of the positive category affinities
     queries: tuple[tuple[str, frozenset[str]], ...]  # newest searches and their tokens
 

@@ -275,12 +275,18 @@ class Explainer:
         for the whole batch, so ties go to the newer event.
         """
         m = min(self.max_evidence, weights.shape[-1])
-        flipped = weights.flip(-1).masked_fill((kept.flip(-1) < 0)[:, None, :], 0.0)
-        values, order = torch.sort(flipped, dim=-1, descending=True, stable=True)
-        values, order = values[..., :m].double().round(decimals=6), order[..., :m]  # (B, K, m)
-        events = kept.flip(-1).gather(1, order.reshape(len(sizes), -1)).view_as(order)  # (B, K, m)
+        # numpy, not torch: the same stable sort, a dozen small ops at ~1 us each instead of ~10 us.
+        newest_first = kept.numpy()[:, ::-1]  # (B, T)
+        flipped = np.where(newest_first[:, None, :] < 0, 0.0, weights.detach().cpu().numpy()[..., ::-1])
+        nan = np.isnan(flipped)
+        if nan.any():  # NaN first, as torch's descending sort puts it (then filtered below)
+            order = np.lexsort((-flipped, ~nan), axis=-1)[..., :m]
+        else:  # descending and stable: ascending stable sort of the negation
+            order = np.argsort(-flipped, axis=-1, kind="stable")[..., :m]  # (B, K, m)
+        values = np.take_along_axis(flipped, order, -1).astype(np.float64).round(6)
+        events = np.take_along_axis(np.broadcast_to(newest_first[:, None, :], flipped.shape), order, -1)
         vs, es = values.tolist(), events.tolist()
-        if bool(values.isnan().any()):  # NaN sorts first and is not positive: filter entry by entry
+        if bool(np.isnan(values).any()):  # NaN sorts first and is not positive: filter entry by entry
             return [
                 [
                     [(e, v) for v, e in zip(v_k, e_k, strict=True) if v > 0.0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -130,9 +130,32 @@ class ReasonIndex:
         """The item's category and its `trending` reason (None if not trending), once per item and context."""
         found = self._item_side.get(item_id)
         if found is None:
-            category = self.items.item_category.get(item_id)
-            found = self._item_side[item_id] = (category, _trending(item_id, category, self))
+            found = self.prepare((item_id,))[item_id]
         return found
+
+    def prepare(self, item_ids: Iterable[str]) -> dict[str, tuple[str | None, Reason | None]]:
+        """`item_side` of all `item_ids` (a batch's recommended items) in one loop; returns the whole memo.
+
+        One pass with the lookups bound once, instead of a chain of method calls per item: with a fresh context
+        per micro-batch, every recommended item is looked up here once per batch.
+        """
+        memo, item_category, by_category = self._item_side, self.items.item_category, self._categories
+        popular_by_category, head = self.items.popular_by_category, self._head
+        for item_id in item_ids:
+            if item_id in memo:
+                continue
+            category = item_category.get(item_id)
+            trending = None
+            if category is not None:
+                ids = by_category.get(category)
+                if ids is None:
+                    ids = by_category[category] = head(popular_by_category.get(category) or ())
+                if (weight := _rank_weight(ids, item_id)) is not None:
+                    trending = _reason(ReasonKind.TRENDING, category, round(weight, 4))
+            if trending is None and (weight := self.popular_rank(item_id)) is not None:
+                trending = _reason(ReasonKind.TRENDING, "", round(weight, 4))
+            memo[item_id] = (category, trending)
+        return memo
 
     def seen_before(self, count: int) -> Reason:
         """The `seen_before` reason of `count` interactions (one instance per count)."""
@@ -174,23 +197,6 @@ def similar_candidate(user: UserState, item_id: str, evidence: Sequence[tuple[in
     return None
 
 
-def _similar(
-    candidate: tuple[str, float],
-    item_id: str,
-    evidence: Sequence[tuple[int, float]],
-    label: Callable[[str], str],
-    similarity: Similarity | None,
-) -> Reason | None:
-    other, weight = candidate
-    if similarity is None:  # no item space (baselines): the evidence item's share of the positive attribution
-        strength = weight / sum(w for _, w in evidence if w > 0.0)
-    else:  # the learned item space says whether the two items are actually alike
-        strength = similarity(other, item_id)
-        if strength <= 0.0:
-            return None
-    return _reason(ReasonKind.SIMILAR_TO, label(other), round(strength, 4))
-
-
 def _search(title: frozenset[str], queries: UserFacts, least: float) -> Reason | None:
     best: tuple[float, str] | None = None
     for query, words in queries.queries:
@@ -200,17 +206,6 @@ def _search(title: frozenset[str], queries: UserFacts, least: float) -> Reason |
     if best is None:
         return None
     return _reason(ReasonKind.SEARCH_MATCH, best[1], round(best[0], 4))
-
-
-def _trending(item_id: str, category: str | None, index: ReasonIndex) -> Reason | None:
-    if category is not None:
-        weight = index.category_rank(category, item_id)
-        if weight is not None:
-            return _reason(ReasonKind.TRENDING, category, round(weight, 4))
-    weight = index.popular_rank(item_id)
-    if weight is None:
-        return None
-    return _reason(ReasonKind.TRENDING, "", round(weight, 4))
 
 
 def user_reasons(
@@ -233,22 +228,27 @@ def user_reasons(
     # never from the item itself
     neighbours = index.cart_neighbours(user.cart, {item_id for item_id, _ in rows}) if user.cart else None
     titles, least = index.items.item_title, index.config.min_search_overlap
-
-    def label(item_id: str) -> str:
-        return titles.get(item_id) or item_id
-
+    sides = index.prepare(item_id for item_id, _ in rows)
     by_category: dict[str, Reason | None] = {}  # this user's affinity reason per category
     out = []
     for (item_id, evidence), candidate in zip(rows, candidates, strict=True):
-        category, trending = index.item_side(item_id)
+        category, trending = sides[item_id]
         reasons: list[Reason] = []
-        count = seen.get(item_id) if seen else None
-        if count:
+        if seen and (count := seen.get(item_id)):
             reasons.append(index.seen_before(count))
-        if candidate is not None and (found := _similar(candidate, item_id, evidence, label, similarity)) is not None:
-            reasons.append(found)
+        if candidate is not None:
+            other, weight = candidate
+            if similarity is None:  # no item space (baselines): the evidence item's share of the positive attribution
+                strength: float | None = weight / sum(w for _, w in evidence if w > 0.0)
+            else:  # the learned item space says whether the two items are actually alike
+                strength = similarity(other, item_id)
+                if strength <= 0.0:
+                    strength = None
+            if strength is not None:
+                reasons.append(_reason(ReasonKind.SIMILAR_TO, titles.get(other) or other, round(strength, 4)))
         if neighbours and (best := neighbours.get(item_id)) is not None:
-            reasons.append(_reason(ReasonKind.CART_COMPLEMENT, label(best[1]), round(best[0], 4)))
+            cart_item = best[1]
+            reasons.append(_reason(ReasonKind.CART_COMPLEMENT, titles.get(cart_item) or cart_item, round(best[0], 4)))
         if queries and (found := _search(index.title_tokens(item_id), facts, least)) is not None:
             reasons.append(found)
         if category:

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from contracts import Item, Recommendation, ServiceUnavailable, Settings
 from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore
+from feature_store.packing import hiredis_packing
 from model.scoring import Scorer
 from streams.batch import (
     BatchConfig,
@@ -103,7 +104,7 @@ class Runtime:
     def store(self) -> FeatureStore:
         """The feature store (Redis client created lazily, on the running loop)."""
         if self._store is None:
-            self._redis = aioredis.Redis.from_url(self.settings.redis_url.get_secret_value())
+            self._redis = hiredis_packing(aioredis.Redis.from_url(self.settings.redis_url.get_secret_value()))
             self._store = FeatureStore(self._redis, FeatureConfig(max_events=self.settings.recent_events))
         return self._store
 

@@ -1,0 +1,48 @@
+"""hiredis packing sends exactly the bytes redis-py's asyncio packer sends (and rejects what it rejects)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError
+
+from feature_store.packing import hiredis_packing, pack_command
+
+_STORED = json.dumps({"event_id": "e1", "item_id": "i\u00e9", "type": "view", "ts": 1.7e9, "query": None})
+COMMANDS = [
+    # the feature store's commands: EVALSHA with hash-tagged keys, JSON, repr floats, ints, empty strings
+    ("EVALSHA", "a" * 40, 3, "sr:{u:u1}:claim:e1", "sr:{u:u1}:events", "sr:{u:u1}:aff", _STORED, "i1", "view")
+    + (repr(1732536000.123456), "", "", 50, 604800, repr(86400 / 0.6931471805599453), "1.0", 20),
+    ("HMGET", "sr:{i:i1}:meta", "title", "category"),
+    ("SCRIPT LOAD", "return 1"),
+    (b"CONFIG GET", b"maxmemory"),
+    ("SET", b"\x00\xff binary", memoryview(b"view"), bytearray(b"array")),
+    ("ZADD", "k", 1.5, "m", 0.1, "n", 1e-7, "o", 1e22, "p", -3, "q", 10**30, "r"),
+    ("SET", "big", "x" * 100_000),  # above redis-py's chunking cutoff: chunked there, one piece here
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: str(c[0]))
+def test_hiredis_packing_sends_the_same_bytes(command: tuple[object, ...]) -> None:
+    assert b"".join(pack_command(*command)) == b"".join(Connection().pack_command(*command))
+
+
+@pytest.mark.parametrize("bad", [None, True, object()])
+def test_unpackable_arguments_raise_data_error(bad: object) -> None:
+    with pytest.raises(DataError):
+        Connection().pack_command("SET", "k", bad)
+    with pytest.raises(DataError):
+        pack_command("SET", "k", bad)
+
+
+def test_the_client_makes_hiredis_packing_connections() -> None:
+    client = hiredis_packing(aioredis.Redis.from_url("redis://127.0.0.1:1/0"))
+    pool = client.connection_pool
+    conn = pool.make_connection()
+    assert isinstance(conn, Connection)
+    assert b"".join(conn.pack_command(*COMMANDS[0])) == b"".join(Connection().pack_command(*COMMANDS[0]))
+    assert conn.pack_command(*COMMANDS[0]) == pack_command(*COMMANDS[0])
+    assert hiredis_packing(client).connection_pool.connection_class is pool.connection_class  # idempotent

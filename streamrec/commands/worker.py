@@ -31,4 +31,8 @@ def register(app: typer.Typer) -> None:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         typer.echo(f"worker: kafka={settings.kafka_bootstrap} redis={settings.redis_url_redacted()}", err=True)
-        faust.Worker(faust_app, loglevel=loglevel).execute_from_commandline()
+        runner = faust.Worker(faust_app, loglevel=loglevel)
+        # At WARNING and above Faust's startup spinner sets the root logger to DEBUG (one spinner tick per record),
+        # so every per-message debug call of aiokafka and Faust built a LogRecord: ~3 per event, for nothing.
+        runner.spinner = None
+        runner.execute_from_commandline()

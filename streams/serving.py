@@ -22,9 +22,14 @@ from model.baselines import default_blend
 from model.scoring import ItemContext, PastEvent, Scorer, UserState
 from model.store import ModelStore
 
-__all__ = ["ServingModel", "baseline_serving", "initial_serving", "load_serving"]
+__all__ = ["SCORER_MAX_BATCH", "ServingModel", "baseline_serving", "initial_serving", "load_serving"]
 
 log = logging.getLogger(__name__)
+
+# Users per transformer forward: a micro-batch of up to `Settings.max_batch` users is scored in chunks of this
+# many, so the encoder's and the catalog top-k's temporaries (users x 65,536 catalog rows per chunk) stay as
+# they were when micro-batches were at most 256 events.
+SCORER_MAX_BATCH = 256
 
 _SMOKE = UserState(
     user_id="__smoke__",
@@ -57,7 +62,8 @@ def load_serving(model_dir: Path, settings: Settings, expected_sha256: str | Non
         ModelError: unloadable, corrupted (`ChecksumMismatch`), not the announced weights, or fails to score.
     """
     try:
-        scorer = load_scorer(model_dir, backend=settings.backend, device=settings.device, max_batch=settings.max_batch)
+        forward = min(settings.max_batch, SCORER_MAX_BATCH)
+        scorer = load_scorer(model_dir, backend=settings.backend, device=settings.device, max_batch=forward)
         if expected_sha256 is not None:  # the files were verified against their manifest; now the announcement
             actual = _manifest_sha(model_dir)
             if actual != expected_sha256:

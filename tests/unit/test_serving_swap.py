@@ -15,7 +15,7 @@ from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
 from streams.agents.model_updates import ModelFollower
 from streams.runtime import Runtime
-from streams.serving import initial_serving
+from streams.serving import SCORER_MAX_BATCH, initial_serving
 
 torch.set_num_threads(1)
 
@@ -106,3 +106,11 @@ async def test_unsupported_uri_is_refused(tmp_path: Path, uri: str) -> None:
     msg = ModelUpdate(version="v", uri=uri, sha256="0" * 64, created_at=datetime.now(UTC)).model_dump_json()
     await ModelFollower(runtime, settings).handle(msg.encode())
     assert runtime.serving.version == before
+
+
+@pytest.mark.parametrize(("max_batch", "forward"), [(1024, SCORER_MAX_BATCH), (64, 64)])
+def test_transformer_forwards_stay_at_most_scorer_max_batch(tmp_path: Path, max_batch: int, forward: int) -> None:
+    _version(tmp_path, "m1", 1)
+    settings = _settings(tmp_path / "store").model_copy(update={"max_batch": max_batch})
+    scorer = initial_serving(settings).scorer
+    assert scorer._max_batch == forward  # type: ignore[attr-defined]

@@ -64,8 +64,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     )
     runtime = runtime or Runtime(settings, serving=initial_serving(settings))
     topics = declare_topics(app, settings)
-    attach_recommend_agent(app, topics, runtime, settings)
+    live = attach_web(app, runtime)
+    attach_recommend_agent(app, topics, runtime, settings, on_sent=live.sent_recommendation)
     attach_catalog_agent(app, topics, runtime, settings)
     attach_model_updates(app, runtime, settings)
-    attach_web(app, runtime)
     return app

@@ -3,8 +3,9 @@
 `LiveState.tick()` runs once a second (a Faust timer) and turns the worker's Prometheus metrics into deltas:
 events and recommendations per second, the latency distribution of that second (p50/p95/p99 interpolated in
 the histogram's buckets, mean exact from `_sum`/`_count`). `DashboardSensor` (a Faust sensor) remembers the
-users whose events arrived most recently and the last recommendation this worker sent to each user (raw
-bytes; parsed only when a user is looked at).
+users whose events arrived most recently; `LiveState.sent_recommendation` keeps the last recommendation this
+worker sent to each user (raw bytes; parsed only when a user is looked at). The recommend agent calls it for
+every recommendation, because it hands them to the producer directly, past Faust's topic API and its sensors.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ class DashboardSensor(faust.Sensor):
     def on_send_initiated(
         self, producer: ProducerT, topic: str, message: PendingMessage, keysize: int, valsize: int
     ) -> Any:
-        """A recommendation is being sent: keep it as the user's current one."""
+        """A recommendation sent through Faust's topic API: keep it as the user's current one (the recommend agent
+        sends past it and reports its recommendations to `LiveState.sent_recommendation` itself)."""
         if topic == self.recommendations_topic and isinstance(message.key, bytes) and isinstance(message.value, bytes):
             self.live.sent_recommendation(message.key.decode(errors="replace"), message.value)
         return None

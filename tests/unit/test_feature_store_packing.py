@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -26,12 +27,12 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: str(c[0]))
-def test_hiredis_packing_sends_the_same_bytes(command: tuple[object, ...]) -> None:
+def test_hiredis_packing_sends_the_same_bytes(command: tuple[Any, ...]) -> None:
     assert b"".join(pack_command(*command)) == b"".join(Connection().pack_command(*command))
 
 
 @pytest.mark.parametrize("bad", [None, True, object()])
-def test_unpackable_arguments_raise_data_error(bad: object) -> None:
+def test_unpackable_arguments_raise_data_error(bad: Any) -> None:
     with pytest.raises(DataError):
         Connection().pack_command("SET", "k", bad)
     with pytest.raises(DataError):
@@ -41,7 +42,7 @@ def test_unpackable_arguments_raise_data_error(bad: object) -> None:
 def test_the_client_makes_hiredis_packing_connections() -> None:
     client = hiredis_packing(aioredis.Redis.from_url("redis://127.0.0.1:1/0"))
     pool = client.connection_pool
-    conn = pool.make_connection()
+    conn = pool.make_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
     assert isinstance(conn, Connection)
     assert b"".join(conn.pack_command(*COMMANDS[0])) == b"".join(Connection().pack_command(*COMMANDS[0]))
     assert conn.pack_command(*COMMANDS[0]) == pack_command(*COMMANDS[0])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from contracts import Item, Recommendation, ServiceUnavailable, Settings
 from explain.explainer import Explainer
@@ -107,6 +108,15 @@ class Runtime:
             self._redis = hiredis_packing(aioredis.Redis.from_url(self.settings.redis_url.get_secret_value()))
             self._store = FeatureStore(self._redis, FeatureConfig(max_events=self.settings.recent_events))
         return self._store
+
+    async def redis_reachable(self, timeout: float = 1.0) -> bool:
+        """Whether Redis answers a PING within `timeout` seconds (for /healthz: without Redis no batch commits)."""
+        try:
+            _ = self.store  # creates the client on first use
+            assert self._redis is not None
+            return bool(await asyncio.wait_for(self._redis.ping(), timeout))
+        except (TimeoutError, RedisError, OSError):
+            return False
 
     async def close(self) -> None:
         """Close the Redis client."""

@@ -69,7 +69,15 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "model_version": runtime.scorer.version})
+            # 503 when Redis is unreachable: the worker cannot apply features or commit, so a load balancer or
+            # an orchestrator should see it as not ready (it retries by itself and recovers when Redis is back).
+            redis_ok = await runtime.redis_reachable()
+            body = {
+                "status": "ok" if redis_ok else "degraded",
+                "redis": "ok" if redis_ok else "unreachable",
+                "model_version": runtime.scorer.version,
+            }
+            return self.json(body, status=200 if redis_ok else 503)
 
     @app.page("/metrics")
     class Metrics(View):

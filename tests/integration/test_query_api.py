@@ -165,7 +165,7 @@ async def test_query_api_health_and_metrics_of_a_real_worker(
 
         status, body = await _get(session, worker, "/healthz")
         health = json.loads(body)
-        assert status == 200 and health["status"] == "ok", (status, body)
+        assert status == 200 and health["status"] == "ok" and health["redis"] == "ok", (status, body)
         version = health["model_version"]
         assert version and version == rec.model_version == streamed[users[0]][-1]["model_version"], (health, rec)
 

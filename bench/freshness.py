@@ -23,8 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,16 +43,11 @@ from model.drift import drifting_stream
 from model.store import ModelStore
 from model.train import TrainConfig, train
 from model.transformer import ModelConfig
+from streamrec.child_processes import free_port, terminate
 from streamrec.stack import topic_specs
 from streamrec.stack_config import StackConfig
 from streamrec.stack_topics import ensure_topics
 from streams.learner.service import LOG_FILE
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _log(store: Path) -> list[dict[str, Any]]:
@@ -126,15 +119,6 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     return subprocess.Popen(cmd, env=env, cwd=log.parent, stdout=log.open("wb"), stderr=subprocess.STDOUT)  # noqa: S603
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 async def _wait(check: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -176,7 +160,7 @@ async def bench(args: argparse.Namespace) -> None:
     env = dict(os.environ, STREAMREC_TOPIC_PREFIX=prefix, STREAMREC_REDIS_URL=redis_url,
                STREAMREC_MODEL_DIR=str(store_dir), STREAMREC_BACKEND="torch", STREAMREC_DEVICE="cpu")  # fmt: skip
     procs = [
-        _spawn(["worker", "--loglevel", "warning", "--web-port", str(_port())], env, work / f"worker{i}.log")
+        _spawn(["worker", "--loglevel", "warning", "--web-port", str(free_port())], env, work / f"worker{i}.log")
         for i in range(args.workers)
     ]
     learner_args = ["learner", "--every-events", str(args.window), "--every-seconds", "3600", "--no-text-init"]
@@ -225,7 +209,7 @@ async def bench(args: argparse.Namespace) -> None:
                 await asyncio.gather(task, return_exceptions=True)
         await producer.stop()
         for proc in procs:
-            _stop(proc)
+            terminate(proc)
     measured = {r[2]["cycle"] for r in results}
     # A version replaced by the next one before it reached every partition is not timed; it is counted.
     superseded = len([c for c in promoted if c not in measured and measured and c < max(measured)])

@@ -25,36 +25,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import contextlib
 import itertools
 import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
-import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import Event, EventType, Item, Settings
 from feature_store import FeatureStore
+from streamrec.child_processes import AllDatabasesLeased, free_port, leased_redis_db, terminate, worker_env
 from streamrec.stack import LocalStack, topic_specs
 from streamrec.stack_config import StackConfig
 from streamrec.stack_topics import TopicSpec, ensure_topics
 
 _KINDS = [EventType.VIEW] * 6 + [EventType.CLICK, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE]
-_LEASE_DBS = range(8, 16)
 _STAGES = ("decode", "features_write", "features_read", "score", "explain")
 _WORKER_CPU = "bench:worker_cpu_seconds"  # the worker process's CPU over the latency phase (not a metric)
 
@@ -97,33 +94,6 @@ def catalog(items: int) -> list[Item]:
 
 
 # --------------------------------------------------------------------------- environment
-
-
-@contextlib.contextmanager
-def leased_db(redis_url: str) -> Iterator[str]:
-    """A flushed Redis DB 8..15 leased like the integration tests lease them (`streamrec:test-db-lease:<db>`)."""
-    control = redis.Redis.from_url(redis_url)
-    owner = f"bench-{uuid.uuid4().hex}"
-    db = next((d for d in _LEASE_DBS if control.set(f"streamrec:test-db-lease:{d}", owner, nx=True, ex=1800)), None)
-    if db is None:
-        sys.exit("bench: every Redis DB 8..15 is leased (tests running?); try again later")
-    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()
-    try:
-        yield url
-    finally:
-        with redis.Redis.from_url(url) as client:
-            client.flushdb()
-        if control.get(f"streamrec:test-db-lease:{db}") == owner.encode():
-            control.delete(f"streamrec:test-db-lease:{db}")
-        control.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -248,25 +218,13 @@ class Proc:
 
     def stop(self) -> None:
         """SIGTERM, SIGKILL after 20 s."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 def start_worker(settings: Settings, workdir: Path) -> Proc:
     """`streamrec worker` on the bench topics and DB."""
-    port = _free_port()
-    env = dict(os.environ)
-    env.update(
-        STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
-        STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
-        STREAMREC_WEB_PORT=str(port),
-    )
+    port = free_port()
+    env = worker_env(settings, port)
     cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", "warning"]
     with (workdir / "worker.log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
@@ -471,7 +429,10 @@ async def bench(args: argparse.Namespace) -> None:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     specs = topic_specs(replace(config, topic_prefix=prefix))
     await ensure_topics(info.bootstrap, specs)
-    with leased_db(info.redis_url) as redis_url, tempfile.TemporaryDirectory(prefix="streamrec-bench-") as tmp:
+    with (
+        leased_redis_db(info.redis_url, ttl_seconds=1800) as redis_url,
+        tempfile.TemporaryDirectory(prefix="streamrec-bench-") as tmp,
+    ):
         settings = Settings(
             kafka_bootstrap=info.bootstrap,
             redis_url=redis_url,
@@ -532,7 +493,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=600.0, help="longest wait for a backlog, seconds")
-    asyncio.run(bench(parser.parse_args()))
+    try:
+        asyncio.run(bench(parser.parse_args()))
+    except AllDatabasesLeased as exc:
+        sys.exit(f"bench: {exc}; try again later")
 
 
 if __name__ == "__main__":

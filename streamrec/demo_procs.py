@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import time
@@ -11,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+
+from streamrec.child_processes import terminate
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -42,12 +43,7 @@ class Procs:
     def stop_all(self) -> None:
         for name, proc, out in reversed(self.procs):
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                terminate(proc)
                 self.console.print(f"  stopped {name} (pid {proc.pid})")
             out.close()
         self.procs.clear()

@@ -10,7 +10,6 @@ Env overrides (tests only): `STREAMREC_TEST_STACK_DIR` (state dir), `STREAMREC_T
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,17 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.settings import Settings
+from streamrec.child_processes import leased_redis_db
 from streamrec.stack import LocalStack, StackInfo, topic_specs
 from streamrec.stack_config import StackConfig
 from streamrec.stack_topics import ensure_topics
 
 # Redis DBs handed to tests; DB 0 is the app's default and holds the leases below.
-_TEST_DBS = range(8, 16)
 _LEASE_SECONDS = 900
 
 
@@ -82,32 +80,12 @@ async def topic_prefix(stack: StackEndpoints) -> AsyncIterator[str]:
         await admin.close()
 
 
-def _lease_db(control: redis.Redis, owner: str) -> int:
-    # Several test sessions share one Redis: lease a DB (SET NX with expiry) so no two flush each other's data.
-    for db in _TEST_DBS:
-        if control.set(f"streamrec:test-db-lease:{db}", owner, nx=True, ex=_LEASE_SECONDS):
-            return db
-    pytest.fail(f"all test Redis DBs {list(_TEST_DBS)} are leased; is another test session stuck?")
-
-
 @pytest.fixture
 def redis_test_url(stack: StackEndpoints) -> Iterator[str]:
     """URL of a Redis DB (8..15) leased to this test, flushed before and after."""
-    control = redis.Redis.from_url(stack.redis_url)
-    owner = uuid.uuid4().hex
-    db = _lease_db(control, owner)
-    url = stack.redis_url.rsplit("/", 1)[0] + f"/{db}"
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()
-    try:
+    # Several test sessions share one Redis: the lease keeps them from flushing each other's data.
+    with leased_redis_db(stack.redis_url, ttl_seconds=_LEASE_SECONDS) as url:
         yield url
-    finally:
-        with redis.Redis.from_url(url) as client:
-            client.flushdb()
-        with contextlib.suppress(redis.RedisError):
-            if control.get(f"streamrec:test-db-lease:{db}") == owner.encode():
-                control.delete(f"streamrec:test-db-lease:{db}")
-        control.close()
 
 
 @pytest.fixture

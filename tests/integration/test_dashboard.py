@@ -11,8 +11,6 @@ import gzip
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts import Event, EventType, Item, Settings
+from streamrec.child_processes import free_port, terminate, worker_env
 from streamrec.commands.replay import replay
 from streams.kafka_clients import client_kwargs
 
@@ -59,12 +58,6 @@ def _events() -> list[Event]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
         return json.loads(r.read())
@@ -85,13 +78,10 @@ def _wait(what: str, check: Callable[[], bool], timeout_s: float = 120.0) -> Non
 @pytest.fixture
 def worker(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterator[tuple[Settings, int]]:
     """A real `streamrec worker` on this test's topics and Redis DB; yields (settings, web port)."""
-    settings, port = settings_factory(), _free_port()
-    env = dict(os.environ)
-    env.update(
-        STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
-        STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
-        STREAMREC_WEB_PORT=str(port),
+    settings, port = settings_factory(), free_port()
+    env = worker_env(
+        settings,
+        port,
         STREAMREC_MODEL_DIR=str(tmp_path / "no-models"),  # empty store: the baseline blend serves
         STREAMREC_MAX_WAIT_MS="5",
     )
@@ -102,12 +92,7 @@ def worker(settings_factory: Callable[..., Settings], tmp_path: Path) -> Iterato
         _wait("the worker's /healthz", lambda: _get_json(f"http://127.0.0.1:{port}/healthz")["status"] == "ok")
         yield settings, port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
         log.close()
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copy(tmp_path / "worker.log", ARTIFACTS / "dashboard-worker.log")

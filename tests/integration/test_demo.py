@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from streamrec.child_processes import free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_quick_demo_prints_explained_recommendations_and_stops_what_it_started(
@@ -28,7 +23,7 @@ def test_quick_demo_prints_explained_recommendations_and_stops_what_it_started(
 ) -> None:
     db = redis_test_url.rsplit("/", 1)[1]
     cmd = [sys.executable, "-m", "streamrec", "demo", "--quick", "--prefix", topic_prefix, "--redis-db", db]
-    cmd += ["--workdir", str(tmp_path), "--web-port", str(_free_port())]
+    cmd += ["--workdir", str(tmp_path), "--web-port", str(free_port())]
     env = dict(os.environ, COLUMNS="120", QUICK="")
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=540, check=False)
     ARTIFACTS.mkdir(exist_ok=True)

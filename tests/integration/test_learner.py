@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +32,7 @@ from model.store import ModelStore
 from model.train import TrainConfig, train
 from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
+from streamrec.child_processes import free_port, terminate, worker_env
 from streams.learner.kafka import model_update, publish_update
 from streams.learner.service import LOG_FILE, ONLINE_FILE
 
@@ -43,24 +41,10 @@ pytestmark = pytest.mark.integration
 SMALL = ModelConfig(max_len=20, d_model=32, n_layers=1, n_heads=2)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _env(settings: Settings, store: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
-        STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
-        STREAMREC_MODEL_DIR=str(store),
-        STREAMREC_BACKEND="torch",
-        STREAMREC_DEVICE="cpu",
-        STREAMREC_WEB_PORT=str(_free_port()),
+    return worker_env(
+        settings, free_port(), STREAMREC_MODEL_DIR=str(store), STREAMREC_BACKEND="torch", STREAMREC_DEVICE="cpu"
     )
-    return env
 
 
 @pytest.fixture
@@ -77,17 +61,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
     yield start
     for proc in procs:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
 
 
 def base_model(events: Sequence[Event], catalog: dict[str, Item], out: Path) -> Path:
@@ -219,7 +193,7 @@ async def test_learner_follows_drift_and_workers_swap_without_losing_recommendat
 
         await wait_for(lambda: sum(c["events"] for c in cycles()) >= len(second), 240, "the learner to use every event")
         await wait_for(lambda: answered(set(latest)), 120, "a recommendation for every user's last event")
-    stop(learner)
+    terminate(learner)
     assert learner.returncode == 0
 
     log = cycles()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +23,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from contracts import Event, EventType, Settings
 from feature_store import FeatureStore
+from streamrec.child_processes import free_port, worker_env
 
 __all__ = [
     "Worker",
@@ -59,12 +58,6 @@ def generated_events(n: int, users: int = 200, items: int = 300, seed: int = 11,
 def records(events: Sequence[Event]) -> list[tuple[bytes, bytes | None]]:
     """(value, key) pairs as a shop would produce them (key = user id)."""
     return [(e.model_dump_json().encode(), e.user_id.encode()) for e in events]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -102,14 +95,8 @@ class WorkerPool:
 
     def start(self, settings: Settings) -> Worker:
         """Start one worker on `settings` (topic prefix, Redis DB) with a free web port."""
-        port = _free_port()
-        env = dict(os.environ) | self.extra_env
-        env.update(
-            STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-            STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
-            STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
-            STREAMREC_WEB_PORT=str(port),
-        )
+        port = free_port()
+        env = worker_env(settings, port, **self.extra_env)
         log = self.tmp / f"worker{len(self.workers)}.log"
         cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", "warning"]
         with log.open("wb") as out:  # the child keeps its own descriptor

@@ -1,0 +1,86 @@
+"""What the demo, the benchmarks and the integration tests all need to run `streamrec` child processes.
+
+A free loopback port, the environment that points a worker at given settings, a graceful stop (SIGTERM, then
+SIGKILL), and a Redis DB leased on the shared local Redis so that concurrent runs never flush each other's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import redis
+
+from contracts import Settings
+
+__all__ = ["LEASED_DBS", "AllDatabasesLeased", "free_port", "leased_redis_db", "terminate", "worker_env"]
+
+LEASED_DBS = range(8, 16)  # DB 0 is the user's; tests and benches lease these
+_LEASE_KEY = "streamrec:test-db-lease:{db}"
+
+
+class AllDatabasesLeased(RuntimeError):
+    """Every DB in `LEASED_DBS` is leased (another test session or bench is running, or one is stuck)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_env(settings: Settings, web_port: int, **extra: str) -> dict[str, str]:
+    """This process's environment, pointed at `settings`' broker, Redis and topics, serving web on `web_port`."""
+    return {
+        **os.environ,
+        "STREAMREC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "STREAMREC_REDIS_URL": settings.redis_url.get_secret_value(),
+        "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
+        "STREAMREC_WEB_PORT": str(web_port),
+        **extra,
+    }
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM `proc` if it runs, SIGKILL it after `timeout` seconds; returns once it has exited."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def leased_redis_db(redis_url: str, ttl_seconds: int = 900) -> Iterator[str]:
+    """The URL of a DB from `LEASED_DBS` leased (SET NX with expiry) for the block, flushed before and after.
+
+    Raises:
+        AllDatabasesLeased: no DB is free.
+    """
+    control = redis.Redis.from_url(redis_url)
+    owner = uuid.uuid4().hex
+    db = next((d for d in LEASED_DBS if control.set(_LEASE_KEY.format(db=d), owner, nx=True, ex=ttl_seconds)), None)
+    if db is None:
+        control.close()
+        msg = f"all Redis DBs {list(LEASED_DBS)} are leased; is another test session or bench running or stuck?"
+        raise AllDatabasesLeased(msg)
+    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    try:
+        yield url
+    finally:
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+        with contextlib.suppress(redis.RedisError):
+            if control.get(_LEASE_KEY.format(db=db)) == owner.encode():
+                control.delete(_LEASE_KEY.format(db=db))
+        control.close()

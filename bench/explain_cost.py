@@ -132,15 +132,7 @@ def main() -> None:
     backend = EagerTorchBackend(model, "cpu")
     scorer = TorchScorer(backend, vocab, model.config, "bench")
     method = args.method or default_method(backend.name)
-    explainer = Explainer(
-        encoder=backend,
-        model=model,
-        vocab=vocab,
-        config=model.config,
-        backend=backend.name,
-        method=method,
-        max_evidence=args.max_evidence,
-    )
+    explainer = Explainer.for_scorer(scorer, model, method=method, max_evidence=args.max_evidence)
     n_batches = max(1, len(users) // args.batch)  # batches repeat when there are fewer users than rounds
     gc.collect()
     gc.freeze()

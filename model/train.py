@@ -198,6 +198,17 @@ def _init_model(
     return model
 
 
+def _candidates(vocab: ItemVocab) -> torch.Tensor:
+    """(V,) bool: the rows a target may be; padding and spare rows never are."""
+    candidates = torch.zeros(vocab.capacity, dtype=torch.bool)
+    candidates[1 : len(vocab) + 1] = True
+    return candidates
+
+
+def _adamw(model: SeqRecModel, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
 def _epoch(
     model: SeqRecModel,
     windows: _Windows,
@@ -299,14 +310,13 @@ def train(
         ValueError: too little data for a training sequence and a validation target.
     """
     data = _prepare(events, catalog, config, text_encoder)
-    model, vocab = data.model, data.vocab
-    candidates = torch.zeros(vocab.capacity, dtype=torch.bool)
-    candidates[1 : len(vocab) + 1] = True  # padding and spare rows are never targets
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    generator = torch.Generator().manual_seed(config.seed)
     report = on_progress or (lambda _: None)
     if config.refit_epochs is not None:
         return _refit_only(data, config, catalog, text_encoder, config.refit_epochs, report)
+    model, vocab = data.model, data.vocab
+    candidates = _candidates(vocab)
+    optimizer = _adamw(model, config)
+    generator = torch.Generator().manual_seed(config.seed)
     best: tuple[float, int, dict[str, float], dict[str, torch.Tensor]] | None = None
     history: list[dict[str, float]] = []
     for epoch in range(1, config.epochs + 1):
@@ -321,11 +331,12 @@ def train(
         elif epoch - best[1] >= config.patience:
             break
     assert best is not None
-    model.load_state_dict(best[3])
     if config.refit:
         # The validation window holds the newest behaviour, which serving sees next; early stopping has chosen
         # how long to train, so a fresh model trains that long on everything (no further validation).
-        model = _refit(data, config, vocab, catalog, text_encoder, best[1], report)
+        model = _refit(data, config, catalog, text_encoder, best[1], report)
+    else:
+        model.load_state_dict(best[3])
     model.eval()
     training = {
         "loss": config.loss, "epochs_run": len(history), "best_epoch": best[1], "seed": config.seed,
@@ -347,7 +358,7 @@ def _refit_only(
     epochs: int,
     report: Callable[[Progress], None],
 ) -> TrainResult:
-    model = _refit(data, config, data.vocab, catalog, encoder, epochs, report)
+    model = _refit(data, config, catalog, encoder, epochs, report)
     model.eval()
     training = {
         "loss": config.loss, "epochs_run": epochs, "best_epoch": epochs, "seed": config.seed, "lr": config.lr,
@@ -360,17 +371,15 @@ def _refit_only(
 def _refit(
     data: _Prepared,
     config: TrainConfig,
-    vocab: ItemVocab,
     catalog: Mapping[str, Item],
     encoder: TextEncoder | None,
     epochs: int,
     report: Callable[[Progress], None],
 ) -> SeqRecModel:
-    model = _init_model(config, vocab, catalog, encoder)
-    windows = _windows(data.everything, vocab, model.config, data.queries)
-    candidates = torch.zeros(vocab.capacity, dtype=torch.bool)
-    candidates[1 : len(vocab) + 1] = True
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model = _init_model(config, data.vocab, catalog, encoder)
+    windows = _windows(data.everything, data.vocab, model.config, data.queries)
+    candidates = _candidates(data.vocab)
+    optimizer = _adamw(model, config)
     generator = torch.Generator().manual_seed(config.seed)
     model.train()
     for epoch in range(1, epochs + 1):
@@ -408,9 +417,8 @@ def train_steps(
     if n == 0:
         msg = "not enough data: no training sequence in the given events"
         raise ValueError(msg)
-    candidates = torch.zeros(vocab.capacity, dtype=torch.bool)
-    candidates[1 : len(vocab) + 1] = True
-    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    candidates = _candidates(vocab)
+    optimizer = optimizer or _adamw(model, config)
     generator = torch.Generator().manual_seed(config.seed)
     losses = []
     model.train()

@@ -33,5 +33,6 @@ class FeatureConfig:
     partners: int = 5  # co-occurrence: the user's last distinct items an event pairs with
     max_neighbours: int = 200  # co-occurrence neighbours kept per item
     item_cache_seconds: float = 2.0  # item-side reads (popularity, neighbours, catalog) are reused this long
+    round_trip_timeout_seconds: float = 5.0  # one deadline per pipeline (then ServiceUnavailable: retried)
     just_purchased_seconds: float = 3600.0  # purchases this recent (vs the user's newest event) are filtered
     event_weights: Mapping[EventType, float] = field(default_factory=lambda: dict(EVENT_WEIGHTS))

@@ -21,6 +21,7 @@ features may lag by that long, user features never do. This process's own catalo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -86,9 +87,13 @@ class FeatureStore:
         self._parsed: dict[bytes | str, StoredEvent] = {}  # stored event JSON -> parsed (immutable, so reusable)
 
     async def _execute(self, pipe: Any) -> list[Any]:
+        # One deadline for the whole round trip. A client made with `socket_timeout=None` (the worker's) then
+        # arms no timer per reply: redis-py 8 otherwise starts an `asyncio.timeout` for each of the ~5 replies
+        # per event. A cancelled read closes its connection (redis-py), so no reply is left behind on it.
         try:
-            result: list[Any] = await pipe.execute()
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+            async with asyncio.timeout(self.config.round_trip_timeout_seconds):
+                result: list[Any] = await pipe.execute()
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutError) as exc:
             msg = f"Redis unavailable: {exc}"
             raise ServiceUnavailable(msg) from exc
         return result

@@ -105,7 +105,10 @@ class Runtime:
     def store(self) -> FeatureStore:
         """The feature store (Redis client created lazily, on the running loop)."""
         if self._store is None:
-            self._redis = hiredis_packing(aioredis.Redis.from_url(self.settings.redis_url.get_secret_value()))
+            # No per-reply timer (redis-py's default 5 s socket timeout arms one per reply): the store puts one
+            # deadline on each round trip instead (`FeatureConfig.round_trip_timeout_seconds`).
+            url = self.settings.redis_url.get_secret_value()
+            self._redis = hiredis_packing(aioredis.Redis.from_url(url, socket_timeout=None))
             self._store = FeatureStore(self._redis, FeatureConfig(max_events=self.settings.recent_events))
         return self._store
 

@@ -35,7 +35,7 @@ def _config(
     from contracts.settings import Settings
     from streamrec.stack_config import StackConfig
 
-    settings = Settings()  # type: ignore[call-arg]  # fields come from STREAMREC_* env; mypy cannot see that
+    settings = Settings()  # fields come from STREAMREC_* env
     cache = cache_dir or Path.home() / ".cache" / "streamrec"
     return StackConfig(
         state_dir=state_dir or cache / "stack",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import UTC, datetime
+from typing import Any
 
 import faust
 from pydantic import ValidationError
 
 from contracts import DeadLetter, DeadLetterReason, Item, Settings
+from streams.agents import as_stream
 from streams.runtime import Runtime
 from streams.topics import WorkerTopics
 
@@ -44,8 +46,8 @@ def attach_catalog_agent(app: faust.App, topics: WorkerTopics, runtime: Runtime,
     """Register the `catalog` agent on `topics.items`."""
 
     @app.agent(topics.items, name="catalog")
-    async def catalog(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
+    async def catalog(stream: faust.StreamT[Any]) -> None:
+        async for batch in as_stream(stream).take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
             decoded = [decode_item(e.message, settings.max_event_bytes) for e in batch]
             await runtime.upsert_items([d for d in decoded if isinstance(d, Item)])
             letters = [d for d in decoded if isinstance(d, DeadLetter)]

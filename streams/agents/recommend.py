@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import faust
 
 from contracts import Settings
+from streams.agents import as_stream
 from streams.runtime import Runtime, gc_paused
 from streams.topics import WorkerTopics
 from streams.validation import RawRecord
@@ -16,7 +18,7 @@ from streams.validation import RawRecord
 __all__ = ["attach_recommend_agent"]
 
 
-def _raw(event: faust.EventT) -> RawRecord:
+def _raw(event: faust.EventT[Any]) -> RawRecord:
     m = event.message
     return RawRecord(value=m.value, key=m.key, topic=m.topic, partition=m.partition, offset=m.offset)
 
@@ -32,11 +34,11 @@ def attach_recommend_agent(
     recommendations = topics.recommendations.get_topic_name()
 
     @app.agent(topics.events, name="recommend")
-    async def recommend(stream: faust.StreamT) -> None:
+    async def recommend(stream: faust.StreamT[Any]) -> None:
         # take_events acks a batch only after this body has finished with it, so Faust commits an offset only
         # once its features are written and its recommendations and dead letters are delivered.
         try:
-            async for batch in stream.take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
+            async for batch in as_stream(stream).take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
                 with gc_paused():
                     now = time.monotonic()
                     arrived = [e.message.time_in or now for e in batch]

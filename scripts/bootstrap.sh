@@ -11,12 +11,23 @@ CACHE=${STREAMREC_CACHE_DIR:-$HOME/.cache/streamrec}
 export PIP_CACHE_DIR="$CACHE/pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The key covers what decides the installed set: interpreter version and the declared dependencies.
-key=$("$PYTHON" - <<'PY'
-import hashlib, json, sys, tomllib
+# constraints.txt pins the exact set CI last passed with (pyproject.toml keeps the ranges); without it every cold
+# machine resolves the newest releases of the day. STREAMREC_UNPINNED=1 resolves afresh (to refresh the pins:
+# then copy the environment's requirements.lock over constraints.txt).
+constraints=constraints.txt
+[ -n "${STREAMREC_UNPINNED:-}" ] && constraints=
+# The key covers what decides the installed set: interpreter version, declared dependencies and the pins.
+key=$(CONSTRAINTS="$constraints" "$PYTHON" - <<'PY'
+import hashlib, json, os, sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+pins = None
+if os.environ["CONSTRAINTS"]:  # the pins only: editing a comment does not rebuild the environment
+    lines = open(os.environ["CONSTRAINTS"]).read().splitlines()
+    pins = "\n".join(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 spec = {"python": sys.version_info[:2], "deps": project["dependencies"],
         "dev": project["optional-dependencies"]["dev"], "build": ["setuptools>=69", "wheel"]}
+if pins is not None:
+    spec["pins"] = hashlib.sha256(pins.encode()).hexdigest()
 print(hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16])
 PY
 )
@@ -46,7 +57,7 @@ print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"] + ["setupt
 PY
 )
   echo "$reqs" > "$deps/requirements.in"
-  "$deps/bin/python" -m pip install -r "$deps/requirements.in"
+  "$deps/bin/python" -m pip install -r "$deps/requirements.in" ${constraints:+-c "$constraints"}
   "$deps/bin/python" -m pip freeze > "$deps/requirements.lock"
   touch "$deps/.complete"
 fi

@@ -40,13 +40,19 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import Event, EventType, Item, Settings
 from feature_store import FeatureStore
-from streamrec.child_processes import AllDatabasesLeased, free_port, leased_redis_db, terminate, worker_env
+from streamrec.child_processes import (
+    AllDatabasesLeased,
+    free_port,
+    leased_redis_db,
+    scrape_metrics,
+    terminate,
+    worker_env,
+)
 from streamrec.stack import LocalStack, topic_specs
 from streamrec.stack_config import StackConfig
 from streamrec.stack_topics import TopicSpec, ensure_topics
@@ -231,24 +237,6 @@ def start_worker(settings: Settings, workdir: Path) -> Proc:
     return Proc(proc, port)
 
 
-async def scrape(port: int) -> dict[str, float]:
-    """The worker's Prometheus samples, name{labels} -> value ({} while it is not serving)."""
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{port}/metrics", timeout=aiohttp.ClientTimeout(5)) as resp,
-        ):
-            body = await resp.text()
-    except (aiohttp.ClientError, TimeoutError):
-        return {}
-    out = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
-
-
 async def passthrough(bootstrap: str, source: str, sink: str, group: str) -> None:
     """The yardstick: consume `source`, produce each record unchanged to `sink` (acks=all), commit, repeat."""
     consumer = AIOKafkaConsumer(
@@ -316,7 +304,7 @@ async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespac
         cpu: list[tuple[float, float]] = []  # (events seen, worker CPU s)
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
-            seen = (await scrape(worker.web_port or 0)).get("streamrec_events_in_total", 0.0)
+            seen = (await scrape_metrics(worker.web_port or 0)).get("streamrec_events_in_total", 0.0)
             samples.append((time.monotonic(), seen))
             cpu.append((seen, cpu_seconds(worker.proc.pid)))
             if seen >= args.backlog:
@@ -327,7 +315,7 @@ async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespac
         rate = slope(samples, args.backlog)
         per_cpu = _per_cpu(cpu, args.backlog)
         print(f"worker: backlog of {args.backlog} events at {rate:.0f} events/s (10-90 % slope), {per_cpu:.0f}/CPU-s")
-        before = await scrape(worker.web_port or 0)
+        before = await scrape_metrics(worker.web_port or 0)
         cpu_before = cpu_seconds(worker.proc.pid)
         latency = await measure_latency(
             settings,
@@ -336,7 +324,7 @@ async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespac
             stream.take(int(args.rate * args.seconds)),
             args.rate,
         )
-        after = await scrape(worker.web_port or 0)
+        after = await scrape_metrics(worker.web_port or 0)
         deltas = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
         deltas[_WORKER_CPU] = cpu_seconds(worker.proc.pid) - cpu_before
         return Result(rate, latency, deltas, per_cpu)

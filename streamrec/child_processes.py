@@ -1,7 +1,8 @@
 """What the demo, the benchmarks and the integration tests all need to run `streamrec` child processes.
 
-A free loopback port, the environment that points a worker at given settings, a graceful stop (SIGTERM, then
-SIGKILL), and a Redis DB leased on the shared local Redis so that concurrent runs never flush each other's data.
+A free loopback port, the environment that points a worker at given settings, its Prometheus samples, a
+graceful stop (SIGTERM, then SIGKILL), and a Redis DB leased on the shared local Redis so that concurrent runs
+never flush each other's data.
 """
 
 from __future__ import annotations
@@ -14,11 +15,20 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 
+import aiohttp
 import redis
 
 from contracts import Settings
 
-__all__ = ["LEASED_DBS", "AllDatabasesLeased", "free_port", "leased_redis_db", "terminate", "worker_env"]
+__all__ = [
+    "LEASED_DBS",
+    "AllDatabasesLeased",
+    "free_port",
+    "leased_redis_db",
+    "scrape_metrics",
+    "terminate",
+    "worker_env",
+]
 
 LEASED_DBS = range(8, 16)  # DB 0 is the user's; tests and benches lease these
 _LEASE_KEY = "streamrec:test-db-lease:{db}"
@@ -33,6 +43,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def scrape_metrics(web_port: int) -> dict[str, float]:
+    """A worker's Prometheus samples from its `/metrics`, `name{labels}` -> value ({} while it is not serving)."""
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{web_port}/metrics", timeout=aiohttp.ClientTimeout(5)) as resp,
+        ):
+            body = await resp.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return {}
+    samples = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
 
 
 def worker_env(settings: Settings, web_port: int, **extra: str) -> dict[str, str]:

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -23,7 +22,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from contracts import Event, EventType, Settings
 from feature_store import FeatureStore
-from streamrec.child_processes import free_port, worker_env
+from streamrec.child_processes import free_port, scrape_metrics, worker_env
 
 __all__ = [
     "Worker",
@@ -70,19 +69,8 @@ class Worker:
 
     async def metric(self, name: str) -> float:
         """Sum of a Prometheus sample family from its `/metrics` (0 when absent or not yet serving)."""
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{self.web_port}/metrics", timeout=aiohttp.ClientTimeout(5)) as resp,
-            ):
-                body = await resp.text()
-        except (aiohttp.ClientError, TimeoutError):
-            return 0.0
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in body.splitlines()
-            if line.startswith(name) and not line.startswith("#") and line[len(name)] in " {"
-        )
+        samples = await scrape_metrics(self.web_port)
+        return sum(value for key, value in samples.items() if key == name or key.startswith(name + "{"))
 
 
 @dataclass

@@ -209,6 +209,7 @@ class LocalStack:
 
     def _up_kafka(self) -> None:
         cfg = self.config
+        gone: Callable[[], str | None] = self._kafka_gone
         if self._pid("kafka") is None:
             self.kafka_pid_file.unlink(missing_ok=True)
             for port in (cfg.kafka_port, cfg.controller_port):
@@ -221,7 +222,18 @@ class LocalStack:
             child = start_kafka(cfg, props)
             self._children.append(child)
             write_pid(self.kafka_pid_file, child.pid)
-        self._wait("kafka", lambda: kafka_answers(cfg.bootstrap), cfg.log_dir / "kafka.log")
+
+            # Ask our own child, not /proc: right after exec its command line can still read empty for a while
+            # (the kernel fills it in after the parent resumes), which looked like a dead broker under load.
+            def child_gone() -> str | None:
+                return None if child.poll() is None else f"exited with code {child.returncode}"
+
+            gone = child_gone
+        self._wait("kafka", lambda: kafka_answers(cfg.bootstrap), cfg.log_dir / "kafka.log", gone)
+
+    def _kafka_gone(self) -> str | None:
+        # A broker started by an earlier `up`: gone when its PID no longer runs our command line.
+        return None if self._pid("kafka") is not None else "is no longer running"
 
     def _port_must_be_free(self, port: int, service: str) -> None:
         if port_open(self.config.host, port):
@@ -231,13 +243,18 @@ class LocalStack:
             )
             raise ConfigError(msg)
 
-    def _wait(self, service: str, answers: Callable[[], bool], log: Path) -> None:
+    def _wait(
+        self, service: str, answers: Callable[[], bool], log: Path, gone: Callable[[], str | None] | None = None
+    ) -> None:
+        """Poll `answers` until the start timeout; stop early when `gone` says how the process ended."""
         deadline = time.monotonic() + self.config.start_timeout_seconds
         while time.monotonic() < deadline:
             if answers():
                 return
-            if service == "kafka" and self._pid("kafka") is None:
-                break  # the broker died; no point waiting
+            ended = gone() if gone is not None else None
+            if ended is not None:
+                msg = f"{service} {ended} before it answered; see {log}:\n{log_tail(log)}"
+                raise ServiceUnavailable(msg)
             time.sleep(0.5)
         msg = f"{service} did not answer within {self.config.start_timeout_seconds:.0f} s; see {log}:\n{log_tail(log)}"
         raise ServiceUnavailable(msg)

@@ -30,8 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import Stream, calibration_seconds, catalog  # noqa: E402 (the pipeline bench's generator)
 
 from explain.explainer import Explainer  # noqa: E402
-from feature_store import FeatureConfig, FeatureStore  # noqa: E402
-from feature_store.packing import hiredis_packing  # noqa: E402
+from feature_store import FeatureConfig, FeatureStore, store_client  # noqa: E402
 from model.baselines import default_blend  # noqa: E402
 from streamrec.child_processes import leased_redis_db  # noqa: E402
 from streamrec.stack import LocalStack  # noqa: E402
@@ -57,7 +56,7 @@ async def bench(args: argparse.Namespace) -> None:
     print(f"cpu calibration: 10M-add loop {calibration_seconds():.2f} s (idle core ~0.4 s)")
     info = LocalStack(StackConfig()).up()
     with leased_redis_db(info.redis_url, ttl_seconds=1800) as url:
-        client = hiredis_packing(aioredis.Redis.from_url(url, socket_timeout=None))  # as `Runtime.store`
+        client = store_client(url)  # as `Runtime.store`
         store = FeatureStore(client, FeatureConfig())
         await store.upsert_items(catalog(args.items))
         stream, scorer, explainer, offset = Stream(args.users, args.items, args.seed), default_blend(), Explainer(), 0

@@ -3,7 +3,7 @@
 from feature_store.config import EVENT_WEIGHTS, FeatureConfig
 from feature_store.keys import KEY_LAYOUT_VERSION, Keys
 from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
-from feature_store.store import FeatureStore
+from feature_store.store import FeatureStore, store_client
 
 __all__ = [
     "EVENT_WEIGHTS",
@@ -15,4 +15,5 @@ __all__ = [
     "Keys",
     "StoredEvent",
     "UserFeatures",
+    "store_client",
 ]

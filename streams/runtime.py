@@ -15,8 +15,7 @@ from redis.exceptions import RedisError
 
 from contracts import Item, Recommendation, ServiceUnavailable, Settings
 from explain.explainer import Explainer
-from feature_store import FeatureConfig, FeatureStore
-from feature_store.packing import hiredis_packing
+from feature_store import FeatureConfig, FeatureStore, store_client
 from model.scoring import Scorer
 from streams.batch import (
     BatchConfig,
@@ -105,10 +104,7 @@ class Runtime:
     def store(self) -> FeatureStore:
         """The feature store (Redis client created lazily, on the running loop)."""
         if self._store is None:
-            # No per-reply timer (redis-py's default 5 s socket timeout arms one per reply): the store puts one
-            # deadline on each round trip instead (`FeatureConfig.round_trip_timeout_seconds`).
-            url = self.settings.redis_url.get_secret_value()
-            self._redis = hiredis_packing(aioredis.Redis.from_url(url, socket_timeout=None))
+            self._redis = store_client(self.settings.redis_url.get_secret_value())
             self._store = FeatureStore(self._redis, FeatureConfig(max_events=self.settings.recent_events))
         return self._store
 

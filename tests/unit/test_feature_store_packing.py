@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
+from feature_store import store_client
 from feature_store.packing import hiredis_packing, pack_command
 
 _STORED = json.dumps({"event_id": "e1", "item_id": "i\u00e9", "type": "view", "ts": 1.7e9, "query": None})
@@ -47,3 +48,10 @@ def test_the_client_makes_hiredis_packing_connections() -> None:
     assert b"".join(conn.pack_command(*COMMANDS[0])) == b"".join(Connection().pack_command(*COMMANDS[0]))
     assert conn.pack_command(*COMMANDS[0]) == pack_command(*COMMANDS[0])
     assert hiredis_packing(client).connection_pool.connection_class is pool.connection_class  # idempotent
+
+
+def test_store_client_packs_with_hiredis_and_arms_no_per_reply_timer() -> None:
+    conn = store_client("redis://127.0.0.1:1/3").connection_pool.make_connection()  # type: ignore[no-untyped-call]
+    assert conn.pack_command(*COMMANDS[0]) == pack_command(*COMMANDS[0])
+    assert conn.socket_timeout is None  # the store's per-round-trip deadline bounds every read instead
+    assert conn.db == 3

@@ -41,7 +41,7 @@ from feature_store.keys import Keys, cooccurrence_bucket
 from feature_store.packing import hiredis_packing
 from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
 
-__all__ = ["FeatureStore"]
+__all__ = ["FeatureStore", "store_client"]
 
 _SEP = "\x1f"
 _LN2 = math.log(2.0)

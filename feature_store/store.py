@@ -94,7 +94,7 @@ class FeatureStore:
         self._parsed: dict[bytes | str, StoredEvent] = {}  # stored event JSON -> parsed (immutable, so reusable)
 
     async def _execute(self, pipe: Any) -> list[Any]:
-        # One deadline for the whole round trip. A client made with `socket_timeout=None` (the worker's) then
+        # One deadline for the whole round trip. A client made with `socket_timeout=None` (`store_client`) then
         # arms no timer per reply: redis-py 8 otherwise starts an `asyncio.timeout` for each of the ~5 replies
         # per event. A cancelled read closes its connection (redis-py), so no reply is left behind on it.
         try:

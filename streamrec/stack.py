@@ -19,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from contracts.errors import ConfigError, ServiceUnavailable
@@ -222,13 +223,9 @@ class LocalStack:
             child = start_kafka(cfg, props)
             self._children.append(child)
             write_pid(self.kafka_pid_file, child.pid)
-
             # Ask our own child, not /proc: right after exec its command line can still read empty for a while
             # (the kernel fills it in after the parent resumes), which looked like a dead broker under load.
-            def child_gone() -> str | None:
-                return None if child.poll() is None else f"exited with code {child.returncode}"
-
-            gone = child_gone
+            gone = partial(_exit_reason, child)
         self._wait("kafka", lambda: kafka_answers(cfg.bootstrap), cfg.log_dir / "kafka.log", gone)
 
     def _kafka_gone(self) -> str | None:
@@ -258,6 +255,11 @@ class LocalStack:
             time.sleep(0.5)
         msg = f"{service} did not answer within {self.config.start_timeout_seconds:.0f} s; see {log}:\n{log_tail(log)}"
         raise ServiceUnavailable(msg)
+
+
+def _exit_reason(child: subprocess.Popen[bytes]) -> str | None:
+    """How a child we started ended, or None while it runs."""
+    return None if child.poll() is None else f"exited with code {child.returncode}"
 
 
 def docker_available() -> bool:

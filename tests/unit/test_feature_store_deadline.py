@@ -1,6 +1,6 @@
 """A Redis that accepts connections but never answers: each round trip ends at its deadline as ServiceUnavailable.
 
-The worker's client has no per-reply socket timeout (`Runtime.store`), so this deadline is what keeps a hung
+The worker's client has no per-reply socket timeout (`store_client`), so this deadline is what keeps a hung
 Redis from hanging a batch: the batch is then retried with backoff, as for a refused connection.
 """
 
@@ -12,10 +12,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-import redis.asyncio as aioredis
 
 from contracts import Event, EventType, ServiceUnavailable
-from feature_store import FeatureConfig, FeatureStore
+from feature_store import FeatureConfig, FeatureStore, store_client
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ async def silent_port() -> AsyncIterator[int]:
 
 
 async def test_a_hung_redis_ends_each_round_trip_at_its_deadline(silent_port: int) -> None:
-    client = aioredis.Redis(host="127.0.0.1", port=silent_port, socket_timeout=None)
+    client = store_client(f"redis://127.0.0.1:{silent_port}/0")  # the worker's client: no per-reply timer
     store = FeatureStore(client, FeatureConfig(round_trip_timeout_seconds=0.3))
     event = Event(event_id="e1", user_id="u1", item_id="i1", type=EventType.VIEW, ts=datetime.now(UTC))
     for call in (lambda: store.apply_events([event]), lambda: store.read_batch(["u1"])):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "TIMESTAMP_PATTERN",
     "DeadLetter",
     "DeadLetterReason",
     "Event",
@@ -22,8 +25,16 @@ __all__ = [
     "RecommendedItem",
 ]
 
-Id = Annotated[str, Field(min_length=1, max_length=128)]
+# No control characters: ids become parts of Redis keys and `\x1f`-joined lists (`feature_store/KEYS.md`).
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 ContextValue = str | int | float | bool | None
+# RFC 3339 date-time with an offset (what `format: date-time` means), as text only: pydantic alone would also take
+# numbers, unix-time strings and naive times. The validator and `schemas/event.json` share it.
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 
 
 class _Record(BaseModel):
@@ -57,7 +68,10 @@ class Event(_Record):
     user_id: Id = Field(description="The acting user; also the partition key.")
     item_id: Id | None = Field(default=None, description="The item acted on; null only for `search`.")
     type: EventType = Field(description="The kind of action.")
-    ts: AwareDatetime = Field(description="Event time set by the producer (tz-aware); never overwritten.")
+    ts: AwareDatetime = Field(
+        description="Event time set by the producer (tz-aware); never overwritten.",
+        json_schema_extra={"pattern": TIMESTAMP_PATTERN},
+    )
     session_id: Id | None = Field(default=None, description="Shop session, if the shop has one.")
     query: Annotated[str, Field(max_length=1024)] | None = Field(
         default=None, description="Search text, for `search` events."
@@ -65,6 +79,16 @@ class Event(_Record):
     context: dict[str, ContextValue] = Field(
         default_factory=dict, description="Free-form extras (quantity, price, page, device, ...)."
     )
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts_is_rfc3339_text(cls, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value
+        if not isinstance(value, str) or not _TIMESTAMP.match(value):
+            msg = "ts must be an RFC 3339 date-time string with an offset, e.g. 2026-01-31T12:00:00Z"
+            raise ValueError(msg)
+        return value
 
     @model_validator(mode="after")
     def _item_matches_type(self) -> Self:
@@ -160,15 +184,22 @@ class DeadLetterReason(StrEnum):
     NAIVE_TIMESTAMP = "naive_timestamp"
     MISSING_KEY_FIELD = "missing_key_field"
     KEY_MISMATCH = "key_mismatch"
+    PAST_TIMESTAMP = "past_timestamp"
+    PROCESSING_FAILED = "processing_failed"
 
 
 class DeadLetter(_Record):
-    """A record that could not be processed, kept whole. Topic `<prefix>.dead-letter`."""
+    """A record that could not be processed, with a copy of its bytes. Topic `<prefix>.dead-letter`."""
 
     reason: DeadLetterReason = Field(description="Reason code; also a metrics label.")
     error: Annotated[str, Field(max_length=2048)] = Field(description="Human-readable error.")
-    payload_b64: str = Field(description="The original value bytes, base64.")
-    key_b64: str | None = Field(default=None, description="The original key bytes, base64.")
+    payload_b64: str = Field(description="The original value bytes, base64 (at most its first 512 KiB; see `truncated`).")
+    key_b64: str | None = Field(default=None, description="The original key bytes, base64 (at most 4 KiB of them).")
+    payload_bytes: Annotated[int, Field(ge=0)] = Field(default=0, description="Size of the original value.")
+    truncated: bool = Field(
+        default=False,
+        description="The value or key copy is cut short, so that a dead letter always fits the producer's 1 MB limit.",
+    )
     source_topic: str = Field(description="Topic the record came from.")
     source_partition: Annotated[int, Field(ge=0)] = Field(description="Its partition.")
     source_offset: Annotated[int, Field(ge=0)] = Field(description="Its offset.")

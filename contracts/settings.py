@@ -6,11 +6,12 @@ Secrets are `SecretStr`, so they never print in logs or reprs.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import TopicNames
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     recent_events: int = Field(50, ge=1, description="Events kept per user.")
     max_event_bytes: int = Field(16384, ge=256, description="Larger payloads are dead-lettered.")
     max_future_skew_seconds: int = Field(300, ge=0, description="Event times further ahead are dead-lettered.")
+    min_event_time: AwareDatetime = Field(
+        datetime(1970, 1, 1, tzinfo=UTC), description="Earlier event times are dead-lettered (`past_timestamp`)."
+    )
     web_port: int = Field(6066, ge=1, le=65535)
 
     @model_validator(mode="after")

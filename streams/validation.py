@@ -1,19 +1,37 @@
-"""Edge validation: raw Kafka bytes become an `Event` or a `DeadLetter` with its reason, never an exception."""
+"""Edge validation: raw Kafka bytes become an `Event` or a `DeadLetter` with its reason, never an exception.
+
+Accepts exactly what `schemas/event.json` accepts (UTF-8 JSON without NaN/Infinity, `ts` an RFC 3339 string with
+an offset), plus the checks a schema cannot state: event time within [`min_time`, now + skew] and a record key
+equal to `user_id` (the partitioning that keeps each user's events in order). `tests/unit/test_validation_fuzz.py`
+holds it to that on arbitrary input.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
 from contracts import DeadLetter, DeadLetterReason, Event, EventType
+from contracts.records import TIMESTAMP_PATTERN
 
-__all__ = ["RawRecord", "validate_event"]
+__all__ = ["MAX_KEY_COPY_BYTES", "MAX_PAYLOAD_COPY_BYTES", "RawRecord", "dead_letter", "validate_event"]
 
 _TYPES = {t.value for t in EventType}
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+_NAIVE = re.compile(TIMESTAMP_PATTERN.removesuffix(r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$") + "$")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# A dead letter carries a copy of the record; base64 adds a third, so 512 KiB + 4 KiB stay well inside the
+# producer's 1,000,000-byte request limit whatever arrived (a larger copy made the send fail and the batch stall).
+MAX_PAYLOAD_COPY_BYTES = 512 * 1024
+MAX_KEY_COPY_BYTES = 4 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,47 +45,92 @@ class RawRecord:
     offset: int
 
 
+def dead_letter(record: RawRecord, reason: DeadLetterReason, error: str, now: datetime) -> DeadLetter:
+    """The dead letter of `record`: reason, error and a copy of its bytes, cut short to fit the producer's limit."""
+    value, key = record.value or b"", record.key
+    truncated = len(value) > MAX_PAYLOAD_COPY_BYTES or (key is not None and len(key) > MAX_KEY_COPY_BYTES)
+    return DeadLetter(
+        reason=reason,
+        error=error[:2048],
+        payload_b64=base64.b64encode(value[:MAX_PAYLOAD_COPY_BYTES]).decode(),
+        key_b64=None if key is None else base64.b64encode(key[:MAX_KEY_COPY_BYTES]).decode(),
+        payload_bytes=len(value),
+        truncated=truncated,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        received_at=now,
+    )
+
+
+def _no_constant(name: str) -> Any:
+    msg = f"{name} is not JSON"
+    raise ValueError(msg)
+
+
+def _encodable(doc: dict[str, Any]) -> bool:
+    """No lone surrogate (a `\\ud800` escape decodes to a str that cannot be written as UTF-8)."""
+    try:
+        json.dumps(doc, ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
+
+
+def _show(value: Any) -> str:
+    """A short, safe rendering of a field value for an error message (no repr of nested input)."""
+    return repr(value[:64]) if isinstance(value, str) else type(value).__name__
+
+
 def validate_event(
-    record: RawRecord, *, max_bytes: int, max_future_skew: timedelta, now: datetime
+    record: RawRecord,
+    *,
+    max_bytes: int,
+    max_future_skew: timedelta,
+    now: datetime,
+    min_time: datetime = _EPOCH,
 ) -> Event | DeadLetter:
-    """Decode and check one record; `now` is the worker's clock, used only for the future-timestamp check."""
+    """Decode and check one record; `now` is the worker's clock, used only for the event-time range."""
     value = record.value or b""
 
     def reject(reason: DeadLetterReason, error: str) -> DeadLetter:
-        return DeadLetter(
-            reason=reason,
-            error=error[:2048],
-            payload_b64=base64.b64encode(value).decode(),
-            key_b64=None if record.key is None else base64.b64encode(record.key).decode(),
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-            received_at=now,
-        )
+        return dead_letter(record, reason, error, now)
 
     if len(value) > max_bytes:
         return reject(DeadLetterReason.OVERSIZE, f"payload of {len(value)} bytes exceeds {max_bytes}")
     try:
-        doc = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return reject(DeadLetterReason.UNDECODABLE, f"not UTF-8 JSON: {exc}")
+        text = value.decode()  # UTF-8 only: json.loads(bytes) would also take UTF-16/32 and a BOM
+        doc = json.loads(text, parse_constant=_no_constant)
+    except UnicodeDecodeError as exc:
+        return reject(DeadLetterReason.UNDECODABLE, f"not UTF-8: {exc}")
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, NaN, a > 4,300-digit integer, deep nesting
+        return reject(DeadLetterReason.UNDECODABLE, f"not JSON: {type(exc).__name__}: {str(exc)[:200]}")
     if not isinstance(doc, dict):
         return reject(DeadLetterReason.SCHEMA_VIOLATION, f"expected a JSON object, got {type(doc).__name__}")
-    if doc.get("type") not in _TYPES:
-        return reject(DeadLetterReason.UNKNOWN_TYPE, f"unknown event type {doc.get('type')!r}")
-    missing = [f for f in ("event_id", "user_id", "ts") if f not in doc or doc[f] is None]
+    if _SURROGATE_ESCAPE.search(text) and not _encodable(doc):
+        return reject(DeadLetterReason.UNDECODABLE, "a string holds a lone UTF-16 surrogate (not UTF-8 text)")
+    kind = doc.get("type")
+    if not isinstance(kind, str) or kind not in _TYPES:
+        return reject(DeadLetterReason.UNKNOWN_TYPE, f"unknown event type {_show(kind)}")
+    missing = [f for f in ("event_id", "user_id", "ts") if doc.get(f) is None]
     if missing:
         return reject(DeadLetterReason.MISSING_KEY_FIELD, f"missing {', '.join(missing)}")
-    if doc["type"] != EventType.SEARCH.value and doc.get("item_id") is None:
-        return reject(DeadLetterReason.MISSING_ITEM, f"a {doc['type']} event needs item_id")
+    if kind != EventType.SEARCH.value and doc.get("item_id") is None:
+        return reject(DeadLetterReason.MISSING_ITEM, f"a {kind} event needs item_id")
+    ts = doc["ts"]
+    if not isinstance(ts, str) or not _TIMESTAMP.match(ts):
+        naive = isinstance(ts, str) and _NAIVE.match(ts)
+        reason = DeadLetterReason.NAIVE_TIMESTAMP if naive else DeadLetterReason.SCHEMA_VIOLATION
+        return reject(reason, f"ts must be an RFC 3339 date-time with an offset, got {_show(ts)}")
     try:
         event = Event.model_validate(doc)
     except ValidationError as exc:
-        naive = any(e["type"] == "timezone_aware" for e in exc.errors())
-        reason = DeadLetterReason.NAIVE_TIMESTAMP if naive else DeadLetterReason.SCHEMA_VIOLATION
-        return reject(reason, str(exc))
+        return reject(DeadLetterReason.SCHEMA_VIOLATION, str(exc))
+    if event.ts < min_time:
+        return reject(DeadLetterReason.PAST_TIMESTAMP, f"event time {ts} is before {min_time.isoformat()}")
     if event.ts - now > max_future_skew:
-        return reject(DeadLetterReason.FUTURE_TIMESTAMP, f"event time {event.ts.isoformat()} is ahead of {now}")
-    if record.key is not None and record.key != event.user_id.encode():
-        return reject(DeadLetterReason.KEY_MISMATCH, "record key differs from user_id (breaks per-user order)")
+        return reject(DeadLetterReason.FUTURE_TIMESTAMP, f"event time {ts} is ahead of {now.isoformat()}")
+    if record.key != event.user_id.encode():
+        problem = "has no key" if record.key is None else "key differs from user_id"
+        return reject(DeadLetterReason.KEY_MISMATCH, f"record {problem} (the key keeps a user's events in order)")
     return event

@@ -26,9 +26,11 @@ from contracts.records import (
     RecommendedItem,
 )
 from contracts.settings import Settings
-from contracts.topics import TopicNames
+from contracts.topics import EVENTS_TOPIC_CONFIGS, IDEMPOTENCY_HORIZON_SECONDS, TopicNames
 
 __all__ = [
+    "EVENTS_TOPIC_CONFIGS",
+    "IDEMPOTENCY_HORIZON_SECONDS",
     "ChecksumMismatch",
     "ConfigError",
     "DeadLetter",

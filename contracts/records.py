@@ -193,7 +193,7 @@ class DeadLetter(_Record):
 
     reason: DeadLetterReason = Field(description="Reason code; also a metrics label.")
     error: Annotated[str, Field(max_length=2048)] = Field(description="Human-readable error.")
-    payload_b64: str = Field(description="The original value bytes, base64 (at most its first 512 KiB; see `truncated`).")
+    payload_b64: str = Field(description="The original value, base64 (at most its first 512 KiB; see `truncated`).")
     key_b64: str | None = Field(default=None, description="The original key bytes, base64 (at most 4 KiB of them).")
     payload_bytes: Annotated[int, Field(ge=0)] = Field(default=0, description="Size of the original value.")
     truncated: bool = Field(

@@ -3,6 +3,7 @@
 from feature_store.config import EVENT_WEIGHTS, FeatureConfig
 from feature_store.keys import KEY_LAYOUT_VERSION, Keys
 from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
+from feature_store.server import require_noeviction
 from feature_store.store import FeatureStore, store_client
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "Keys",
     "StoredEvent",
     "UserFeatures",
+    "require_noeviction",
     "store_client",
 ]

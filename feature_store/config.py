@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from contracts import EventType
+from contracts import IDEMPOTENCY_HORIZON_SECONDS, EventType
 
 __all__ = ["EVENT_WEIGHTS", "FeatureConfig"]
 
@@ -27,7 +27,7 @@ class FeatureConfig:
 
     namespace: str = "sr"  # key namespace (one per deployment sharing a Redis)
     max_events: int = 50  # events kept per user (= Settings.recent_events)
-    claim_ttl_seconds: int = 7 * 86400  # how long a replayed event id is recognised
+    claim_ttl_seconds: int = IDEMPOTENCY_HORIZON_SECONDS  # how long a replayed event id is recognised
     affinity_half_life_seconds: float = 3 * 86400.0  # category affinity halves every 3 days of event time
     popularity_half_life_seconds: float = 86400.0  # popularity halves every day of event time
     partners: int = 5  # co-occurrence: the user's last distinct items an event pairs with

@@ -4,6 +4,10 @@ Hash tags keep every key one Lua script touches in one Redis Cluster slot: user 
 item's catalog entry `{i:<item>}`, co-occurrence lists one of `CO_BUCKETS` tags `{co:<bucket>}` (so a micro-batch
 updates them with one script per bucket, not one per item), the popularity keys `{pop}`, and `{catalog}` holds
 the unavailable set.
+
+Ids are escaped inside a hash tag (`%` → `%25`, `{` → `%7B`, `}` → `%7D`), so a tag always ends where the id ends:
+the layout is injective (no two different (user, key) pairs give one string; `tests/unit/test_feature_store_keys.py`)
+and all keys of one user share one slot whatever the id holds. Ids without those three characters are unchanged.
 """
 
 from __future__ import annotations
@@ -11,10 +15,20 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["CO_BUCKETS", "KEY_LAYOUT_VERSION", "Keys", "cooccurrence_bucket"]
+__all__ = ["CO_BUCKETS", "KEY_LAYOUT_VERSION", "Keys", "cooccurrence_bucket", "tag_safe"]
 
-KEY_LAYOUT_VERSION = "v2"
+KEY_LAYOUT_VERSION = "v3"
 CO_BUCKETS = 16  # part of the layout: changing it moves every co-occurrence list (bump the version)
+
+
+_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+
+
+def tag_safe(value: str) -> str:
+    """`value` escaped for use inside a hash tag (no `{` or `}` left; `%` escaped so decoding is unique)."""
+    if "%" in value or "{" in value or "}" in value:
+        return value.translate(_ESCAPES)
+    return value
 
 
 def cooccurrence_bucket(item_id: str) -> int:
@@ -28,15 +42,21 @@ class Keys:
 
     namespace: str = "sr"
 
+    def __post_init__(self) -> None:
+        """A namespace with a brace would move the hash tag off the id."""
+        if "{" in self.namespace or "}" in self.namespace:
+            msg = f"key namespace may not contain '{{' or '}}': {self.namespace!r}"
+            raise ValueError(msg)
+
     @property
     def _root(self) -> str:
         return f"{self.namespace}:{KEY_LAYOUT_VERSION}"
 
     def _user(self, user_id: str, suffix: str) -> str:
-        return f"{self._root}:{{u:{user_id}}}:{suffix}"
+        return f"{self._root}:{{u:{tag_safe(user_id)}}}:{suffix}"
 
     def _item(self, item_id: str, suffix: str) -> str:
-        return f"{self._root}:{{i:{item_id}}}:{suffix}"
+        return f"{self._root}:{{i:{tag_safe(item_id)}}}:{suffix}"
 
     def user_claim(self, user_id: str, event_id: str) -> str:
         """String: the event was applied to this user's features; value = its co-occurrence partners."""

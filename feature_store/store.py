@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ from feature_store.packing import hiredis_packing
 from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
 
 __all__ = ["FeatureStore", "store_client"]
+
+log = logging.getLogger(__name__)
 
 _SEP = "\x1f"
 _LN2 = math.log(2.0)
@@ -302,7 +305,7 @@ class FeatureStore:
     def _user_features(self, user_id: str, raw: list[Any]) -> UserFeatures:
         """From a `read_user` reply: flat field/value lists, purchase times as strings."""
         stored, affinity_flat, cart, purchased_flat, session = raw
-        events = tuple(map(self._parse, reversed(stored)))
+        events = tuple(e for e in map(self._parse, reversed(stored)) if e is not None)
         newest = events[-1].ts.timestamp() if events else 0.0
         cutoff = newest - self.config.just_purchased_seconds
         affinity = dict(zip(affinity_flat[::2], affinity_flat[1::2], strict=True))
@@ -316,7 +319,9 @@ class FeatureStore:
             session_id=_text(session),
         )
 
-    def _parse(self, raw: bytes | str) -> StoredEvent:
+    def _parse(self, raw: bytes | str) -> StoredEvent | None:
+        """The stored event, or None for an entry that cannot be read (written by something else): skipped,
+        so that one bad entry cannot fail every read of its user."""
         event = self._parsed.get(raw)
         if event is None:
             if len(self._parsed) >= _PARSED_MAX:
@@ -324,7 +329,11 @@ class FeatureStore:
                 # their events again, which with more stored events than the bound was most of the read stage.
                 for stale in list(itertools.islice(self._parsed, _PARSED_MAX // 2)):
                     del self._parsed[stale]
-            event = self._parsed[raw] = _parse_stored(raw)
+            try:
+                event = self._parsed[raw] = _parse_stored(raw)
+            except (ValueError, KeyError, TypeError, OverflowError, OSError):
+                log.warning("unreadable stored event skipped: %.200r", raw)
+                return None
         return event
 
     async def _meta(self, item_ids: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -365,9 +374,10 @@ def _pairs(rows: list[tuple[bytes | str, float]]) -> list[tuple[str, float]]:
 
 
 def _relative(rows: list[tuple[bytes | str, float]]) -> list[tuple[str, float]]:
+    """Popularity as a share of the best item's, from stored log-scores (best first)."""
     pairs = _pairs(rows)
-    best = pairs[0][1] if pairs and pairs[0][1] > 0 else 1.0
-    return [(item, score / best) for item, score in pairs]
+    best = pairs[0][1] if pairs else 0.0
+    return [(item, math.exp(score - best)) for item, score in pairs]
 
 
 def _decayed(raw: dict[Any, Any], tau: float) -> dict[str, float]:

@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from contracts.errors import ConfigError, ServiceUnavailable
-from contracts.topics import TopicNames
+from contracts.topics import EVENTS_TOPIC_CONFIGS, TopicNames
 from streamrec.stack_config import StackConfig, is_alive, port_open, read_pid, write_pid
 from streamrec.stack_procs import (
     ensure_kafka_jars,
@@ -74,7 +74,7 @@ def topic_specs(cfg: StackConfig) -> list[TopicSpec]:
     names = TopicNames(cfg.topic_prefix)
     parts = cfg.events_partitions
     return [
-        TopicSpec(names.events, parts),
+        TopicSpec(names.events, parts, EVENTS_TOPIC_CONFIGS),
         TopicSpec(names.recommendations, cfg.recommendations_partitions),
         TopicSpec(names.items, parts, {"cleanup.policy": "compact"}),
         TopicSpec(names.dead_letter, parts),

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import redis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from contracts.errors import ServiceUnavailable
@@ -79,7 +80,8 @@ def kafka_answers(bootstrap: str, timeout_seconds: float = 3.0) -> bool:
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_seconds: float = 60.0) -> list[str]:
     """Create the topics in `specs` that do not exist yet; returns the names created now.
 
-    Existing topics are left as they are (partition counts are not changed).
+    Existing topics keep their partition counts; their topic-level configs are set to the spec's (so a stack
+    made before a config was added, e.g. the events topic's retention, gets it too).
 
     Raises:
         ServiceUnavailable: The broker did not answer within `timeout_seconds`.
@@ -89,6 +91,9 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_seconds:
         await asyncio.wait_for(admin.start(), timeout_seconds)
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
+        configured = [s for s in specs if s.name in existing and s.configs]
+        if configured:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, s.configs) for s in configured])
         if not missing:
             return []
         new = [NewTopic(s.name, s.partitions, 1, topic_configs=dict(s.configs)) for s in missing]

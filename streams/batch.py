@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "BatchConfig",
     "BatchOutcome",
     "build_recommendation",
+    "merge_outcomes",
     "process_batch",
     "to_item_context",
     "to_user_state",
@@ -39,6 +40,7 @@ class BatchConfig:
     top_k: int = 10
     max_event_bytes: int = 16384
     max_future_skew: timedelta = timedelta(minutes=5)
+    min_event_time: datetime = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -51,6 +53,22 @@ class BatchOutcome:
     applied: list[str] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall clock
     stage_cpu_seconds: dict[str, float] = field(default_factory=dict)  # process CPU (the box may be shared)
+
+
+def merge_outcomes(a: BatchOutcome, b: BatchOutcome) -> BatchOutcome:
+    """The outcome of two parts of a batch settled one after the other (`streams.settle`)."""
+
+    def added(x: dict[str, float], y: dict[str, float]) -> dict[str, float]:
+        return {stage: x.get(stage, 0.0) + y.get(stage, 0.0) for stage in x.keys() | y.keys()}
+
+    return BatchOutcome(
+        recommendations=a.recommendations + b.recommendations,
+        dead_letters=a.dead_letters + b.dead_letters,
+        duplicates=a.duplicates + b.duplicates,
+        applied=a.applied + b.applied,
+        stage_seconds=added(a.stage_seconds, b.stage_seconds),
+        stage_cpu_seconds=added(a.stage_cpu_seconds, b.stage_cpu_seconds),
+    )
 
 
 # id(stored event) -> (it, its PastEvent): the store hands out the same StoredEvent objects for the same stored
@@ -133,7 +151,11 @@ async def process_batch(
     with timer("decode"):
         for record, t in zip(records, arrived, strict=True):
             checked = validate_event(
-                record, max_bytes=config.max_event_bytes, max_future_skew=config.max_future_skew, now=now
+                record,
+                max_bytes=config.max_event_bytes,
+                max_future_skew=config.max_future_skew,
+                now=now,
+                min_time=config.min_event_time,
             )
             if isinstance(checked, DeadLetter):
                 out.dead_letters.append(checked)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from contracts import Item, Recommendation, ServiceUnavailable, Settings
+from contracts import DeadLetterReason, Recommendation, Settings
 from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore, store_client
 from model.scoring import Scorer
@@ -21,6 +22,7 @@ from streams.batch import (
     BatchConfig,
     BatchOutcome,
     build_recommendation,
+    merge_outcomes,
     process_batch,
     to_item_context,
     to_user_state,
@@ -28,11 +30,14 @@ from streams.batch import (
 )
 from streams.metrics import WorkerMetrics
 from streams.serving import ServingModel, baseline_serving
-from streams.validation import RawRecord
+from streams.settle import Backoff, Settler
+from streams.validation import RawRecord, dead_letter
 
 __all__ = ["Runtime", "gc_paused"]
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 @contextmanager
@@ -79,6 +84,7 @@ class Runtime:
             top_k=s.top_k,
             max_event_bytes=s.max_event_bytes,
             max_future_skew=timedelta(seconds=s.max_future_skew_seconds),
+            min_event_time=s.min_event_time,
         )
         self.metrics.model_info.labels(version=self.serving.version).set(1)
 
@@ -123,29 +129,47 @@ class Runtime:
             await self._redis.aclose()
             self._redis, self._store = None, None
 
-    async def run_batch(self, records: Sequence[RawRecord], arrived: Sequence[float]) -> BatchOutcome:
-        """Process a batch, retrying with backoff while Redis is unavailable (the batch is never skipped)."""
-        delay = 0.1
-        while True:
+    def settler(
+        self,
+        attempt: Callable[[Sequence[R]], Awaitable[T]],
+        poison: Callable[[R, BaseException], Awaitable[T]],
+        merge: Callable[[T, T], T],
+    ) -> Settler[R, T]:
+        """A `Settler` with this worker's backoff, counting retries in `streamrec_batch_retries_total`."""
+        return Settler(attempt, poison, merge, lambda _: self.metrics.retries.inc(), Backoff(self.max_backoff_seconds))
+
+    async def run_batch(
+        self,
+        records: Sequence[RawRecord],
+        arrived: Sequence[float],
+        deliver: Callable[[BatchOutcome], Awaitable[None]],
+    ) -> BatchOutcome:
+        """Process and `deliver` a batch until every record is settled (`streams.settle`): applied and delivered,
+        or dead-lettered. Transient failures are retried with backoff, never skipped."""
+
+        async def attempt(part: Sequence[tuple[RawRecord, float]]) -> BatchOutcome:
             serving = self.serving  # one read: the whole batch uses one model and its explainer
-            try:
-                outcome = await process_batch(
-                    records,
-                    arrived=arrived,
-                    store=self.store,
-                    scorer=serving.scorer,
-                    explainer=serving.explainer,
-                    config=self.batch_config,
-                    clock=_utcnow,
-                )
-            except ServiceUnavailable as exc:
-                self.metrics.retries.inc()
-                log.warning("batch of %d retried in %.1fs: %s", len(records), delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_seconds)
-                continue
-            self._observe(len(records), outcome)
+            outcome = await process_batch(
+                [r for r, _ in part],
+                arrived=[t for _, t in part],
+                store=self.store,
+                scorer=serving.scorer,
+                explainer=serving.explainer,
+                config=self.batch_config,
+                clock=_utcnow,
+            )
+            await deliver(outcome)
             return outcome
+
+        async def poison(item: tuple[RawRecord, float], error: BaseException) -> BatchOutcome:
+            reason, text = DeadLetterReason.PROCESSING_FAILED, f"{type(error).__name__}: {error}"
+            outcome = BatchOutcome(dead_letters=[dead_letter(item[0], reason, text, _utcnow())])
+            await deliver(outcome)
+            return outcome
+
+        outcome = await self.settler(attempt, poison, merge_outcomes).settle(list(zip(records, arrived, strict=True)))
+        self._observe(len(records), outcome)
+        return outcome
 
     def _observe(self, size: int, outcome: BatchOutcome) -> None:
         m = self.metrics
@@ -162,17 +186,6 @@ class Runtime:
             m.recommendation_latency.observe(rec.latency_ms / 1000.0)
         for letter in outcome.dead_letters:
             m.dead_letters.labels(reason=letter.reason.value).inc()
-
-    async def upsert_items(self, items: Sequence[Item]) -> int:
-        """Write catalog items, retrying while Redis is unavailable."""
-        delay = 0.1
-        while True:
-            try:
-                return await self.store.upsert_items(items)
-            except ServiceUnavailable:
-                self.metrics.retries.inc()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff_seconds)
 
     async def recommend_now(self, user_id: str, k: int) -> Recommendation | None:
         """Score one user on demand (the query API); None for a user without events."""

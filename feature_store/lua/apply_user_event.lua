@@ -22,7 +22,6 @@ if item ~= '' and etype ~= 'remove_from_cart' then
   end
 end
 local joined = table.concat(partners, '\31')
-redis.call('SET', KEYS[1], joined, 'EX', tonumber(ARGV[8]))
 
 redis.call('LPUSH', KEYS[2], ARGV[1])
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
@@ -65,4 +64,7 @@ end
 
 redis.call('HINCRBY', KEYS[7], 'applied', 1)
 redis.call('HINCRBY', KEYS[7], 'type:' .. etype, 1)
+-- The claim is written last: Lua does not roll back, so a command failing above (say WRONGTYPE on a key that
+-- another program wrote) must not leave the event marked applied; the worker dead-letters it instead.
+redis.call('SET', KEYS[1], joined, 'EX', tonumber(ARGV[8]))
 return {1, joined}

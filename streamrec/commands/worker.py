@@ -16,14 +16,20 @@ def register(app: typer.Typer) -> None:
         web_port: int | None = typer.Option(None, help="Web server port (default: STREAMREC_WEB_PORT)."),
     ) -> None:
         """Run a worker; more workers with the same topic prefix share the partitions."""
+        import asyncio
         import gc
 
         import faust
 
-        from contracts import Settings
+        from contracts import ConfigError, Settings
         from streams.app import create_app
 
         settings = Settings() if web_port is None else Settings(web_port=web_port)
+        try:
+            asyncio.run(_check_redis(settings.redis_url.get_secret_value()))
+        except ConfigError as exc:
+            typer.echo(f"worker: {exc}", err=True)
+            raise typer.Exit(2) from exc
         faust_app = create_app(settings)
         # The startup objects (Faust, torch, pydantic schemas) are never garbage: freeze them so the collector's
         # full passes stop rescanning them mid-batch, and collect young objects less often (fewer, larger passes).
@@ -36,3 +42,19 @@ def register(app: typer.Typer) -> None:
         # so every per-message debug call of aiokafka and Faust built a LogRecord: ~3 per event, for nothing.
         runner.spinner = None
         runner.execute_from_commandline()
+
+
+async def _check_redis(url: str) -> None:
+    """Refuse an evicting Redis before anything is consumed (a Redis that is down is waited for later, as usual)."""
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from feature_store import require_noeviction
+
+    client = Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    try:
+        await require_noeviction(client)
+    except (RedisConnectionError, TimeoutError):
+        pass  # not reachable yet: the worker retries its batches until it is, and checks nothing more then
+    finally:
+        await client.aclose()

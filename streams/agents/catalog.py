@@ -2,37 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
+import operator
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.types.tuples import Message
 from pydantic import ValidationError
 
 from contracts import DeadLetter, DeadLetterReason, Item, Settings
-from streams.agents import as_stream
+from streams.agents import as_stream, delivered, unacked_unless_done
 from streams.runtime import Runtime
 from streams.topics import WorkerTopics
+from streams.validation import RawRecord, dead_letter
 
 __all__ = ["attach_catalog_agent", "decode_item"]
 
 
-def decode_item(message: faust.types.tuples.Message, max_bytes: int) -> Item | DeadLetter:
+def decode_item(message: Message, max_bytes: int) -> Item | DeadLetter:
     """One catalog record → `Item`, or a dead letter with the reason."""
     value: bytes = message.value or b""
+    record = RawRecord(message.value, message.key, message.topic, message.partition, message.offset)
 
     def reject(reason: DeadLetterReason, error: str) -> DeadLetter:
-        return DeadLetter(
-            reason=reason,
-            error=error[:2048],
-            payload_b64=base64.b64encode(value).decode(),
-            key_b64=None if message.key is None else base64.b64encode(message.key).decode(),
-            source_topic=message.topic,
-            source_partition=message.partition,
-            source_offset=message.offset,
-            received_at=datetime.now(UTC),
-        )
+        return dead_letter(record, reason, error, _now())
 
     if len(value) > max_bytes:
         return reject(DeadLetterReason.OVERSIZE, f"payload of {len(value)} bytes exceeds {max_bytes}")
@@ -45,13 +39,32 @@ def decode_item(message: faust.types.tuples.Message, max_bytes: int) -> Item | D
 def attach_catalog_agent(app: faust.App, topics: WorkerTopics, runtime: Runtime, settings: Settings) -> None:
     """Register the `catalog` agent on `topics.items`."""
 
+    async def attempt(messages: Sequence[Message]) -> int:
+        decoded = [decode_item(m, settings.max_event_bytes) for m in messages]
+        written = await runtime.store.upsert_items([d for d in decoded if isinstance(d, Item)])
+        await _send_dead_letters(runtime, topics, [d for d in decoded if isinstance(d, DeadLetter)])
+        return written
+
+    async def poison(message: Message, error: BaseException) -> int:
+        record = RawRecord(message.value, message.key, message.topic, message.partition, message.offset)
+        letter = dead_letter(record, DeadLetterReason.PROCESSING_FAILED, f"{type(error).__name__}: {error}", _now())
+        await _send_dead_letters(runtime, topics, [letter])
+        return 0
+
+    settler = runtime.settler(attempt, poison, operator.add)
+
     @app.agent(topics.items, name="catalog")
     async def catalog(stream: faust.StreamT[Any]) -> None:
         async for batch in as_stream(stream).take_events(settings.max_batch, within=settings.max_wait_ms / 1000.0):
-            decoded = [decode_item(e.message, settings.max_event_bytes) for e in batch]
-            await runtime.upsert_items([d for d in decoded if isinstance(d, Item)])
-            letters = [d for d in decoded if isinstance(d, DeadLetter)]
-            for letter in letters:
-                runtime.metrics.dead_letters.labels(reason=letter.reason.value).inc()
-            pending = [await topics.dead_letter.send(value=d.model_dump_json().encode()) for d in letters]
-            await asyncio.gather(*pending)
+            with unacked_unless_done(batch):
+                await settler.settle([e.message for e in batch])
+
+
+async def _send_dead_letters(runtime: Runtime, topics: WorkerTopics, letters: Sequence[DeadLetter]) -> None:
+    for letter in letters:
+        runtime.metrics.dead_letters.labels(reason=letter.reason.value).inc()
+    await delivered([await topics.dead_letter.send(value=d.model_dump_json().encode()) for d in letters])
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

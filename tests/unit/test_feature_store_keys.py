@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
 from feature_store.config import EVENT_WEIGHTS
-from feature_store.keys import CO_BUCKETS, Keys, cooccurrence_bucket
+from feature_store.keys import CO_BUCKETS, Keys, cooccurrence_bucket, tag_safe
 from feature_store.store import _decayed, _relative
 from model.history import EVENT_WEIGHTS as OFFLINE_WEIGHTS
 
@@ -31,23 +36,23 @@ def test_every_key_is_pinned() -> None:
         k.popularity_counts(),
         k.popularity_epoch(),
     ] == [
-        "sr:v2:{u:42}:claim:e-1",
-        "sr:v2:{u:42}:events",
-        "sr:v2:{u:42}:affinity",
-        "sr:v2:{u:42}:cart",
-        "sr:v2:{u:42}:purchased",
-        "sr:v2:{u:42}:session",
-        "sr:v2:{u:42}:stats",
-        "sr:v2:{u:42}:items",
-        "sr:v2:{co:3}:claim:e-1",
-        "sr:v2:{co:4}:n:sku9",
-        "sr:v2:{i:sku9}:meta",
-        "sr:v2:{catalog}:unavailable",
-        "sr:v2:{pop}:claim:e-1",
-        "sr:v2:{pop}:all",
-        "sr:v2:{pop}:cat:Home/Mugs",
-        "sr:v2:{pop}:count",
-        "sr:v2:{pop}:epoch",
+        "sr:v3:{u:42}:claim:e-1",
+        "sr:v3:{u:42}:events",
+        "sr:v3:{u:42}:affinity",
+        "sr:v3:{u:42}:cart",
+        "sr:v3:{u:42}:purchased",
+        "sr:v3:{u:42}:session",
+        "sr:v3:{u:42}:stats",
+        "sr:v3:{u:42}:items",
+        "sr:v3:{co:3}:claim:e-1",
+        "sr:v3:{co:4}:n:sku9",
+        "sr:v3:{i:sku9}:meta",
+        "sr:v3:{catalog}:unavailable",
+        "sr:v3:{pop}:claim:e-1",
+        "sr:v3:{pop}:all",
+        "sr:v3:{pop}:cat:Home/Mugs",
+        "sr:v3:{pop}:count",
+        "sr:v3:{pop}:epoch",
     ]
 
 
@@ -58,7 +63,7 @@ def test_cooccurrence_buckets_are_crc32_of_the_item_id() -> None:
 
 
 def test_namespace_separates_deployments() -> None:
-    assert Keys("shop2").user_events("u") == "shop2:v2:{u:u}:events"
+    assert Keys("shop2").user_events("u") == "shop2:v3:{u:u}:events"
 
 
 def test_online_weights_equal_offline_weights() -> None:
@@ -73,4 +78,36 @@ def test_affinities_are_brought_to_the_newest_reference_time() -> None:
 
 
 def test_popularity_is_relative_to_the_best() -> None:
-    assert _relative([(b"x", 4.0), (b"y", 1.0)]) == [("x", 1.0), ("y", 0.25)]
+    # Stored scores are logarithms (`lua/apply_popularity.lua`): log 4 vs log 1 is 4 times as popular.
+    assert _relative([(b"x", math.log(4.0)), (b"y", 0.0)]) == [("x", 1.0), ("y", 0.25)]
+
+
+# Hostile ids: braces, colons, percent signs, newlines, any unicode, up to the contract's 128 characters.
+_hostile = st.text(st.sampled_from("{}:%\n\x1fab") | st.characters(codec="utf-8"), max_size=128)
+_USER_KINDS = ("events", "affinity", "cart", "purchased", "session", "stats", "items")
+
+
+def _user_keys(k: Keys, user: str, event: str) -> dict[tuple[str, str, str], str]:
+    keys = {(user, kind, ""): getattr(k, f"user_{kind}")(user) for kind in _USER_KINDS}
+    keys[(user, "claim", event)] = k.user_claim(user, event)
+    return keys
+
+
+@given(st.lists(st.tuples(_hostile, _hostile), min_size=2, max_size=6))
+@example([("x}:claim:e", "e0"), ("x", "e}:events")])  # collided before ids were escaped
+@example([("a%7Db", "e"), ("a}b", "e")])
+def test_keys_are_injective_and_one_users_keys_share_one_slot(pairs: list[tuple[str, str]]) -> None:
+    k = Keys()
+    built: dict[str, tuple[str, str, str]] = {}
+    for user, event in pairs:
+        keys = _user_keys(k, user, event)
+        assert len({key_slot(key.encode()) for key in keys.values()}) == 1, user
+        for spec, key in keys.items():
+            assert built.setdefault(key, spec) == spec, f"{spec} and {built[key]} share the key {key!r}"
+    for user, _ in pairs:  # item keys: the catalog entry's tag is the whole escaped id
+        assert key_slot(k.item_meta(user).encode()) == key_slot(f"i:{tag_safe(user)}".encode())
+
+
+def test_a_namespace_with_a_brace_is_refused() -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        Keys("sr{x}")

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from aiokafka.errors import KafkaTimeoutError
 from redis import exceptions as redis_errors
 
 __all__ = ["Backoff", "Settler", "is_retriable"]
@@ -45,7 +46,8 @@ def is_retriable(exc: BaseException) -> bool:
     """Whether `exc` is transient: the same records will succeed once the service recovers."""
     if getattr(exc, "retriable", False):  # ServiceUnavailable, aiokafka's retriable errors
         return True
-    if isinstance(exc, _TRANSIENT_REDIS | OSError | TimeoutError):
+    # aiokafka marks broker-side transient errors `retriable`, but not its own client-side send timeout.
+    if isinstance(exc, (*_TRANSIENT_REDIS, KafkaTimeoutError, OSError, TimeoutError)):
         return True
     if isinstance(exc, redis_errors.ResponseError):
         # A pipeline prefixes the reply with "Command # N (<the command>) of pipeline caused error: ".

@@ -108,19 +108,21 @@ class WorkerPool:
 
 async def produce(
     settings: Settings, recs: Sequence[tuple[bytes, bytes | None]], rate_per_s: float | None = None
-) -> None:
-    """Send records to the events topic (acks=all), optionally paced at `rate_per_s`."""
+) -> list[tuple[int, int]]:
+    """Send records to the events topic (acks=all), optionally paced at `rate_per_s`; their (partition, offset)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     await producer.start()
     start = time.monotonic()
+    sent = []
     try:
         for n, (value, key) in enumerate(recs):
-            await producer.send(settings.topics.events, value, key=key)
+            sent.append(await producer.send(settings.topics.events, value, key=key))
             if rate_per_s is not None and n % 50 == 49:
                 ahead = start + (n + 1) / rate_per_s - time.monotonic()
                 if ahead > 0:
                     await asyncio.sleep(ahead)
         await producer.flush()
+        return [(m.partition, m.offset) for m in await asyncio.gather(*sent)]
     finally:
         await producer.stop()
 

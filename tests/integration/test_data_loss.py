@@ -1,0 +1,180 @@
+"""Nothing is lost or counted twice when Redis fills up mid-stream or poison pills arrive (real broker + Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from contracts import ConfigError, DeadLetterReason, Event, Settings
+from feature_store import Keys, require_noeviction
+from streamrec.child_processes import free_port, worker_env
+from tests.integration.worker_support import (
+    WorkerPool,
+    assert_exactly_once,
+    collect,
+    generated_events,
+    produce,
+    records,
+)
+
+T0 = datetime.now(UTC) - timedelta(days=1)
+POISON: dict[str, tuple[bytes, bytes | None]] = {
+    DeadLetterReason.OVERSIZE: (json.dumps({"event_id": "big", "pad": "x" * 900_000}).encode(), b"u1"),
+    DeadLetterReason.PAST_TIMESTAMP: (
+        json.dumps(
+            {"event_id": "y0", "user_id": "u1", "item_id": "i1", "type": "view", "ts": "0001-01-01T00:00:00+01:00"}
+        ).encode(),
+        b"u1",
+    ),  # fmt: skip
+    DeadLetterReason.UNDECODABLE: (b"[" * 1000 + b"]" * 1000, b"u2"),
+}
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[WorkerPool]:
+    """Workers started by the test, stopped after it."""
+    workers = WorkerPool(tmp_path)
+    yield workers
+    workers.stop_all()
+
+
+async def _committed(settings: Settings) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(f"{settings.topic_prefix}-worker")
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == settings.topics.events}
+
+
+async def _unapplied_below_commits(
+    settings: Settings, client: aioredis.Redis, placed: dict[tuple[int, int], Event]
+) -> list[str]:
+    """Events at offsets below their partition's committed offset whose claim is missing (= not applied)."""
+    committed = await _committed(settings)
+    below = [e for (p, o), e in placed.items() if o < committed.get(p, -1)]
+    keys, pipe = Keys(), client.pipeline(transaction=False)
+    for e in below:
+        pipe.exists(keys.user_claim(e.user_id, e.event_id))
+    found = await pipe.execute()
+    return [e.event_id for e, n in zip(below, found, strict=True) if not n]
+
+
+async def test_redis_full_mid_stream_and_poison_pills_lose_nothing_and_count_nothing_twice(
+    settings_factory: Callable[..., Settings], pool: WorkerPool
+) -> None:
+    settings = settings_factory()
+    url = settings.redis_url.get_secret_value()
+    events = generated_events(3000, users=150, seed=16)
+    worker = pool.start(settings)
+    first, second = events[:1200], events[1200:]
+    placed = dict(zip(await produce(settings, records(first)), first, strict=True))
+    await collect(settings, lambda last, dl: len(last) >= 50, timeout_s=120)
+
+    client = aioredis.Redis.from_url(url)
+    [old_limit] = (await client.config_get("maxmemory")).values()
+    await client.config_set("maxmemory", "1")  # every write now answers OOM (noeviction); the limit is server-wide
+    try:
+        mixed = records(second[:900]) + list(POISON.values()) + records(second[900:])
+        positions = await produce(settings, mixed)
+        valid = [
+            p for p, (value, _) in zip(positions, mixed, strict=True) if value not in {v for v, _ in POISON.values()}
+        ]
+        placed |= dict(zip(valid, second, strict=True))
+        full_until = time.monotonic() + 10.0
+        while time.monotonic() < full_until:  # no offset may be committed past an unapplied event
+            assert await _unapplied_below_commits(settings, client, placed) == []
+            await asyncio.sleep(0.5)
+        assert await worker.metric("streamrec_batch_retries_total") > 0  # it did meet OOM, and retried
+    finally:
+        await client.config_set("maxmemory", old_limit)
+
+    latest = {e.user_id: e.event_id for e in events}
+    recs, letters = await collect(
+        settings,
+        lambda last, dl: (
+            len(dl) >= len(POISON) and all(last.get(u, {}).get("trigger_event_id") == latest[u] for u in latest)
+        ),
+        timeout_s=240,
+    )
+    assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest  # every user's latest answered
+    assert sorted(d["reason"] for d in letters) == sorted(POISON)
+    [big] = [d for d in letters if d["reason"] == DeadLetterReason.OVERSIZE]
+    assert big["truncated"] and big["payload_bytes"] == len(POISON[DeadLetterReason.OVERSIZE][0])
+    await assert_exactly_once(url, events)  # = a clean run's counts: every event applied once, none twice
+    assert await _unapplied_below_commits(settings, client, placed) == []
+    await client.aclose()
+
+
+async def test_the_worker_refuses_an_evicting_redis(tmp_path: Path, settings_factory: Callable[..., Settings]) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--maxmemory-policy", "allkeys-lru"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        client = aioredis.Redis.from_url(url)
+        for _ in range(50):
+            try:
+                await client.ping()
+                break
+            except RedisConnectionError:
+                await asyncio.sleep(0.1)
+        with pytest.raises(ConfigError, match="noeviction"):
+            await require_noeviction(client)
+        await client.aclose()
+        env = worker_env(settings_factory(redis_url=url), free_port())
+        cmd = [sys.executable, "-m", "streamrec", "worker"]
+        done = subprocess.run(cmd, env=env, capture_output=True, timeout=120, cwd=tmp_path, check=False)
+        assert done.returncode == 2
+        assert b"maxmemory-policy is 'allkeys-lru'" in done.stderr and b"noeviction" in done.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def test_a_record_whose_feature_write_fails_is_dead_lettered_and_the_batch_goes_on(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    from streams.runtime import Runtime
+    from streams.validation import RawRecord
+
+    settings = settings_factory()
+    runtime = Runtime(settings)
+    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        await client.set(Keys().user_events("victim"), "written by something else")  # WRONGTYPE for the list ops
+        events = [
+            Event(event_id=f"w{n}", user_id=user, item_id="i1", type="view", ts=T0 + timedelta(seconds=n))
+            for n, user in enumerate(["a", "victim", "b", "c"])
+        ]
+        raws = [RawRecord(e.model_dump_json().encode(), e.user_id.encode(), "t", 0, n) for n, e in enumerate(events)]
+        delivered: list[Any] = []
+
+        async def deliver(outcome: Any) -> None:
+            delivered.append(outcome)
+
+        outcome = await runtime.run_batch(raws, [time.monotonic()] * 4, deliver)
+        assert [d.reason for d in outcome.dead_letters] == [DeadLetterReason.PROCESSING_FAILED]
+        assert outcome.dead_letters[0].source_offset == 1 and "WRONGTYPE" in outcome.dead_letters[0].error
+        assert sorted(r.user_id for r in outcome.recommendations) == ["a", "b", "c"]
+        assert await runtime.store.user_stats("victim") == {}  # not marked applied (the claim is written last)
+        assert not await client.exists(Keys().user_claim("victim", "w1"))
+        assert [(await runtime.store.user_stats(u)).get("applied") for u in "abc"] == [1, 1, 1]
+    finally:
+        await runtime.close()
+        await client.aclose()

@@ -181,3 +181,38 @@ async def test_scripts_are_reloaded_after_redis_forgets_them(redis_db: aioredis.
     await redis_db.script_flush()
     users, _ = await store.read_batch(["u1"])
     assert users[0].events
+
+
+async def test_popularity_stays_finite_and_ranks_right_over_any_event_time_span(redis_db: aioredis.Redis) -> None:
+    # The first event anchors the epoch in 1970; a linear scale (v2) overflowed to inf ~1,024 days later.
+    cfg = FeatureConfig(namespace="p")
+    store = FeatureStore(redis_db, cfg)
+    now = datetime.now(UTC).replace(microsecond=0)
+    plan = [("old", datetime(1970, 1, 2, tzinfo=UTC), EventType.PURCHASE), ("now", now, EventType.VIEW)]
+    plan += [("steady", now - timedelta(days=30 * k), EventType.VIEW) for k in range(49)]  # 4 years, monthly
+    plan += [("burst", now - timedelta(days=3 * 365, minutes=k), EventType.PURCHASE) for k in range(400)]
+    plan += [("recent", now - timedelta(hours=k), EventType.CLICK) for k in range(1, 4)]
+    events = [
+        Event(event_id=f"p{n}", user_id=f"u{n % 7}", item_id=item, type=kind, ts=ts)
+        for n, (item, ts, kind) in enumerate(plan)
+    ]
+    for start in range(0, len(events), 100):
+        await store.apply_events(events[start : start + 100])
+
+    tau = cfg.popularity_half_life_seconds / math.log(2.0)
+    expected: dict[str, list[float]] = {}  # item -> log-terms relative to now (exact, in Python)
+    for item, ts, kind in plan:
+        expected.setdefault(item, []).append(math.log(cfg.event_weights[kind]) - (now - ts).total_seconds() / tau)
+    best = {i: max(xs) + math.log(math.fsum(math.exp(x - max(xs)) for x in xs)) for i, xs in expected.items()}
+    stored = dict(await redis_db.zrange(store.keys.popularity(), 0, -1, withscores=True))
+    assert len(stored) == len(expected) and all(math.isfinite(s) for s in stored.values())
+    assert [i.decode() for i in sorted(stored, key=stored.__getitem__, reverse=True)] == sorted(
+        best, key=best.__getitem__, reverse=True
+    )
+    _, items = await store.read_batch(["u0"])
+    shares = dict(items.popular)
+    assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in shares.values())
+    # Shares of the best equal the decayed sums' ratios (where they do not underflow).
+    top = max(best.values())
+    assert shares["recent"] == pytest.approx(math.exp(best["recent"] - top), rel=1e-6)
+    assert shares["steady"] == pytest.approx(math.exp(best["steady"] - top), rel=1e-6)

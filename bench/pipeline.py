@@ -148,6 +148,7 @@ class Resolver:
             self._pending.setdefault(e.user_id, []).append(e.event_id)
         self._sent = sent
         self.latency_s: list[float] = []
+        self.resolved: list[str] = []  # the event of each latency, same order
         self.left = len(events)
 
     def output(self, user: str, trigger: str, arrived: float) -> None:
@@ -158,6 +159,7 @@ class Resolver:
         done = 0
         while done < len(queue) and self._seq[queue[done]] <= upto:
             self.latency_s.append(arrived - self._sent[queue[done]])
+            self.resolved.append(queue[done])
             done += 1
         del queue[:done]
         self.left -= done
@@ -227,10 +229,10 @@ class Proc:
         terminate(self.proc)
 
 
-def start_worker(settings: Settings, workdir: Path) -> Proc:
+def start_worker(settings: Settings, workdir: Path, **env_extra: str) -> Proc:
     """`streamrec worker` on the bench topics and DB."""
     port = free_port()
-    env = worker_env(settings, port)
+    env = worker_env(settings, port, **env_extra)
     cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", "warning"]
     with (workdir / "worker.log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)

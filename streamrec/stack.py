@@ -170,15 +170,19 @@ class LocalStack:
         Returns:
             Service name → PID that was stopped (None when it was not running).
         """
-        stopped = {
-            "kafka": stop_process(self.kafka_pid_file, self._kafka_marker, timeout_seconds),
-            "redis": stop_process(self.redis_pid_file, self._redis_marker, timeout_seconds),
-        }
-        for child in self._children:
-            if child.poll() is None:
-                child.wait(timeout=timeout_seconds)
-        self._children.clear()
+        stopped = {service: self.stop(service, timeout_seconds) for service in ("kafka", "redis")}
         return stopped
+
+    def stop(self, service: str, timeout_seconds: float = 30.0) -> int | None:
+        """Stop one service ("kafka" or "redis") this state dir started; `up` starts it again (fault tests)."""
+        if service == "kafka":
+            pid = stop_process(self.kafka_pid_file, self._kafka_marker, timeout_seconds)
+            for child in self._children:
+                if child.poll() is None:
+                    child.wait(timeout=timeout_seconds)
+            self._children.clear()
+            return pid
+        return stop_process(self.redis_pid_file, self._redis_marker, timeout_seconds)
 
     def status(self) -> list[ServiceStatus]:
         """PID, address, liveness and listening state of each service."""

@@ -73,6 +73,7 @@ async def _unapplied_below_commits(
     return [e.event_id for e, n in zip(below, found, strict=True) if not n]
 
 
+@pytest.mark.faults
 async def test_redis_full_mid_stream_and_poison_pills_lose_nothing_and_count_nothing_twice(
     settings_factory: Callable[..., Settings], pool: WorkerPool
 ) -> None:

@@ -1,0 +1,138 @@
+"""Faults operators meet weekly, on a real broker and Redis: each ends with every event applied exactly once and
+every user's latest event answered.
+
+The broker and Redis restarts run on a private stack (own ports and state dir), so stopping a service never
+disturbs other tests sharing the session stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from contracts import Event, Settings
+from feature_store import FeatureStore
+from streamrec.child_processes import free_port
+from streamrec.stack import LocalStack, StackInfo
+from streamrec.stack_config import StackConfig
+from tests.integration.worker_support import (
+    WorkerPool,
+    assert_exactly_once,
+    collect,
+    generated_events,
+    produce,
+    records,
+)
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, StackInfo]]:
+    """A stack of this module's own: its services may be stopped and restarted by the tests."""
+    base = StackConfig()
+    config = replace(
+        base,
+        state_dir=tmp_path_factory.mktemp("fault-stack"),
+        kafka_port=free_port(),
+        controller_port=free_port(),
+        redis_port=free_port(),
+    )
+    local = LocalStack(config)
+    info = local.up()
+    yield local, info
+    local.down()
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[WorkerPool]:
+    """Workers started by the test, stopped after it."""
+    workers = WorkerPool(tmp_path, extra_env={"BROKER_SESSION_TIMEOUT": "10"})
+    yield workers
+    workers.stop_all()
+
+
+def _answered(latest: dict[str, str]) -> Callable[[dict[str, dict[str, str]], list[object]], bool]:
+    return lambda last, dl: all(last.get(u, {}).get("trigger_event_id") == latest[u] for u in latest)
+
+
+@pytest.mark.parametrize("service", ["kafka", "redis"])
+async def test_a_restart_mid_replay_loses_nothing_and_applies_nothing_twice(
+    service: str, private_stack: tuple[LocalStack, StackInfo], pool: WorkerPool, tmp_path: Path
+) -> None:
+    local, info = private_stack
+    prefix = f"f{service}"
+    local_cfg = replace(local.config, topic_prefix=prefix)
+    LocalStack(local_cfg).up()  # this test's topics (the services are running already)
+    settings = Settings(kafka_bootstrap=info.bootstrap, redis_url=info.redis_url, topic_prefix=prefix)
+    await _flush(settings)
+    events = generated_events(6000, users=300, seed=23)
+    await produce(settings, records(events))
+    worker = pool.start(settings)
+    await collect(settings, lambda last, dl: len(last) >= 60, timeout_s=180)
+    local.stop(service)  # SIGTERM: the broker shuts down cleanly, Redis writes its AOF
+    await asyncio.sleep(5)
+    local.up()
+    latest = {e.user_id: e.event_id for e in events}
+    recs, _ = await collect(settings, _answered(latest), timeout_s=420)
+    assert worker.proc.poll() is None, f"the worker died; see {worker.log}"
+    assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
+    await assert_exactly_once(settings.redis_url.get_secret_value(), events)
+
+
+async def test_recommendations_that_cannot_be_produced_after_features_were_written_still_arrive_once_applied(
+    settings_factory: Callable[..., Settings], pool: WorkerPool
+) -> None:
+    settings = settings_factory()
+    events = generated_events(2000, users=120, seed=29)
+    pool.start(settings)
+    await produce(settings, records(events[:500]))
+    await collect(settings, lambda last, dl: len(last) >= 30, timeout_s=120)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    topic = settings.topics.recommendations
+
+    async def min_insync(n: int) -> None:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"min.insync.replicas": str(n)})])
+
+    try:
+        await min_insync(2)  # one broker: every acks=all produce now fails with NOT_ENOUGH_REPLICAS
+        await produce(settings, records(events[500:]))  # features are written; their recommendations cannot be
+        await asyncio.sleep(10)
+        await _assert_applied_without_output(settings, events[:500], events[500:])
+    finally:
+        await min_insync(1)
+        await admin.close()
+    latest = {e.user_id: e.event_id for e in events}
+    recs, _ = await collect(settings, _answered(latest), timeout_s=240)
+    assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
+    await assert_exactly_once(settings.redis_url.get_secret_value(), events)
+
+
+async def _assert_applied_without_output(settings: Settings, done: list[Event], pending: list[Event]) -> None:
+    """While producing fails, features of new events are written, but no recommendation of them comes out."""
+    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        store = FeatureStore(client)
+        applied = sum([(await store.user_stats(u)).get("applied", 0) for u in {e.user_id for e in done + pending}])
+    finally:
+        await client.aclose()
+    recs, _ = await collect(settings, lambda last, dl: False, timeout_s=3)
+    triggers = {r["trigger_event_id"] for answers in recs.values() for r in answers}
+    assert applied > len(done), "no feature of the new events was written"
+    assert not triggers & {e.event_id for e in pending}, "a recommendation got through although producing fails"
+
+
+async def _flush(settings: Settings) -> None:
+    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()

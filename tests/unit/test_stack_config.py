@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from contracts import IDEMPOTENCY_HORIZON_SECONDS
+from contracts import EVENTS_TOPIC_CONFIGS, IDEMPOTENCY_HORIZON_SECONDS
 from contracts.errors import ConfigError
 from feature_store import FeatureConfig
 from streamrec.stack import topic_specs
@@ -184,3 +184,13 @@ async def test_run_sync_works_inside_a_running_loop() -> None:
 
 def test_run_sync_works_without_a_loop() -> None:
     assert run_sync(_answer()) == 42
+
+
+def test_compose_keeps_the_idempotency_rules_of_stack_up() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    redis_cmd = compose["redis"]["command"]
+    assert redis_cmd[redis_cmd.index("--maxmemory-policy") + 1] == "noeviction"
+    [events_line] = [
+        line for line in compose["topics"]["command"][0].splitlines() if line.strip().startswith("t events")
+    ]
+    assert {c.split("=")[0]: c.split("=")[1] for c in events_line.split()[3:]} == EVENTS_TOPIC_CONFIGS

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaTimeoutError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from contracts import ConfigError, DeadLetterReason, Event, Settings
@@ -179,3 +180,33 @@ async def test_a_record_whose_feature_write_fails_is_dead_lettered_and_the_batch
     finally:
         await runtime.close()
         await client.aclose()
+
+
+async def test_a_batch_whose_recommendations_cannot_be_produced_is_retried_without_applying_features_twice(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    # Delivery fails as aiokafka fails a send to an unreachable broker, after the features were written.
+    from streams.runtime import Runtime
+    from streams.validation import RawRecord
+
+    runtime = Runtime(settings_factory(), max_backoff_seconds=0.05)
+    events = [
+        Event(event_id=f"d{n}", user_id=f"u{n % 3}", item_id=f"i{n % 5}", type="view", ts=T0 + timedelta(seconds=n))
+        for n in range(12)
+    ]
+    raws = [RawRecord(e.model_dump_json().encode(), e.user_id.encode(), "t", 0, n) for n, e in enumerate(events)]
+    attempts: list[list[str]] = []
+
+    async def deliver(outcome: Any) -> None:
+        attempts.append(sorted(r.trigger_event_id for r in outcome.recommendations))
+        if len(attempts) <= 3:
+            raise KafkaTimeoutError
+
+    try:
+        outcome = await runtime.run_batch(raws, [time.monotonic()] * len(raws), deliver)
+        assert attempts == [["d10", "d11", "d9"]] * 4  # the same recommendations, until one delivery succeeds
+        assert sorted(r.user_id for r in outcome.recommendations) == ["u0", "u1", "u2"]
+        assert [(await runtime.store.user_stats(f"u{k}")).get("applied") for k in range(3)] == [4, 4, 4]
+        assert runtime.metrics.registry.get_sample_value("streamrec_batch_retries_total") == 3
+    finally:
+        await runtime.close()

@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from contracts import Event, Settings
-from feature_store import FeatureStore
+from contracts import Settings
 from streamrec.child_processes import free_port
 from streamrec.stack import LocalStack, StackInfo
 from streamrec.stack_config import StackConfig
@@ -85,49 +82,6 @@ async def test_a_restart_mid_replay_loses_nothing_and_applies_nothing_twice(
     assert worker.proc.poll() is None, f"the worker died; see {worker.log}"
     assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
     await assert_exactly_once(settings.redis_url.get_secret_value(), events)
-
-
-async def test_recommendations_that_cannot_be_produced_after_features_were_written_still_arrive_once_applied(
-    settings_factory: Callable[..., Settings], pool: WorkerPool
-) -> None:
-    settings = settings_factory()
-    events = generated_events(2000, users=120, seed=29)
-    pool.start(settings)
-    await produce(settings, records(events[:500]))
-    await collect(settings, lambda last, dl: len(last) >= 30, timeout_s=120)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    topic = settings.topics.recommendations
-
-    async def min_insync(n: int) -> None:
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"min.insync.replicas": str(n)})])
-
-    try:
-        await min_insync(2)  # one broker: every acks=all produce now fails with NOT_ENOUGH_REPLICAS
-        await produce(settings, records(events[500:]))  # features are written; their recommendations cannot be
-        await asyncio.sleep(10)
-        await _assert_applied_without_output(settings, events[:500], events[500:])
-    finally:
-        await min_insync(1)
-        await admin.close()
-    latest = {e.user_id: e.event_id for e in events}
-    recs, _ = await collect(settings, _answered(latest), timeout_s=240)
-    assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
-    await assert_exactly_once(settings.redis_url.get_secret_value(), events)
-
-
-async def _assert_applied_without_output(settings: Settings, done: list[Event], pending: list[Event]) -> None:
-    """While producing fails, features of new events are written, but no recommendation of them comes out."""
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
-    try:
-        store = FeatureStore(client)
-        applied = sum([(await store.user_stats(u)).get("applied", 0) for u in {e.user_id for e in done + pending}])
-    finally:
-        await client.aclose()
-    recs, _ = await collect(settings, lambda last, dl: False, timeout_s=3)
-    triggers = {r["trigger_event_id"] for answers in recs.values() for r in answers}
-    assert applied > len(done), "no feature of the new events was written"
-    assert not triggers & {e.event_id for e in pending}, "a recommendation got through although producing fails"
 
 
 async def _flush(settings: Settings) -> None:

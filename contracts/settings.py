@@ -6,6 +6,7 @@ Secrets are `SecretStr`, so they never print in logs or reprs.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.topics import TopicNames
 
 __all__ = ["Settings"]
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class Settings(BaseSettings):
@@ -58,6 +66,10 @@ class Settings(BaseSettings):
         datetime(1970, 1, 1, tzinfo=UTC), description="Earlier event times are dead-lettered (`past_timestamp`)."
     )
     web_port: int = Field(6066, ge=1, le=65535)
+    web_host: str = Field("127.0.0.1", description="Address the web server binds to.")
+    web_token: SecretStr | None = Field(
+        None, description="Bearer token every web request but /healthz must carry; required off loopback."
+    )
 
     @model_validator(mode="after")
     def _sasl_is_complete(self) -> Settings:
@@ -65,6 +77,13 @@ class Settings(BaseSettings):
             self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
         ):
             msg = "SASL needs kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _web_off_loopback_has_a_token(self) -> Settings:
+        if not _loopback(self.web_host) and not (self.web_token and self.web_token.get_secret_value()):
+            msg = f"web_host {self.web_host!r} is not a loopback address: set STREAMREC_WEB_TOKEN (bearer token)"
             raise ValueError(msg)
         return self
 

@@ -13,7 +13,7 @@ from streams.agents.recommend import attach_recommend_agent
 from streams.runtime import Runtime
 from streams.serving import initial_serving
 from streams.topics import declare_topics
-from streams.web import attach_web
+from streams.web import attach_web, bearer_auth
 
 __all__ = ["create_app"]
 
@@ -58,8 +58,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # and a 2 ms linger send a micro-batch's output in a few requests (measured with bench/pipeline.py).
         producer_max_batch_size=512 * 1024,
         producer_linger=0.002,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
         web_port=settings.web_port,
+        web_application_options={"middlewares": [bearer_auth(settings.web_token)]} if settings.web_token else None,
         web_in_thread=False,
     )
     runtime = runtime or Runtime(settings, serving=initial_serving(settings))

@@ -11,22 +11,42 @@ Routes:
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 
 from feature_store import FeatureConfig, FeatureStore
 from streams.dashboard import STATIC_DIR
 from streams.dashboard.live import DashboardSensor, LiveState, TitleLookup
 from streams.runtime import Runtime
 
-__all__ = ["attach_web"]
+__all__ = ["attach_web", "bearer_auth"]
 
 _STATIC = {"index.html": "text/html", "app.js": "application/javascript", "style.css": "text/css"}
+
+
+def bearer_auth(token: SecretStr) -> Any:
+    """aiohttp middleware: every request but `/healthz` needs `Authorization: Bearer <token>` (else 401).
+
+    `/healthz` stays open for load balancers and orchestrators; it tells only the status and the model version.
+    """
+    expected = f"Bearer {token.get_secret_value()}".encode()
+
+    @aiohttp_web.middleware
+    async def check(request: aiohttp_web.Request, handler: Any) -> Any:
+        given = request.headers.get("Authorization", "").encode()
+        if request.path != "/healthz" and not hmac.compare_digest(given, expected):
+            return aiohttp_web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        return await handler(request)
+
+    return check
 
 
 def _k(request: Request) -> int | str:

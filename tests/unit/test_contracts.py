@@ -144,3 +144,13 @@ def test_settings_reject_unknown_and_incomplete(monkeypatch: pytest.MonkeyPatch)
         Settings(kafka_security_protocol="SASL_SSL")  # no mechanism / credentials
     with pytest.raises(ValidationError):
         Settings(no_such_setting=1)  # type: ignore[call-arg]
+
+
+def test_a_web_server_off_loopback_needs_a_token() -> None:
+    from contracts import Settings
+
+    assert Settings(web_host="127.0.0.1").web_token is None
+    assert Settings(web_host="::1").web_host == "::1"
+    with pytest.raises(ValidationError, match="STREAMREC_WEB_TOKEN"):
+        Settings(web_host="0.0.0.0")  # noqa: S104 (the point: refused without a token)
+    assert Settings(web_host="0.0.0.0", web_token="t").web_token is not None  # noqa: S104

@@ -156,3 +156,11 @@ async def test_a_burst_of_five_updates_loads_only_the_newest(tmp_path: Path, mon
         s.labels["outcome"]: s.value for s in metrics["streamrec_model_swaps"].samples if s.name.endswith("_total")
     }
     assert counts == {"superseded": 6.0, "applied": 2.0}
+
+
+def test_the_serving_pair_carries_the_versions_gate_metrics(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = SeqRecModel(ModelConfig(n_items=8, max_len=5, d_model=16, n_heads=2, n_layers=1))
+    metrics = {"ndcg@10": 0.3, "serving_ndcg@10": 0.28, "anchor_ndcg@10": 0.27, "gate_points": 120.0}
+    save_model(tmp_path / "m", model, ItemVocab(["a", "b", "c"], capacity=8), metrics=metrics)
+    assert dict(load_serving(tmp_path / "m", _settings(tmp_path / "store")).metrics) == metrics

@@ -89,6 +89,8 @@ def test_cli_promote_list_rollback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     store = ModelStore(tmp_path / "store")
     first, second = (v.manifest.version for v in store.versions())
     assert f"* {second}" in listing.output and f"  {first}" in listing.output
+    line_of = {v: next(line for line in listing.output.splitlines() if v in line) for v in (first, second)}
+    assert "  anchor" in line_of[second] and "  anchor" not in line_of[first]  # the last full-train promotion
     back = runner.invoke(app, ["model", "rollback", first, "--no-publish"])
     assert back.exit_code == 0, back.output
     assert store.current() == first

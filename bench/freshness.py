@@ -6,8 +6,8 @@ is reused and left running), fresh topics under a random prefix and a leased Red
 trained on the first half of a `model.drift.drifting_stream` and promoted into a temporary store (it is the
 anchor). `--workers` `streamrec worker` processes and one `streamrec learner` (a cycle every `--window` events)
 start; a few first-half events warm the workers up, then the second half (the drift: other users walking the
-rings backwards, a new item cluster) streams in at `--rate` events/s until `--cycles` learner cycles have run
-(the stream is sized for that: `--cycles` x `--window` x 1.3 events).
+rings backwards, a new item cluster) streams in at `--rate` events/s, in laps (each lap: new user ids, times
+one lap later), until `--cycles` learner cycles have run and every promoted version has been timed.
 
 - `freshness_s`: for each promoted version, from the moment its window's *oldest* event was produced to the first
   recommendation stamped with it on *every* recommendations partition (hence every worker: both topics are keyed
@@ -101,25 +101,38 @@ class Recs:
 
 @dataclass
 class Stream:
-    """Sends events once at a steady rate; remembers each (partition, offset)'s event and send time."""
+    """Sends events at a steady rate, in laps; remembers each (partition, offset)'s event and send time."""
 
     producer: AIOKafkaProducer
     topic: str
-    events: list[Event]
+    events: list[Event]  # one lap, in time order
     rate: float
+    lap: timedelta  # how much later each lap's events are stamped
+    laps: int
     sent: dict[tuple[int, int], tuple[float, Event]] = field(default_factory=dict)
 
     async def run(self) -> None:
         pending: list[tuple[asyncio.Future[Any], float, Event]] = []
         start = time.monotonic()
-        for n, event in enumerate(self.events, start=1):
-            future = await self.producer.send(self.topic, event.model_dump_json().encode(), key=event.user_id.encode())
-            pending.append((future, time.time(), event))
-            if len(pending) >= 50:
-                await self._settle(pending)
-                pending = []
-            await asyncio.sleep(max(0.0, start + n / self.rate - time.monotonic()))  # steady: no drift of the rate
+        n = 0
+        for lap in range(self.laps):
+            for e in self.events:
+                event = e if lap == 0 else self._later(e, lap)
+                future = await self.producer.send(
+                    self.topic, event.model_dump_json().encode(), key=event.user_id.encode()
+                )
+                pending.append((future, time.time(), event))
+                n += 1
+                if len(pending) >= 50:
+                    await self._settle(pending)
+                    pending = []
+                await asyncio.sleep(max(0.0, start + n / self.rate - time.monotonic()))  # steady: the rate never drifts
         await self._settle(pending)
+
+    def _later(self, e: Event, lap: int) -> Event:
+        """The event as lap `lap` sends it: other users (ids suffixed), stamped `lap` laps later."""
+        update = {"event_id": f"{e.event_id}-l{lap}", "user_id": f"{e.user_id}-l{lap}", "ts": e.ts + lap * self.lap}
+        return e.model_copy(update=update)
 
     async def _settle(self, pending: list[tuple[asyncio.Future[Any], float, Event]]) -> None:
         for future, sent_at, event in pending:
@@ -231,8 +244,9 @@ async def bench(args: argparse.Namespace) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, store_dir: Path, work: Path, load: float) -> None:
-    users = 2 * int(args.cycles * args.window * 1.3 / 20 + 1)  # second half: users / 2 x 20 events
-    start = datetime.now(UTC) - timedelta(hours=3)
+    users = 2 * int(args.lap_seconds * args.rate / 20 + 1)  # the second half (one lap): users / 2 x 20 events
+    laps = int(args.timeout / args.lap_seconds) + 2
+    start = datetime.now(UTC) - timedelta(hours=laps + 2)  # lap k is stamped k hours later: the last one ends now
     events, catalog, switch = drifting_stream(users, 20, n_clusters=args.clusters, per_cluster=25, seed=7, start=start)
     first = [e for e in events if e.ts < switch][-args.train_events :]
     second = [e for e in events if e.ts >= switch]
@@ -246,7 +260,7 @@ async def _run(args: argparse.Namespace, settings: Settings, store_dir: Path, wo
     cfg = result.model.config
     shape = f"d={cfg.d_model}, {cfg.n_layers} blocks, max_len {cfg.max_len}, {len(result.vocab)} items"
     took = time.perf_counter() - t
-    print(f"{len(second)} events to stream; load average {load:.1f}; base model {base.version} ({args.model}: "
+    print(f"{len(second)} events a lap; load average {load:.1f}; base model {base.version} ({args.model}: "
           f"{shape}) trained in {took:.1f}s; work dir {work}")  # fmt: skip
 
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=5)
@@ -263,7 +277,7 @@ async def _run(args: argparse.Namespace, settings: Settings, store_dir: Path, wo
     learner = ["learner", "--every-events", str(args.window), "--every-seconds", every, "--no-text-init"]
     procs.append(_spawn(learner, worker_env(settings, free_port(), **extra), work / "learner.log"))
     recs = Recs(settings)
-    stream = Stream(producer, settings.topics.events, second, args.rate)
+    stream = Stream(producer, settings.topics.events, second, args.rate, timedelta(hours=1), laps)
     tasks = [asyncio.create_task(recs.run())]
     timings: list[Timing] = []
     ours: list[dict[str, Any]] = []
@@ -307,8 +321,8 @@ async def _follow_cycles(
                 timings.append(_timing(cycle, stream.window(cycle["offsets"]), served))
                 print(f"  {cycle['version']} on every partition: {timings[-1]}")
                 del pending[number]
-            elif any(number < n for n in ours if ours[n]["promoted"]) and len(ours) >= args.cycles:
-                del pending[number]  # superseded before reaching every partition, and the run is over
+            elif any(t.cycle > number for t in timings):
+                del pending[number]  # a later version reached every partition first: this one was superseded
     return [ours[k] for k in sorted(ours)][: args.cycles]
 
 
@@ -352,9 +366,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--train-events", type=int, default=40_000, help="newest first-half events the base sees")
     parser.add_argument("--warmup", type=int, default=2000, help="first-half events sent before the stream")
+    parser.add_argument("--lap-seconds", type=float, default=30.0, help="length of one lap of the stream at --rate")
     parser.add_argument("--clusters", type=int, default=20, help="item rings of 25 items before the shift")
     parser.add_argument("--epochs", type=int, default=3, help="base model training epochs")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds of streaming at most")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds of streaming at most")
     args = parser.parse_args()
     torch.set_num_threads(1)
     asyncio.run(bench(args))

@@ -3,7 +3,8 @@
 Process and failure model: the learner is a separate process (`streamrec learner`); workers only read the model
 store and the `model-updates` topic, so a learner crash never touches serving. It starts from the store's
 `CURRENT` version (waiting until there is one) and re-reads `CURRENT` before every cycle, so a rollback or a
-manual promotion is followed; a promotion is a compare-and-set on `CURRENT` against the cycle's base, so a
+manual promotion is followed. Events are consumed while a cycle trains (one cycle at a time), so the next
+window is complete when a cycle ends; a promotion is a compare-and-set on `CURRENT` against the cycle's base, so a
 rollback made during a cycle is never overwritten (the candidate stays in the store, unpromoted). Offsets are
 committed only after a cycle has used the events (promoted or not), so a restarted learner resumes after the last
 finished cycle; it first re-reads up to `restore_events` events per partition before its committed offsets to
@@ -250,6 +251,7 @@ class Learner:
         last_cycle = time.monotonic()
         skew = timedelta(seconds=self.settings.max_future_skew_seconds)
         limit = self.settings.max_event_bytes
+        running: tuple[asyncio.Task[None], dict[TopicPartition, int]] | None = None
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             now = datetime.now(UTC)
@@ -262,19 +264,22 @@ class Learner:
                         self.effects.event(checked, time.monotonic())
                     starts.setdefault(tp, m.offset)
                     offsets[tp] = m.offset + 1
+            if running is not None and running[0].done():
+                running[0].result()  # a failed cycle fails the learner (offsets stay uncommitted)
+                await consumer.commit(running[1])
+                running, last_cycle = None, time.monotonic()
             pending = self._buffer.pending
             due = time.monotonic() - last_cycle >= self.options.every_seconds and pending >= self.options.min_events
-            if pending >= self.options.every_events or due:
-                done = dict(offsets)
+            if running is None and (pending >= self.options.every_events or due):
+                # Cut now; keep consuming while the cycle trains, so the next window is ready when it ends.
                 window = {str(tp.partition): [start, offsets[tp]] for tp, start in starts.items()}
-                starts = {}
-                await self._run_cycle(producer, window)
-                await consumer.commit(done)
-                last_cycle = time.monotonic()
+                data, starts = self._buffer.cut(self.options.continual.holdout_fraction), {}
+                running = (asyncio.create_task(self._run_cycle(producer, data, window)), dict(offsets))
+        if running is not None:  # stopping: finish the cycle in flight and commit what it used
+            await running[0]
+            await consumer.commit(running[1])
 
-    async def _run_cycle(self, producer: AIOKafkaProducer, offsets: dict[str, list[int]]) -> None:
-        assert self._buffer is not None  # noqa: S101
-        data = self._buffer.cut(self.options.continual.holdout_fraction)
+    async def _run_cycle(self, producer: AIOKafkaProducer, data: CycleData, offsets: dict[str, list[int]]) -> None:
         loop = asyncio.get_running_loop()
         serving = self._serving.version if self._serving else None
         record = await loop.run_in_executor(None, self._cycle, data, offsets)
@@ -310,7 +315,9 @@ class Learner:
             base.model, base.vocab, new, self._catalog, self._encoder if self._catalog else None, cfg.growth
         )
         record["new_items"] = len(added)
+        phase = time.perf_counter()
         tuned = fine_tune(model, vocab, data.train, self._reservoir, cfg)
+        record["fine_tune_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()
         self._reservoir.add(data.train)
         record |= {"steps": tuned.steps, "loss_first": tuned.loss_first, "loss_last": tuned.loss_last}
         record["max_grad_norm"] = tuned.max_grad_norm
@@ -323,10 +330,12 @@ class Learner:
                    "anchor_ndcg": result.anchor_ndcg, "anchor_version": self.store.anchor(), "gate": result.metrics(),
                    "reason": result.reason}  # fmt: skip
         self._track_frozen(record, result, base, data)
+        record["gate_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()
         if not result.points and self._buffer is not None:
             self._buffer.carry(data.users)  # no decision yet: train on these users again next cycle
         if result.promote:
             self._promote(record, result, base, _Serving(tuned.model, vocab, ""), data, offsets, tuned.steps)
+            record["save_seconds"] = round(time.perf_counter() - phase, 3)
         return _finish(record, started)
 
     def _anchor(self, base: _Serving, serving: Ranker) -> Ranker | None:

@@ -110,7 +110,10 @@ class ModelFollower:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            await self.drain()
+            try:
+                await self.drain()
+            except Exception:  # an unexpected failure must not stop the follower: the old model keeps serving
+                log.exception("applying a model update failed; still serving %s", self.runtime.serving.version)
 
     async def run(self) -> None:
         """Follow the topic until cancelled."""

@@ -11,7 +11,9 @@ one lap later), until `--cycles` learner cycles have run and every promoted vers
 
 - `freshness_s`: for each promoted version, from the moment its window's *oldest* event was produced to the first
   recommendation stamped with it on *every* recommendations partition (hence every worker: both topics are keyed
-  by user with the same partition count). Worst over the run; the breakdown per version is printed (window span,
+  by user with the same partition count); a learner behind the stream trains on the newest `--max-window`
+  events (the older ones feed histories and replay only), and the window is that trained part. Worst over the
+  run; the breakdown per version is printed (window span,
   wait for the learner, learner cycle, publish -> served everywhere). A version replaced before it reached every
   partition is not timed (`superseded`).
 - `regressions_promoted`: after the run, every promoted version is compared with its parent (and the anchor) on
@@ -274,7 +276,8 @@ async def _run(args: argparse.Namespace, settings: Settings, store_dir: Path, wo
     procs = [_spawn(["worker", "--loglevel", "warning"], worker_env(settings, free_port(), **extra),
                     work / f"worker{i}.log") for i in range(args.workers)]  # fmt: skip
     every = f"{max(5.0, 2 * args.window / args.rate):g}"  # the timer only matters for the stream's tail
-    learner = ["learner", "--every-events", str(args.window), "--every-seconds", every, "--no-text-init"]
+    learner = ["learner", "--every-events", str(args.window), "--every-seconds", every, "--no-text-init",
+               "--max-window-events", str(args.max_window)]  # fmt: skip
     procs.append(_spawn(learner, worker_env(settings, free_port(), **extra), work / "learner.log"))
     recs = Recs(settings)
     stream = Stream(producer, settings.topics.events, second, args.rate, timedelta(hours=1), laps)
@@ -318,7 +321,8 @@ async def _follow_cycles(
             seen = [recs.first.get((p, cycle["version"])) for p in range(settings.recommendations_partitions)]
             if all(t is not None for t in seen):
                 served = max(t for t in seen if t is not None)
-                timings.append(_timing(cycle, stream.window(cycle["offsets"]), served))
+                trained = cycle.get("trained_offsets") or cycle["offsets"]  # behind the stream: the newest part
+                timings.append(_timing(cycle, stream.window(trained), served))
                 print(f"  {cycle['version']} on every partition: {timings[-1]}")
                 del pending[number]
             elif any(t.cycle > number for t in timings):
@@ -352,7 +356,8 @@ def _report(
         f"cycle_s={med([t.cycle_s for t in timings]):.1f} swap_s={med([t.swap_s for t in timings]):.1f} "
         f"regressions_promoted={len(bad)} cycles={len(cycles)} promoted={len(promoted)} "
         f"refused={len(cycles) - len(promoted)} timed={len(timings)} superseded={superseded} model={args.model} "
-        f"rate_eps={args.rate:g} window_events={args.window} workers={args.workers}"
+        f"rate_eps={args.rate:g} window_events={args.window} max_window_events={args.max_window} "
+        f"skipped_to_newest={sum(c.get('skipped_to_newest', 0) for c in cycles)} workers={args.workers}"
     )
 
 
@@ -363,6 +368,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
     parser.add_argument("--cycles", type=int, default=10, help="learner cycles on the streamed events")
     parser.add_argument("--window", type=int, default=5000, help="events per learner window (= --every-events)")
+    parser.add_argument("--max-window", type=int, default=5000, help="learner --max-window-events (0: no cap)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--train-events", type=int, default=40_000, help="newest first-half events the base sees")
     parser.add_argument("--warmup", type=int, default=2000, help="first-half events sent before the stream")

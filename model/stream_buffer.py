@@ -73,6 +73,13 @@ class StreamBuffer:
         sequences = (tuple(h.state().events[-self._length :]) for h in kept)
         return [s for s in sequences if len(s) >= 2]
 
+    def drop_oldest(self, n: int) -> list[UserSequence]:
+        """Take the `n` oldest pending events out of the next cycle's data: they only update the histories
+        (`warm`); returns the touched users' sequences for the replay reservoir (a learner behind the stream
+        trains on the newest events)."""
+        oldest, self._pending = self._pending[:n], self._pending[n:]
+        return self.warm(oldest)
+
     @property
     def users(self) -> int:
         """Users with a history."""

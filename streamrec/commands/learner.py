@@ -28,6 +28,12 @@ def register(app: typer.Typer) -> None:
         ),
         rollback_min_impressions: int = typer.Option(200, min=1, help="Impressions per version before a rollback."),
         restore_events: int = typer.Option(20_000, min=0, help="Events re-read per partition on restart (histories)."),
+        max_window_events: int = typer.Option(
+            0,
+            min=0,
+            help="Behind the stream: train on the newest this many pending events (0 = all); the older "
+            "ones update histories and the replay reservoir only.",
+        ),
         holdout: float = typer.Option(0.3, min=0.05, max=0.9, help="Newest share of a cycle held back for the gate."),
         min_gate_points: int = typer.Option(20, min=1, help="Held-back targets needed for a decision."),
         from_beginning: bool = typer.Option(False, help="A new consumer group starts at the earliest offset."),
@@ -67,6 +73,7 @@ def register(app: typer.Typer) -> None:
             effects_window_seconds=effects_window,
             frozen_version=frozen_version,
             restore_events=restore_events,
+            max_window_events=max_window_events,
             continual=ContinualConfig(
                 steps=steps, batch_size=batch_size, lr=lr, replay_fraction=replay_fraction, holdout_fraction=holdout
             ),

@@ -53,6 +53,7 @@ from streams.learner.effects import OnlineEffects
 from streams.learner.kafka import follow_topic, model_update, publish_update
 from streams.learner.restore import restore_histories
 from streams.learner.rollback import RollbackConfig, check_and_roll_back
+from streams.learner.window import Windows
 from streams.validation import RawRecord, validate_event
 
 __all__ = ["LOG_FILE", "ONLINE_FILE", "Learner", "LearnerOptions"]
@@ -76,6 +77,8 @@ class LearnerOptions:
     effects_window_seconds: float = 1800.0  # a click/cart/purchase this soon after a recommendation is a hit
     effects_every_seconds: float = 10.0  # how often online.json is rewritten (and the rollback rule checked)
     restore_events: int = 20_000  # on start with committed offsets: events re-read per partition for histories
+    max_window_events: int = 0  # a learner behind the stream trains on the newest this many (0: all pending) ...
+    # ... the older pending events update the histories and the replay reservoir only (`skipped_to_newest`)
     continual: ContinualConfig = field(default_factory=ContinualConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     rollback: RollbackConfig = field(default_factory=RollbackConfig)
@@ -246,8 +249,7 @@ class Learner:
 
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
         assert self._buffer is not None  # noqa: S101
-        offsets: dict[TopicPartition, int] = {}
-        starts: dict[TopicPartition, int] = {}  # first offset of the current window, per partition
+        windows = Windows()
         last_cycle = time.monotonic()
         skew = timedelta(seconds=self.settings.max_future_skew_seconds)
         limit = self.settings.max_event_bytes
@@ -262,8 +264,7 @@ class Learner:
                     if isinstance(checked, Event):
                         self._buffer.add(checked)
                         self.effects.event(checked, time.monotonic())
-                    starts.setdefault(tp, m.offset)
-                    offsets[tp] = m.offset + 1
+                    windows.consumed(tp, m.offset, isinstance(checked, Event))
             if running is not None and running[0].done():
                 running[0].result()  # a failed cycle fails the learner (offsets stay uncommitted)
                 await consumer.commit(running[1])
@@ -272,17 +273,20 @@ class Learner:
             due = time.monotonic() - last_cycle >= self.options.every_seconds and pending >= self.options.min_events
             if running is None and (pending >= self.options.every_events or due):
                 # Cut now; keep consuming while the cycle trains, so the next window is ready when it ends.
-                window = {str(tp.partition): [start, offsets[tp]] for tp, start in starts.items()}
-                data, starts = self._buffer.cut(self.options.continual.holdout_fraction), {}
-                running = (asyncio.create_task(self._run_cycle(producer, data, window)), dict(offsets))
+                cut = windows.cut(self._buffer, self._reservoir, self.options.max_window_events)
+                data = self._buffer.cut(self.options.continual.holdout_fraction)
+                running = (asyncio.create_task(self._run_cycle(producer, data, cut.offsets, cut.log)), cut.commit)
         if running is not None:  # stopping: finish the cycle in flight and commit what it used
             await running[0]
             await consumer.commit(running[1])
 
-    async def _run_cycle(self, producer: AIOKafkaProducer, data: CycleData, offsets: dict[str, list[int]]) -> None:
+    async def _run_cycle(
+        self, producer: AIOKafkaProducer, data: CycleData, offsets: dict[str, list[int]], trained: dict[str, Any]
+    ) -> None:
         loop = asyncio.get_running_loop()
         serving = self._serving.version if self._serving else None
         record = await loop.run_in_executor(None, self._cycle, data, offsets)
+        record |= trained
         self.cycles += 1
         # The online signal beside the offline gate: effects of the version that served during this window.
         snapshot = self._save_effects()

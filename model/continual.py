@@ -1,12 +1,12 @@
-"""Continual fine-tuning of a serving transformer: replay reservoir, growing vocabulary, guarded steps, gate.
+"""Continual fine-tuning of a serving transformer: replay reservoir, growing vocabulary, guarded steps, ranking.
 
 One learner cycle (driven by `streams/learner/`) is: `grow_vocabulary` for items the model has never seen
 (spare rows first, a resized table when they run out; a titled item's row starts from the text tower, or from
 its text neighbours' rows, else from its category's mean), `fine_tune` for a few AdamW steps on fresh sequences
-mixed with sequences replayed from a `ReplayReservoir` (against forgetting), then `gate`: candidate vs serving
-model on the newest held-back window, full-catalog ranking, NDCG@10; promote only if the candidate is not worse
-by more than `tolerance`. A non-finite loss, an exploding gradient norm or non-finite weights discard the update
-(`FineTuneResult.ok` False, with the reason).
+mixed with sequences replayed from a `ReplayReservoir` (against forgetting), then `model.gate.gate`: candidate
+vs serving vs anchor on the newest held-back window, ranked here by `Ranker` / `ndcg_values`. A non-finite
+loss, an exploding gradient norm or non-finite weights discard the update (`FineTuneResult.ok` False, with the
+reason).
 """
 
 from __future__ import annotations
@@ -36,15 +36,14 @@ __all__ = [
     "CachedEncoder",
     "ContinualConfig",
     "FineTuneResult",
-    "GateResult",
     "Ranker",
     "ReplayReservoir",
     "UserSequence",
     "encode_sequences",
     "fine_tune",
-    "gate",
     "grow_vocabulary",
     "ndcg_at_10",
+    "ndcg_values",
 ]
 
 _SEARCH = event_type_index(EventType.SEARCH)
@@ -63,10 +62,7 @@ class ContinualConfig:
     max_loss: float = 1e3  # a loss above this (or non-finite) discards the update
     replay_fraction: float = 0.5  # share of each batch drawn from the replay reservoir (when it has data)
     reservoir_size: int = 5000  # sequences kept for replay
-    tolerance: float = 0.01  # promote unless candidate NDCG@10 < serving NDCG@10 - tolerance (absolute)
     holdout_fraction: float = 0.3  # newest share of a cycle's events held back for the gate
-    min_gate_points: int = 20  # fewer held-back targets: no decision yet (data carried to the next cycle)
-    max_gate_points: int = 300  # held-back targets scored at most (newest kept)
     growth: float = 0.25  # when spare rows run out, add this fraction of the capacity (at least 64 rows)
     seed: int = 0
 
@@ -140,17 +136,6 @@ class FineTuneResult:
     loss_first: float
     loss_last: float
     max_grad_norm: float  # largest pre-clip gradient norm seen
-
-
-@dataclass(frozen=True, slots=True)
-class GateResult:
-    """Prequential comparison on the held-back window."""
-
-    promote: bool
-    reason: str
-    candidate_ndcg: float
-    serving_ndcg: float
-    points: int
 
 
 def encode_sequences(
@@ -359,23 +344,14 @@ class Ranker:
         return out
 
 
+def ndcg_values(ranker: Ranker, points: Sequence[TestPoint]) -> np.ndarray:
+    """Full-ranking NDCG@10 of `ranker` per point (N,), in the order of `points`."""
+    if not points:
+        return np.zeros(0, dtype=np.float64)
+    ranked = ranker.top([p.state for p in points], k=10)
+    return np.array([ndcg_at_k(r, p.target, 10) for r, p in zip(ranked, points, strict=True)], dtype=np.float64)
+
+
 def ndcg_at_10(ranker: Ranker, points: Sequence[TestPoint]) -> float:
     """Mean full-ranking NDCG@10 of `ranker` over `points` (0.0 without points)."""
-    if not points:
-        return 0.0
-    ranked = ranker.top([p.state for p in points], k=10)
-    return float(np.mean([ndcg_at_k(r, p.target, 10) for r, p in zip(ranked, points, strict=True)]))
-
-
-def gate(candidate: Ranker, serving: Ranker, points: Sequence[TestPoint], config: ContinualConfig) -> GateResult:
-    """Promote `candidate` unless it is worse than `serving` by more than `config.tolerance` on `points`."""
-    points = list(points)[-config.max_gate_points :]
-    if len(points) < config.min_gate_points:
-        return GateResult(False, f"only {len(points)} held-back targets (< {config.min_gate_points})", 0.0, 0.0, 0)
-    cand, serv = ndcg_at_10(candidate, points), ndcg_at_10(serving, points)
-    if not math.isfinite(cand):
-        return GateResult(False, "candidate NDCG@10 is not finite", cand, serv, len(points))
-    if cand < serv - config.tolerance:
-        reason = f"candidate ndcg@10 {cand:.4f} < serving {serv:.4f} - tolerance {config.tolerance}"
-        return GateResult(False, reason, cand, serv, len(points))
-    return GateResult(True, f"candidate ndcg@10 {cand:.4f} vs serving {serv:.4f}", cand, serv, len(points))
+    return float(ndcg_values(ranker, points).mean()) if points else 0.0

@@ -6,10 +6,14 @@ Layout (a local path or a `file://` URI, so a shared volume serves every worker 
     <root>/<version>/manifest.json       model.artifacts.Manifest (parent version, data window, metrics)
     <root>/CURRENT                       the serving version (one line), replaced with os.replace
     <root>/HISTORY                       one JSON line per promotion / rollback (append-only)
+    <root>/ANCHOR                        the last version promoted from a full `streamrec train` (no parent)
 
 A version is copied in under a temporary name and renamed into place, so readers never see half a version.
 Every promotion and rollback re-verifies the weights (sha256, shapes) first: a corrupted version is refused
-with `ChecksumMismatch` / `ModelError` and `CURRENT` is left unchanged.
+with `ChecksumMismatch` / `ModelError` and `CURRENT` is left unchanged. Every change of `CURRENT` holds an
+exclusive `flock` on `<root>/LOCK`; `set_current(..., expected=V)` is a compare-and-set: it raises
+`CurrentChanged` (and changes nothing) unless `CURRENT` is still `V`, so a learner that read `CURRENT` at the
+start of a cycle never overwrites a manual rollback made meanwhile.
 
 Example:
     >>> store_root("file:///srv/models"), store_root("models")
@@ -18,13 +22,17 @@ Example:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import EllipsisType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -33,10 +41,28 @@ from model.artifacts import MANIFEST_FILE, LoadedModel, Manifest, load_model, sa
 from model.transformer import SeqRecModel
 from model.vocab import ItemVocab
 
-__all__ = ["CURRENT_FILE", "HISTORY_FILE", "ModelStore", "StoredVersion", "store_root", "version_dir_uri"]
+__all__ = [
+    "ANCHOR_FILE",
+    "CURRENT_FILE",
+    "HISTORY_FILE",
+    "CurrentChanged",
+    "ModelStore",
+    "StoredVersion",
+    "store_root",
+    "version_dir_uri",
+]
 
 CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY"
+ANCHOR_FILE = "ANCHOR"
+_LOCK_FILE = "LOCK"  # flock target of every pointer change (never a temp file: it stays)
+_RESERVED = (CURRENT_FILE, HISTORY_FILE, ANCHOR_FILE, _LOCK_FILE)
+
+
+class CurrentChanged(ModelError):
+    """A compare-and-set on `CURRENT` found another version than expected (someone else moved it)."""
+
+    retriable = True  # re-read CURRENT and decide again
 
 
 def store_root(location: str | Path) -> Path:
@@ -74,7 +100,7 @@ class ModelStore:
 
     def path(self, version: str) -> Path:
         """Directory of `version` (it may not exist)."""
-        if not version or "/" in version or version.startswith(".") or version in (CURRENT_FILE, HISTORY_FILE):
+        if not version or "/" in version or version.startswith(".") or version in _RESERVED:
             msg = f"invalid model version {version!r}"
             raise ModelError(msg)
         return self.root / version
@@ -85,11 +111,34 @@ class ModelStore:
 
     def current(self) -> str | None:
         """The serving version, or None when nothing was promoted yet."""
+        return self._pointer(CURRENT_FILE)
+
+    def anchor(self) -> str | None:
+        """The last version promoted from a full training run (the gate's anchor), or None."""
+        return self._pointer(ANCHOR_FILE)
+
+    def _pointer(self, name: str) -> str | None:
         try:
-            text = (self.root / CURRENT_FILE).read_text().strip()
+            text = (self.root / name).read_text().strip()
         except FileNotFoundError:
             return None
         return text or None
+
+    def _replace_pointer(self, name: str, version: str) -> None:
+        tmp = self.root / f".{name}.tmp-{uuid.uuid4().hex}"
+        tmp.write_text(version + "\n")
+        os.replace(tmp, self.root / name)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive lock of the store's pointers (across processes sharing the directory)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / _LOCK_FILE).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def current_dir(self) -> Path | None:
         """Directory of the serving version, or None."""
@@ -163,27 +212,51 @@ class ModelStore:
             shutil.rmtree(tmp, ignore_errors=True)
         return manifest
 
-    def set_current(self, version: str, *, action: str = "promote", note: dict[str, Any] | None = None) -> Manifest:
+    def set_current(
+        self,
+        version: str,
+        *,
+        action: str = "promote",
+        note: dict[str, Any] | None = None,
+        expected: str | None | EllipsisType = ...,
+    ) -> Manifest:
         """Verify `version` and point `CURRENT` at it (atomic rename); appends a line to `HISTORY`.
 
+        Args:
+            version: the version to serve.
+            action: what the `HISTORY` line calls it (promote, rollback, learner, auto-rollback).
+            note: extra fields of the `HISTORY` line.
+            expected: compare-and-set: only if `CURRENT` is this version (None: empty store); default: always.
+
         Raises:
+            CurrentChanged: `expected` was given and `CURRENT` is something else (nothing changed).
             ModelError / ChecksumMismatch: the version is missing or its files fail verification.
         """
         loaded = load_model(self.path(version))
-        previous = self.current()
-        pointer = self.root / CURRENT_FILE
-        tmp = self.root / f".{CURRENT_FILE}.tmp-{uuid.uuid4().hex}"
-        tmp.write_text(version + "\n")
-        os.replace(tmp, pointer)
-        entry = {"at": datetime.now(UTC).isoformat(), "action": action, "version": version, "previous": previous}
-        with (self.root / HISTORY_FILE).open("a") as handle:
-            handle.write(json.dumps(entry | (note or {})) + "\n")
+        with self._locked():
+            previous = self.current()
+            if expected is not ... and previous != expected:
+                msg = f"CURRENT is {previous}, not {expected}: not moved to {version}"
+                raise CurrentChanged(msg)
+            self._replace_pointer(CURRENT_FILE, version)
+            entry = {"at": datetime.now(UTC).isoformat(), "action": action, "version": version, "previous": previous}
+            with (self.root / HISTORY_FILE).open("a") as handle:
+                handle.write(json.dumps(entry | (note or {})) + "\n")
         return loaded.manifest
 
+    def set_anchor(self, version: str) -> None:
+        """Record `version` (which must be stored) as the gate's anchor."""
+        self.manifest(version)
+        with self._locked():
+            self._replace_pointer(ANCHOR_FILE, version)
+
     def promote(self, source: Path) -> Manifest:
-        """`add` a model directory and make it current."""
+        """`add` a model directory and make it current; a model without a parent (a full `streamrec train`, not a
+        learner fine-tune) also becomes the anchor."""
         manifest = self.add(source)
         self.set_current(manifest.version, action="promote")
+        if manifest.parent_version is None:
+            self.set_anchor(manifest.version)
         return manifest
 
     def rollback(self, version: str | None = None) -> Manifest:

@@ -3,7 +3,8 @@
 `cut()` turns the pending events into one cycle's data, prequentially: the older part (`1 - holdout`) is
 training data (each active user's newest sequence), the newest part is the held-back window whose targets are
 scored with the state the user had right before each event (never trained on before it is scored). Users seen
-only in the held-back window are trained on in the next cycle.
+only in the held-back window are trained on in the next cycle. `warm()` rebuilds histories from events that
+were already used (a restarted learner re-reads them from the events topic) without queueing them again.
 """
 
 from __future__ import annotations
@@ -60,6 +61,29 @@ class StreamBuffer:
     def add(self, event: Event) -> None:
         """Queue one event (events of a user arrive in their partition order)."""
         self._pending.append(event)
+
+    def warm(self, events: Iterable[Event]) -> list[UserSequence]:
+        """Add already-used events to the histories only; returns the touched users' newest sequences (for the
+        replay reservoir), oldest user first."""
+        users: dict[str, None] = {}
+        for event in events:
+            self._history(event.user_id).add(event)
+            users[event.user_id] = None
+        kept = (h for u in users if (h := self._histories.get(u)) is not None)  # LRU may have dropped some
+        sequences = (tuple(h.state().events[-self._length :]) for h in kept)
+        return [s for s in sequences if len(s) >= 2]
+
+    def drop_oldest(self, n: int) -> list[UserSequence]:
+        """Take the `n` oldest pending events out of the next cycle's data: they only update the histories
+        (`warm`); returns the touched users' sequences for the replay reservoir (a learner behind the stream
+        trains on the newest events)."""
+        oldest, self._pending = self._pending[:n], self._pending[n:]
+        return self.warm(oldest)
+
+    @property
+    def users(self) -> int:
+        """Users with a history."""
+        return len(self._histories)
 
     def carry(self, users: Iterable[str]) -> None:
         """Train on these users' sequences again in the next cycle (e.g. after a postponed decision)."""

@@ -11,7 +11,8 @@ score) before anything is switched; it is meant to run off the event loop.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class ServingModel:
 
     scorer: Scorer
     explainer: Explainer
+    metrics: Mapping[str, float] = field(default_factory=dict)  # the manifest's (gate) metrics, for the dashboard
 
     @property
     def version(self) -> str:
@@ -64,8 +66,9 @@ def load_serving(model_dir: Path, settings: Settings, expected_sha256: str | Non
     try:
         forward = min(settings.max_batch, SCORER_MAX_BATCH)
         scorer = load_scorer(model_dir, backend=settings.backend, device=settings.device, max_batch=forward)
+        manifest = Manifest.model_validate_json((Path(model_dir) / MANIFEST_FILE).read_bytes())
         if expected_sha256 is not None:  # the files were verified against their manifest; now the announcement
-            actual = _manifest_sha(model_dir)
+            actual = manifest.sha256
             if actual != expected_sha256:
                 msg = f"{model_dir}: weights sha256 {actual} != announced {expected_sha256}"
                 raise ModelError(msg)
@@ -78,11 +81,7 @@ def load_serving(model_dir: Path, settings: Settings, expected_sha256: str | Non
     except Exception as exc:  # any other failure still means "this model cannot serve"
         msg = f"model in {model_dir} failed to load or score: {exc}"
         raise ModelError(msg) from exc
-    return ServingModel(scorer, explainer)
-
-
-def _manifest_sha(model_dir: Path) -> str:
-    return Manifest.model_validate_json((Path(model_dir) / MANIFEST_FILE).read_bytes()).sha256
+    return ServingModel(scorer, explainer, dict(manifest.metrics))
 
 
 def initial_serving(settings: Settings) -> ServingModel:

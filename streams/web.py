@@ -84,7 +84,7 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]  # faust's decorators are untyped
     async def _sample() -> None:
-        state.tick(runtime.scorer.version)
+        state.tick(runtime.scorer.version, model_metrics=runtime.serving.metrics)
 
     @app.page("/healthz")
     class Health(View):

@@ -1,15 +1,25 @@
 """Torch-TensorRT backend (CUDA only): the exported user encoder compiled to an fp16 TensorRT engine.
 
 Path: `torch.export` (dynamic batch) -> `torch_tensorrt.dynamo.compile(..., enabled_precisions={torch.float16})`.
-The compiled program is cached next to the model as `trt-<sha256[:16]>-<gpu>.ep`, keyed by the checksum of
-`model.safetensors`, so a new model never reuses an old engine. The item table stays a torch fp16 tensor on the
-GPU. Not exercised on this project's CPU-only CI; `tests/unit/test_backends.py` has a `gpu` test for it.
+The compiled program is cached next to the model, named by everything that shapes it (`engine_path`: version,
+weights checksum, GPU, batch profile, precision, torch_tensorrt release), so a new model or other settings never
+reuse an old engine. The cache is written to a temporary file and renamed into place (`write_atomically`), so
+another worker never loads half an engine; a worker that cannot write it (read-only or full volume) logs a
+warning and serves the engine it compiled, and an unreadable cached engine is compiled again. The item table
+stays a torch fp16 tensor on the GPU. Not exercised on this project's CPU-only CI; `tests/unit/test_backends.py`
+has a `gpu` test for it and CPU tests for the cache naming and writing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import importlib.util
+import logging
+import os
 import re
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +30,9 @@ from contracts import ModelError
 from model.backends.exported import batch_args, export_encoder
 from model.transformer import SeqBatch, SeqRecModel
 
-__all__ = ["TensorRTBackend", "tensorrt_available"]
+__all__ = ["TensorRTBackend", "engine_path", "tensorrt_available", "write_atomically"]
+
+log = logging.getLogger(__name__)
 
 
 def tensorrt_available() -> tuple[bool, str]:
@@ -32,10 +44,31 @@ def tensorrt_available() -> tuple[bool, str]:
     return True, "ok"
 
 
-def engine_path(model_dir: Path, sha256: str, device: torch.device) -> Path:
-    """Cache file of the compiled engine for this model checksum and GPU model."""
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name(device)).strip("-").lower()
-    return Path(model_dir) / f"trt-{sha256[:16]}-{gpu}.ep"
+def engine_path(
+    model_dir: Path, sha256: str, gpu: str, max_batch: int, opt_batch: int, precision: str = "fp16", trt: str = ""
+) -> Path:
+    """Cache file of the compiled engine: one per version, weights, GPU model and build settings."""
+    parts = [Path(model_dir).name, sha256[:16], gpu, f"b{opt_batch}-{max_batch}", precision, f"trt{trt or 'na'}"]
+    safe = [re.sub(r"[^A-Za-z0-9.]+", "-", p).strip("-").lower() for p in parts]
+    return Path(model_dir) / f"trt-{'_'.join(safe)}.ep"
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> bool:
+    """`write(tmp)` into a temporary file next to `path`, then rename it into place; False (logged) if it fails.
+
+    Readers see either no file or a complete one; a failed write leaves nothing behind.
+    """
+    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: torch's zip writer on a full disk
+        log.warning("could not cache %s (%s); serving without the cache", path, exc)
+        return False
+    finally:
+        with contextlib.suppress(OSError):  # nothing to remove, or a directory we cannot even list
+            tmp.unlink(missing_ok=True)
+    return True
 
 
 class TensorRTBackend:
@@ -59,10 +92,16 @@ class TensorRTBackend:
 
         self._device = torch.device(device)
         self._model = model.to(self._device).eval()
-        path = engine_path(model_dir, sha256, self._device)
+        gpu = torch.cuda.get_device_name(self._device)
+        release = importlib.metadata.version("torch_tensorrt")
+        path = engine_path(model_dir, sha256, gpu, max_batch, opt_batch, "fp16", release)
+        self._module: Any = None
         if path.is_file():
-            self._module: Any = torch_tensorrt.load(str(path)).module()
-        else:
+            try:
+                self._module = torch_tensorrt.load(str(path)).module()
+            except Exception:  # noqa: BLE001 (any unreadable cache: compile again, the model itself was verified)
+                log.warning("cached engine %s unreadable; compiling again", path, exc_info=True)
+        if self._module is None:
             self._module = self._compile(torch_tensorrt, path, max_batch, opt_batch)
         with torch.inference_mode():
             self._table = self._model.item_table().detach().half()
@@ -80,7 +119,7 @@ class TensorRTBackend:
         compiled = trt.dynamo.compile(program, arg_inputs=inputs, enabled_precisions={torch.float16})
         example = [torch.zeros((2, *s), dtype=d, device=self._device) for s, d in zip(shapes, dtypes, strict=True)]
         example[3][:, -1] = 1
-        trt.save(compiled, str(path), arg_inputs=example)
+        write_atomically(path, lambda tmp: trt.save(compiled, str(tmp), arg_inputs=example))
         return compiled
 
     @property

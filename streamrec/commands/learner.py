@@ -20,7 +20,20 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(64, min=1, help="Sequences per step."),
         lr: float = typer.Option(1e-3, help="AdamW learning rate."),
         replay_fraction: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of each batch from replay."),
-        tolerance: float = typer.Option(0.01, min=0.0, help="Gate: promote unless NDCG@10 drops more than this."),
+        gate_alpha: float = typer.Option(0.05, min=1e-6, max=0.5, help="Gate: refuse a significantly worse candidate."),
+        anchor_margin: float = typer.Option(0.02, min=0.0, help="Gate: refuse NDCG@10 below the anchor's by more."),
+        max_gate_points: int = typer.Option(1000, min=1, help="Gate: newest next-new held-back targets scored."),
+        rollback_window: float = typer.Option(
+            1800.0, min=0.0, help="Seconds a new version's online effects are watched."
+        ),
+        rollback_min_impressions: int = typer.Option(200, min=1, help="Impressions per version before a rollback."),
+        restore_events: int = typer.Option(20_000, min=0, help="Events re-read per partition on restart (histories)."),
+        max_window_events: int = typer.Option(
+            0,
+            min=0,
+            help="Behind the stream: train on the newest this many pending events (0 = all); the older "
+            "ones update histories and the replay reservoir only.",
+        ),
         holdout: float = typer.Option(0.3, min=0.05, max=0.9, help="Newest share of a cycle held back for the gate."),
         min_gate_points: int = typer.Option(20, min=1, help="Held-back targets needed for a decision."),
         from_beginning: bool = typer.Option(False, help="A new consumer group starts at the earliest offset."),
@@ -43,7 +56,9 @@ def register(app: typer.Typer) -> None:
 
         from contracts import Settings
         from model.continual import ContinualConfig
+        from model.gate import GateConfig
         from model.store import ModelStore
+        from streams.learner.rollback import RollbackConfig
         from streams.learner.service import Learner, LearnerOptions
 
         logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -57,15 +72,15 @@ def register(app: typer.Typer) -> None:
             text_init=text_init,
             effects_window_seconds=effects_window,
             frozen_version=frozen_version,
+            restore_events=restore_events,
+            max_window_events=max_window_events,
             continual=ContinualConfig(
-                steps=steps,
-                batch_size=batch_size,
-                lr=lr,
-                replay_fraction=replay_fraction,
-                tolerance=tolerance,
-                holdout_fraction=holdout,
-                min_gate_points=min_gate_points,
+                steps=steps, batch_size=batch_size, lr=lr, replay_fraction=replay_fraction, holdout_fraction=holdout
             ),
+            gate=GateConfig(
+                alpha=gate_alpha, anchor_margin=anchor_margin, min_points=min_gate_points, max_points=max_gate_points
+            ),
+            rollback=RollbackConfig(window_seconds=rollback_window, min_impressions=rollback_min_impressions),
         )
         model_store = ModelStore(store or settings.model_dir)
         registry = CollectorRegistry()

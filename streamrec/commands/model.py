@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         store: str | None = typer.Option(None, help=_STORE_HELP),
         as_json: bool = typer.Option(False, "--json", help="One JSON object per version."),
     ) -> None:
-        """Every stored version, oldest first; `*` marks the serving one."""
+        """Every stored version, oldest first; `*` marks the serving one, `anchor` the gate's anchor."""
         from streams.learner.service import ONLINE_FILE
 
         model_store, _ = _store(store)
@@ -61,10 +61,12 @@ def register(app: typer.Typer) -> None:
         if not versions:
             typer.echo(f"model store {model_store.root} is empty (workers serve the baseline blend)")
             return
+        anchor = model_store.anchor()
         for v in versions:
             m = v.manifest
             row = {
-                "version": m.version, "current": v.current, "created_at": m.created_at.isoformat(),
+                "version": m.version, "current": v.current, "anchor": m.version == anchor,
+                "created_at": m.created_at.isoformat(),
                 "parent": m.parent_version, "items": len(m.items), "metrics": m.metrics,
                 "online": online.get(m.version, {}),
             }  # fmt: skip
@@ -80,7 +82,8 @@ def register(app: typer.Typer) -> None:
                 )
             typer.echo(
                 f"{'*' if v.current else ' '} {m.version}  {m.created_at:%Y-%m-%d %H:%M:%S}  "
-                f"parent={m.parent_version or '-'}  items={len(m.items)}  {metrics}"
+                f"parent={m.parent_version or '-'}  items={len(m.items)}{'  anchor' if m.version == anchor else ''}  "
+                f"{metrics}"
             )
         reasons = effects.get("reasons", {})
         if reasons and not as_json:

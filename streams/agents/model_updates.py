@@ -6,6 +6,11 @@ the workers): each worker reads all partitions from their end. After seeking, it
 verification (checksum against the announcement, shapes), the backend build and a smoke score run in an
 executor, off the event loop; only then is `Runtime.swap` called. A model that fails is refused and logged; the
 old one keeps serving.
+
+Skip to newest: reading the topic and loading are decoupled. Every update read replaces the one pending (the
+replaced one is counted as `superseded` and never loaded); one applier loads whatever is pending when it is
+free. So a burst of updates, or updates arriving during a slow load (a TensorRT compile takes minutes), costs
+one load of the newest, not one per update.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class ModelFollower:
             "streamrec_model_swaps", "Model updates applied or refused", ["outcome"], registry=runtime.metrics.registry
         )
         self._lock = asyncio.Lock()
+        self._pending: ModelUpdate | None = None  # the newest update read and not yet loaded
+        self._wakeup = asyncio.Event()
 
     async def apply(self, directory: Path, version: str, sha256: str | None) -> bool:
         """Load `directory` off the loop and swap to it; False (old model kept) if it cannot serve."""
@@ -67,21 +74,46 @@ class ModelFollower:
         if version is not None and version != self.runtime.serving.version:
             await self.apply(store.path(version), version, None)
 
-    async def handle(self, value: bytes | None) -> None:
-        """One record of the model-updates topic."""
+    def offer(self, value: bytes | None) -> ModelUpdate | None:
+        """Decode one record of the model-updates topic and make it the pending update (superseding any other)."""
         try:
             update = ModelUpdate.model_validate_json(value or b"")
         except ValidationError:
             self.swaps.labels(outcome="invalid").inc()
             log.exception("undecodable model update ignored")
-            return
-        try:
-            directory = store_root(update.uri)
-        except ModelError:
-            self.swaps.labels(outcome="refused").inc()
-            log.exception("model update %s has an unsupported URI", update.version)
-            return
-        await self.apply(directory, update.version, update.sha256)
+            return None
+        if self._pending is not None:
+            self.swaps.labels(outcome="superseded").inc()
+            log.info("model update %s superseded by %s before loading", self._pending.version, update.version)
+        self._pending = update
+        self._wakeup.set()
+        return update
+
+    async def drain(self) -> None:
+        """Load the pending update, then whatever became pending meanwhile, until none is left."""
+        while self._pending is not None:
+            update, self._pending = self._pending, None
+            try:
+                directory = store_root(update.uri)
+            except ModelError:
+                self.swaps.labels(outcome="refused").inc()
+                log.exception("model update %s has an unsupported URI", update.version)
+                continue
+            await self.apply(directory, update.version, update.sha256)
+
+    async def handle(self, value: bytes | None) -> None:
+        """One record of the model-updates topic: offer it and load the newest pending one."""
+        self.offer(value)
+        await self.drain()
+
+    async def _applier(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self.drain()
+            except Exception:  # an unexpected failure must not stop the follower: the old model keeps serving
+                log.exception("applying a model update failed; still serving %s", self.runtime.serving.version)
 
     async def run(self) -> None:
         """Follow the topic until cancelled."""
@@ -104,10 +136,15 @@ class ModelFollower:
             for tp in consumer.assignment():
                 await consumer.position(tp)  # resolve the end offsets now, before the store check below
             await self.sync_with_store()
-            while True:
-                for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                    for m in messages:
-                        await self.handle(m.value)
+            applier = asyncio.create_task(self._applier())
+            try:
+                while True:
+                    for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                        for m in messages:
+                            self.offer(m.value)
+            finally:
+                applier.cancel()
+                await asyncio.gather(applier, return_exceptions=True)
         finally:
             await consumer.stop()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,8 +92,11 @@ class LiveState:
     recs_sent: int = 0
     _prev: dict[str, Any] = field(default_factory=dict)
 
-    def tick(self, model_version: str, now: float | None = None) -> dict[str, Any]:
-        """Append one point (rates since the previous tick) and note a model change; returns the point."""
+    def tick(
+        self, model_version: str, now: float | None = None, model_metrics: Mapping[str, float] | None = None
+    ) -> dict[str, Any]:
+        """Append one point (rates since the previous tick) and note a model change (with the new version's gate
+        metrics); returns the point."""
         now = time.time() if now is None else now
         events = _counter_total(self.metrics.events_in)
         dead = sum(_dead_letters(self.metrics.dead_letters).values())
@@ -122,7 +126,7 @@ class LiveState:
         self._prev = {"t": now, "events": events, "dead": dead, "cum": cum, "sum": lat_sum, "count": lat_count}
         self.series.append(point)
         if not self.versions or self.versions[-1]["version"] != model_version:
-            self.versions.append({"t": now, "version": model_version})
+            self.versions.append({"t": now, "version": model_version, "metrics": dict(model_metrics or {})})
         return point
 
     def stats(self) -> dict[str, Any]:

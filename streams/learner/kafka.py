@@ -1,11 +1,13 @@
-"""The model-update publisher (`ModelUpdate` records on `<prefix>.model-updates`)."""
+"""The learner's Kafka plumbing: the model-update publisher, topic followers and the history replay on restart."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts import ModelUpdate, Settings
 from streams.kafka_clients import client_kwargs
@@ -13,7 +15,7 @@ from streams.kafka_clients import client_kwargs
 if TYPE_CHECKING:
     from model.artifacts import Manifest  # only a type here: importing this module stays free of torch
 
-__all__ = ["MODEL_UPDATE_KEY", "model_update", "publish_update"]
+__all__ = ["MODEL_UPDATE_KEY", "follow_topic", "model_update", "publish_update", "replay_before"]
 
 MODEL_UPDATE_KEY = b"model"  # one key: every update lands on one partition, in order
 
@@ -43,3 +45,68 @@ async def publish_update(settings: Settings, update: ModelUpdate, producer: AIOK
     finally:
         if own:
             await producer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 (no public refresh in aiokafka)
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await asyncio.sleep(1.0)
+    return set(partitions)
+
+
+async def follow_topic(
+    settings: Settings, topic: str, from_start: bool, handle: Callable[[bytes | None], None]
+) -> None:
+    """Read every partition of `topic` without a group (from its start or its end) until cancelled."""
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_kwargs(settings))
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))])
+        await (consumer.seek_to_beginning() if from_start else consumer.seek_to_end())
+        while True:
+            for messages in (await consumer.getmany(timeout_ms=1000)).values():
+                for m in messages:
+                    handle(m.value)
+    finally:
+        await consumer.stop()
+
+
+async def replay_before(
+    settings: Settings,
+    ends: Mapping[TopicPartition, int],
+    per_partition: int,
+    handle: Callable[[TopicPartition, int, bytes | None, bytes | None], None],
+) -> dict[str, list[int]]:
+    """Re-read up to `per_partition` records just before each end offset (no group); returns the ranges read.
+
+    Used on restart: the events before the committed offsets rebuild the user histories the learner lost.
+    `handle(tp, offset, key, value)` is called in offset order per partition.
+    """
+    wanted = {tp: end for tp, end in ends.items() if end > 0}
+    if not wanted or per_partition <= 0:
+        return {}
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_kwargs(settings))
+    await consumer.start()
+    try:
+        consumer.assign(list(wanted))
+        firsts = await consumer.beginning_offsets(list(wanted))
+        ranges = {tp: [max(firsts[tp], end - per_partition), end] for tp, end in wanted.items()}
+        for tp, (start, _) in ranges.items():
+            consumer.seek(tp, start)
+        open_ = {tp for tp, (start, end) in ranges.items() if start < end}
+        idle = 0
+        while open_ and idle < 10:  # 10 s without a record: the rest is gone (retention); use what was read
+            batch = await consumer.getmany(*open_, timeout_ms=1000)
+            idle = 0 if batch else idle + 1
+            for tp, messages in batch.items():
+                for m in messages:
+                    if m.offset < ranges[tp][1]:
+                        handle(tp, m.offset, m.key, m.value)
+                if messages and messages[-1].offset + 1 >= ranges[tp][1]:
+                    open_.discard(tp)
+        return {str(tp.partition): [start, end] for tp, (start, end) in ranges.items()}
+    finally:
+        await consumer.stop()

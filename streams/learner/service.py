@@ -3,13 +3,18 @@
 Process and failure model: the learner is a separate process (`streamrec learner`); workers only read the model
 store and the `model-updates` topic, so a learner crash never touches serving. It starts from the store's
 `CURRENT` version (waiting until there is one) and re-reads `CURRENT` before every cycle, so a rollback or a
-manual promotion is followed. Offsets are committed only after a cycle has used the events (promoted or not),
-so a restarted learner resumes after the last finished cycle. Heavy work runs in a thread, off the event loop
-(the consumer keeps its heartbeats).
+manual promotion is followed. Events are consumed while a cycle trains (one cycle at a time), so the next
+window is complete when a cycle ends; a promotion is a compare-and-set on `CURRENT` against the cycle's base, so a
+rollback made during a cycle is never overwritten (the candidate stays in the store, unpromoted). Offsets are
+committed only after a cycle has used the events (promoted or not), so a restarted learner resumes after the last
+finished cycle; it first re-reads up to `restore_events` events per partition before its committed offsets to
+rebuild the user histories and the replay reservoir, and says so in its `ready` line (a group without committed
+offsets is logged as a fresh start, never silently). Heavy work runs in a thread, off the event loop.
 
-Every cycle appends one JSON line to `<store>/learner.jsonl`: window, gate metrics, decision and why. Online
-effects (`streams.learner.effects`: CTR and conversion per model version and reason kind, from the
-recommendations topic joined with later events) are kept in `<store>/online.json` and as Prometheus counters.
+Every cycle appends one JSON line to `<store>/learner.jsonl`: window, gate metrics (`model.gate`), decision and
+why. Online effects (`streams.learner.effects`: CTR and conversion per model version and reason kind, from the
+recommendations topic joined with later events) are kept in `<store>/online.json` and as Prometheus counters;
+a version whose effects drop significantly below its parent's is rolled back (`streams.learner.rollback`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,25 +31,29 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from contracts import Event, Item, Recommendation, Settings
+from contracts import Event, Item, ModelUpdate, Recommendation, Settings
 from model.continual import (
     CachedEncoder,
     ContinualConfig,
     Ranker,
     ReplayReservoir,
     fine_tune,
-    gate,
     grow_vocabulary,
     ndcg_at_10,
 )
-from model.store import ModelStore
+from model.gate import GateConfig, GateResult, gate
+from model.store import CurrentChanged, ModelStore
 from model.stream_buffer import CycleData, StreamBuffer
+from model.targets import next_new_points
 from model.text_tower import MiniLMEncoder, TextEncoder
 from model.transformer import SeqRecModel
 from model.vocab import ItemVocab
 from streams.kafka_clients import client_kwargs
 from streams.learner.effects import OnlineEffects
-from streams.learner.kafka import model_update, publish_update
+from streams.learner.kafka import follow_topic, model_update, publish_update
+from streams.learner.restore import restore_histories
+from streams.learner.rollback import RollbackConfig, check_and_roll_back
+from streams.learner.window import Windows
 from streams.validation import RawRecord, validate_event
 
 __all__ = ["LOG_FILE", "ONLINE_FILE", "Learner", "LearnerOptions"]
@@ -66,8 +75,13 @@ class LearnerOptions:
     track_frozen: bool = True  # also score a fixed reference version on each window (drift report) ...
     frozen_version: str | None = None  # ... this one (default: the version this process started from)
     effects_window_seconds: float = 1800.0  # a click/cart/purchase this soon after a recommendation is a hit
-    effects_every_seconds: float = 10.0  # how often online.json is rewritten
+    effects_every_seconds: float = 10.0  # how often online.json is rewritten (and the rollback rule checked)
+    restore_events: int = 20_000  # on start with committed offsets: events re-read per partition for histories
+    max_window_events: int = 0  # a learner behind the stream trains on the newest this many (0: all pending) ...
+    # ... the older pending events update the histories and the replay reservoir only (`skipped_to_newest`)
     continual: ContinualConfig = field(default_factory=ContinualConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    rollback: RollbackConfig = field(default_factory=RollbackConfig)
 
 
 @dataclass
@@ -99,9 +113,10 @@ class Learner:
         self._new_catalog: list[str] = []
         self._reservoir = ReplayReservoir(self.options.continual.reservoir_size, self.options.continual.seed)
         self._serving: _Serving | None = None
-        self._frozen: Ranker | None = None
         self._frozen_version = ""
+        self._references: dict[str, Ranker] = {}
         self._buffer: StreamBuffer | None = None
+        self._producer: AIOKafkaProducer | None = None
         self.effects = OnlineEffects(self.options.effects_window_seconds, registry=registry)
         self.cycles = 0
 
@@ -123,6 +138,7 @@ class Learner:
         producer = AIOKafkaProducer(acks="all", **kafka)
         await events.start()
         await producer.start()
+        self._producer = producer
         tasks = [asyncio.create_task(self._follow_catalog()), asyncio.create_task(self._follow_effects(stop))]
         try:
             await self._wait_for_assignment(events, stop)
@@ -138,11 +154,20 @@ class Learner:
         """Wait for the group's partitions and their start positions; then log a `ready` line."""
         while not consumer.assignment() and not stop.is_set():
             await asyncio.sleep(0.1)
-        positions = {f"{tp.topic}:{tp.partition}": await consumer.position(tp) for tp in consumer.assignment()}
-        assert self._serving is not None  # noqa: S101
-        record = {"kind": "ready", "at": datetime.now(UTC).isoformat(), "base": self._serving.version}
-        self._write_log(record | {"positions": positions})
-        log.info("learner ready on %d partitions, base %s", len(positions), self._serving.version)
+        assignment = sorted(consumer.assignment())
+        committed = {tp: await consumer.committed(tp) for tp in assignment}
+        positions = {f"{tp.topic}:{tp.partition}": await consumer.position(tp) for tp in assignment}
+        assert self._serving is not None and self._buffer is not None  # noqa: S101
+        found = {tp: c for tp, c in committed.items() if c is not None}
+        restored = await restore_histories(
+            self.settings, self._buffer, self._reservoir, found, self.options.restore_events
+        )
+        record = {"kind": "ready", "at": datetime.now(UTC).isoformat(), "base": self._serving.version,
+                  "positions": positions, "restored": restored}  # fmt: skip
+        self._write_log(record)
+        log.info(
+            "learner ready on %d partitions, base %s, restored %s", len(positions), self._serving.version, restored
+        )
 
     async def _wait_for_model(self, stop: asyncio.Event) -> bool:
         warned = False
@@ -159,41 +184,19 @@ class Learner:
     def _reload(self) -> None:
         loaded = self.store.load()
         self._serving = _Serving(loaded.model, loaded.vocab, loaded.manifest.version)
-        if self._frozen is None and self.options.track_frozen:
-            reference = loaded if self.options.frozen_version is None else self.store.load(self.options.frozen_version)
-            self._frozen = Ranker(reference.model, reference.vocab)
-            self._frozen_version = reference.manifest.version
+        if not self._frozen_version and self.options.track_frozen:
+            self._frozen_version = self.options.frozen_version or loaded.manifest.version
         log.info("learner serving base: %s (%d items)", loaded.manifest.version, len(loaded.vocab))
-
-    async def _follow(self, topic: str, from_start: bool, handle: Callable[[bytes | None], None]) -> None:
-        """Read every partition of `topic` without a group (from its start or its end) until cancelled."""
-        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_kwargs(self.settings))
-        await consumer.start()
-        try:
-            partitions = consumer.partitions_for_topic(topic)
-            while not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 (no public refresh in aiokafka)
-                partitions = consumer.partitions_for_topic(topic)
-                if not partitions:
-                    await asyncio.sleep(1.0)
-            consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-            await (consumer.seek_to_beginning() if from_start else consumer.seek_to_end())
-            while True:
-                for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                    for m in messages:
-                        handle(m.value)
-        finally:
-            await consumer.stop()
 
     async def _follow_catalog(self) -> None:
         """The compacted items topic from the start: titles and categories for new items."""
-        await self._follow(self.settings.topics.items, True, self._add_item)
+        await follow_topic(self.settings, self.settings.topics.items, True, self._add_item)
 
     async def _follow_effects(self, stop: asyncio.Event) -> None:
         """New recommendations (from the end) for the online effect metrics; online.json every few seconds."""
         writer = asyncio.create_task(self._write_effects(stop))
         try:
-            await self._follow(self.settings.topics.recommendations, False, self._add_recommendation)
+            await follow_topic(self.settings, self.settings.topics.recommendations, False, self._add_recommendation)
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
@@ -208,7 +211,22 @@ class Learner:
     async def _write_effects(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await _sleep_or_stop(stop, self.options.effects_every_seconds)
-            self._save_effects()
+            snapshot = self._save_effects()
+            update = self.check_rollback(snapshot["versions"])
+            if update is not None and self._producer is not None:
+                await publish_update(self.settings, update, self._producer)
+
+    def check_rollback(self, versions: Mapping[str, Mapping[str, float]]) -> ModelUpdate | None:
+        """Apply the automatic rollback rule to the serving version; the `ModelUpdate` to publish if it moved."""
+        outcome = check_and_roll_back(self.store, versions, self.options.rollback, datetime.now(UTC))
+        if outcome is None or not outcome.decision.roll_back:
+            return None
+        self._write_log({"kind": "rollback", "at": datetime.now(UTC).isoformat(), **outcome.as_dict()})
+        if not outcome.rolled_back:
+            return None  # CURRENT moved meanwhile: whoever moved it announced it
+        log.warning("automatic rollback %s -> %s: %s", outcome.child, outcome.parent, outcome.decision.reason)
+        manifest = self.store.manifest(outcome.parent)
+        return model_update(manifest, self.store.uri(outcome.parent), dict(manifest.metrics) | outcome.metrics())
 
     def _save_effects(self) -> dict[str, Any]:
         snapshot = self.effects.snapshot() | {"updated_at": datetime.now(UTC).isoformat()}
@@ -231,11 +249,11 @@ class Learner:
 
     async def _consume(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
         assert self._buffer is not None  # noqa: S101
-        offsets: dict[TopicPartition, int] = {}
-        starts: dict[TopicPartition, int] = {}  # first offset of the current window, per partition
+        windows = Windows()
         last_cycle = time.monotonic()
         skew = timedelta(seconds=self.settings.max_future_skew_seconds)
         limit = self.settings.max_event_bytes
+        running: tuple[asyncio.Task[None], dict[TopicPartition, int]] | None = None
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             now = datetime.now(UTC)
@@ -246,24 +264,29 @@ class Learner:
                     if isinstance(checked, Event):
                         self._buffer.add(checked)
                         self.effects.event(checked, time.monotonic())
-                    starts.setdefault(tp, m.offset)
-                    offsets[tp] = m.offset + 1
+                    windows.consumed(tp, m.offset, isinstance(checked, Event))
+            if running is not None and running[0].done():
+                running[0].result()  # a failed cycle fails the learner (offsets stay uncommitted)
+                await consumer.commit(running[1])
+                running, last_cycle = None, time.monotonic()
             pending = self._buffer.pending
             due = time.monotonic() - last_cycle >= self.options.every_seconds and pending >= self.options.min_events
-            if pending >= self.options.every_events or due:
-                done = dict(offsets)
-                window = {str(tp.partition): [start, offsets[tp]] for tp, start in starts.items()}
-                starts = {}
-                await self._run_cycle(producer, window)
-                await consumer.commit(done)
-                last_cycle = time.monotonic()
+            if running is None and (pending >= self.options.every_events or due):
+                # Cut now; keep consuming while the cycle trains, so the next window is ready when it ends.
+                cut = windows.cut(self._buffer, self._reservoir, self.options.max_window_events)
+                data = self._buffer.cut(self.options.continual.holdout_fraction)
+                running = (asyncio.create_task(self._run_cycle(producer, data, cut.offsets, cut.log)), cut.commit)
+        if running is not None:  # stopping: finish the cycle in flight and commit what it used
+            await running[0]
+            await consumer.commit(running[1])
 
-    async def _run_cycle(self, producer: AIOKafkaProducer, offsets: dict[str, list[int]]) -> None:
-        assert self._buffer is not None  # noqa: S101
-        data = self._buffer.cut(self.options.continual.holdout_fraction)
+    async def _run_cycle(
+        self, producer: AIOKafkaProducer, data: CycleData, offsets: dict[str, list[int]], trained: dict[str, Any]
+    ) -> None:
         loop = asyncio.get_running_loop()
         serving = self._serving.version if self._serving else None
         record = await loop.run_in_executor(None, self._cycle, data, offsets)
+        record |= trained
         self.cycles += 1
         # The online signal beside the offline gate: effects of the version that served during this window.
         snapshot = self._save_effects()
@@ -296,37 +319,88 @@ class Learner:
             base.model, base.vocab, new, self._catalog, self._encoder if self._catalog else None, cfg.growth
         )
         record["new_items"] = len(added)
+        phase = time.perf_counter()
         tuned = fine_tune(model, vocab, data.train, self._reservoir, cfg)
+        record["fine_tune_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()
         self._reservoir.add(data.train)
         record |= {"steps": tuned.steps, "loss_first": tuned.loss_first, "loss_last": tuned.loss_last}
         record["max_grad_norm"] = tuned.max_grad_norm
         if tuned.model is None:
             record["reason"] = f"update discarded: {tuned.reason}"
             return _finish(record, started)
-        result = gate(Ranker(tuned.model, vocab), Ranker(base.model, base.vocab), data.points, cfg)
-        record |= {"candidate_ndcg": result.candidate_ndcg, "serving_ndcg": result.serving_ndcg}
-        if self._frozen is not None and result.points:
-            record["frozen_ndcg"] = ndcg_at_10(self._frozen, data.points[-cfg.max_gate_points :])
-            record["frozen_version"] = self._frozen_version
-        record["reason"] = result.reason
-        if result.points < cfg.min_gate_points and self._buffer is not None:
+        serving = Ranker(base.model, base.vocab)
+        result = gate(Ranker(tuned.model, vocab), serving, self._anchor(base, serving), data.points, self.options.gate)
+        record |= {"candidate_ndcg": result.candidate_ndcg, "serving_ndcg": result.serving_ndcg,
+                   "anchor_ndcg": result.anchor_ndcg, "anchor_version": self.store.anchor(), "gate": result.metrics(),
+                   "reason": result.reason}  # fmt: skip
+        self._track_frozen(record, result, base, data)
+        record["gate_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()
+        if not result.points and self._buffer is not None:
             self._buffer.carry(data.users)  # no decision yet: train on these users again next cycle
-        if not result.promote:
-            return _finish(record, started)
-        metrics = {"ndcg@10": result.candidate_ndcg, "serving_ndcg@10": result.serving_ndcg,
-                   "gate_points": float(result.points)}  # fmt: skip
-        window = {"events": data.events, "first_ts": _iso(data.first_ts), "last_ts": _iso(data.last_ts),
-                  "train_sequences": len(data.train), "new_items": len(added), "topic": self.settings.topics.events,
-                  "offsets": offsets}  # fmt: skip
-        training = {"steps": tuned.steps, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                    "replay_fraction": cfg.replay_fraction, "loss_last": tuned.loss_last}  # fmt: skip
-        manifest = self.store.save(
-            tuned.model, vocab, parent_version=base.version, data=window, metrics=metrics, training=training
-        )
-        self.store.set_current(manifest.version, action="learner", note={"gate": result.reason})
-        self._serving = _Serving(tuned.model, vocab, manifest.version)
-        record |= {"promoted": True, "version": manifest.version, "metrics": metrics}
+        if result.promote:
+            self._promote(record, result, base, _Serving(tuned.model, vocab, ""), data, offsets, tuned.steps)
+            record["save_seconds"] = round(time.perf_counter() - phase, 3)
         return _finish(record, started)
+
+    def _anchor(self, base: _Serving, serving: Ranker) -> Ranker | None:
+        """The gate's anchor (`ModelStore.anchor`): None if none is recorded, `serving` if it is the base."""
+        version = self.store.anchor()
+        if version is None:
+            return None
+        return serving if version == base.version else self._reference(version)
+
+    def _reference(self, version: str) -> Ranker:
+        """A stored version as a ranker (the anchor and the frozen reference; the last two are kept loaded)."""
+        if version not in self._references:
+            loaded = self.store.load(version)
+            self._references = dict(list(self._references.items())[-1:])
+            self._references[version] = Ranker(loaded.model, loaded.vocab)
+        return self._references[version]
+
+    def _track_frozen(self, record: dict[str, Any], result: GateResult, base: _Serving, data: CycleData) -> None:
+        """The fixed reference version on the gate's targets (drift report), reusing an already scored model."""
+        if not self._frozen_version or not result.points:
+            return
+        if self._frozen_version == record["anchor_version"]:
+            value = result.anchor_ndcg
+        elif self._frozen_version == base.version:
+            value = result.serving_ndcg
+        else:
+            targets = next_new_points(data.points)[-self.options.gate.max_points :]
+            value = ndcg_at_10(self._reference(self._frozen_version), targets)
+        record |= {"frozen_ndcg": value, "frozen_version": self._frozen_version}
+
+    def _promote(
+        self,
+        record: dict[str, Any],
+        result: GateResult,
+        base: _Serving,
+        candidate: _Serving,
+        data: CycleData,
+        offsets: dict[str, list[int]],
+        steps: int,
+    ) -> None:
+        """Save the candidate and compare-and-set `CURRENT` from the cycle's base to it."""
+        cfg = self.options.continual
+        metrics = result.metrics()
+        window = {"events": data.events, "first_ts": _iso(data.first_ts), "last_ts": _iso(data.last_ts),
+                  "train_sequences": len(data.train), "new_items": record["new_items"],
+                  "topic": self.settings.topics.events, "offsets": offsets}  # fmt: skip
+        training = {"steps": steps, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                    "replay_fraction": cfg.replay_fraction, "loss_last": record["loss_last"]}  # fmt: skip
+        manifest = self.store.save(
+            candidate.model, candidate.vocab, parent_version=base.version, data=window, metrics=metrics,
+            training=training,
+        )  # fmt: skip
+        try:
+            self.store.set_current(
+                manifest.version, action="learner", note={"gate": result.reason}, expected=base.version
+            )
+        except CurrentChanged as exc:
+            record |= {"version": manifest.version, "reason": f"passed the gate but not promoted: {exc}"}
+            return  # someone rolled back / promoted during the cycle: theirs stays; the next cycle follows it
+        self._serving = _Serving(candidate.model, candidate.vocab, manifest.version)
+        record |= {"promoted": True, "version": manifest.version, "metrics": metrics}
 
     def _write_log(self, record: Mapping[str, Any]) -> None:
         self.store.root.mkdir(parents=True, exist_ok=True)

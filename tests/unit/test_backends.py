@@ -12,6 +12,7 @@ import model.backends as backends
 from contracts import EventType, ModelError
 from model.artifacts import load_model, save_model
 from model.backends import EagerTorchBackend, ExportedTorchBackend, choose_backend, tensorrt_available
+from model.backends.tensorrt import engine_path, write_atomically
 from model.scoring import ItemContext, PastEvent, UserState
 from model.sequences import batch_from_states
 from model.torch_scorer import TorchScorer
@@ -101,3 +102,41 @@ def test_tensorrt_backend_matches_eager_top_k(tmp_path: Path) -> None:
     ]
     assert sum(overlap) / len(overlap) >= 0.9  # fp16 may swap near-ties
     assert any(tmp_path.glob("trt-*.ep"))  # engine cached next to the model, keyed by checksum
+
+
+def test_engine_cache_name_covers_version_and_build_settings(tmp_path: Path) -> None:
+    base = engine_path(tmp_path / "transformer-abc", "f" * 64, "NVIDIA L4", 1024, 64, "fp16", "2.9.0")
+    assert base.parent == tmp_path / "transformer-abc" and base.name.startswith("trt-transformer-abc_ffff")
+    others = [
+        engine_path(tmp_path / "transformer-abd", "f" * 64, "NVIDIA L4", 1024, 64, "fp16", "2.9.0"),
+        engine_path(tmp_path / "transformer-abc", "e" * 64, "NVIDIA L4", 1024, 64, "fp16", "2.9.0"),
+        engine_path(tmp_path / "transformer-abc", "f" * 64, "NVIDIA A100", 1024, 64, "fp16", "2.9.0"),
+        engine_path(tmp_path / "transformer-abc", "f" * 64, "NVIDIA L4", 512, 64, "fp16", "2.9.0"),
+        engine_path(tmp_path / "transformer-abc", "f" * 64, "NVIDIA L4", 1024, 32, "fp16", "2.9.0"),
+        engine_path(tmp_path / "transformer-abc", "f" * 64, "NVIDIA L4", 1024, 64, "fp32", "2.9.0"),
+        engine_path(tmp_path / "transformer-abc", "f" * 64, "NVIDIA L4", 1024, 64, "fp16", "2.10.0"),
+    ]
+    assert len({base.name, *(p.name for p in others)}) == 8
+
+
+def test_engine_cache_is_written_atomically_and_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "trt-x.ep"
+    seen: list[Path] = []
+
+    def write(tmp: Path) -> None:
+        seen.append(tmp)
+        tmp.write_bytes(b"engine")
+        assert not target.exists()  # readers never see a partial engine under the real name
+
+    assert write_atomically(target, write) and target.read_bytes() == b"engine"
+    assert seen[0].parent == tmp_path and seen[0].suffix == ".ep" and seen[0].name.startswith(".")
+
+    def half_then_full_disk(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    other = tmp_path / "trt-y.ep"
+    assert not write_atomically(other, half_then_full_disk)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trt-x.ep"]  # no partial file, no temp left
+    unwritable = tmp_path / "trt-x.ep" / "trt-z.ep"  # parent is a file: like a read-only volume, OSError
+    assert not write_atomically(unwritable, lambda tmp: tmp.write_bytes(b"engine"))  # the worker goes on serving

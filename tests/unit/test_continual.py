@@ -1,4 +1,4 @@
-"""Continual learning pieces: replay reservoir, stream buffer, vocabulary growth, guarded fine-tuning, gate."""
+"""Continual learning pieces: replay reservoir, stream buffer, vocabulary growth, guarded fine-tuning."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from model.continual import (
     ReplayReservoir,
     encode_sequences,
     fine_tune,
-    gate,
     grow_vocabulary,
     ndcg_at_10,
 )
@@ -154,29 +153,6 @@ def test_fine_tune_learns_and_guards_discard_bad_updates() -> None:
         broken.item_emb.weight[1:] = float("nan")
     nan = fine_tune(broken, vocab, fresh, ReplayReservoir(10), ContinualConfig(steps=3))
     assert not nan.ok and "loss nan" in nan.reason and math.isnan(nan.loss_first)
-
-
-def test_gate_promotes_better_refuses_worse_and_waits_for_enough_points() -> None:
-    events, catalog, _ = drifting_stream(n_users=40, length=10, seed=3)
-    buffer = StreamBuffer(7, {})
-    for event in events:
-        buffer.add(event)
-    data = buffer.cut(0.5)
-    config = ModelConfig(n_items=80, max_len=6, d_model=16, n_heads=2, n_layers=1, dropout=0.0)
-    torch.manual_seed(0)
-    vocab = ItemVocab(sorted(catalog), capacity=80)
-    untrained = SeqRecModel(config)
-    tuned = fine_tune(untrained, vocab, data.train, ReplayReservoir(10), ContinualConfig(steps=60, lr=1e-2))
-    assert tuned.model is not None
-    good, bad = Ranker(tuned.model, vocab), Ranker(untrained, vocab)
-    cfg = ContinualConfig(min_gate_points=10)
-    up = gate(good, bad, data.points, cfg)
-    assert up.promote and up.candidate_ndcg > up.serving_ndcg and up.points == len(data.points[-300:])
-    down = gate(bad, good, data.points, cfg)
-    assert not down.promote and "tolerance" in down.reason
-    assert gate(bad, good, data.points, ContinualConfig(tolerance=1.0)).promote  # within tolerance
-    few = gate(good, bad, data.points[:3], cfg)
-    assert not few.promote and few.points == 0 and "held-back targets" in few.reason
 
 
 def test_drifting_stream_is_seeded_and_shifts() -> None:

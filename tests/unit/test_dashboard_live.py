@@ -40,10 +40,12 @@ def test_tick_turns_counters_into_per_second_rates_and_window_latencies() -> Non
     assert point["dead_letters_per_s"] == 1.0
     assert 2.5 <= point["latency_ms"]["p50"] <= 5.0
     assert point["latency_ms"]["mean"] == pytest.approx(4.0)
-    quiet = state.tick("v2", now=103.0)  # nothing new in this second: no latency, model change recorded
+    gate = {"ndcg@10": 0.41, "serving_ndcg@10": 0.4, "anchor_ndcg@10": 0.39, "gate_points": 300.0}
+    quiet = state.tick("v2", now=103.0, model_metrics=gate)  # nothing new this second: no latency, model change noted
     assert quiet["recs_per_s"] == 0.0 and quiet["latency_ms"]["p50"] is None
     stats = state.stats()
     assert [v["version"] for v in stats["models"]] == ["v1", "v2"]
+    assert stats["models"][1]["metrics"] == gate and stats["models"][0]["metrics"] == {}  # shown by the dashboard
     assert stats["totals"] == {"events": 50, "recommendations": 10, "dead_letters": 2}
     assert stats["dead_letters"] == {"oversize": 2}
 

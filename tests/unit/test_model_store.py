@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from contracts import ChecksumMismatch, ModelError
 from model.artifacts import WEIGHTS_FILE, save_model
-from model.store import ModelStore, store_root
+from model.store import CurrentChanged, ModelStore, store_root
 from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
 
@@ -89,6 +89,8 @@ def test_cli_promote_list_rollback(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     store = ModelStore(tmp_path / "store")
     first, second = (v.manifest.version for v in store.versions())
     assert f"* {second}" in listing.output and f"  {first}" in listing.output
+    line_of = {v: next(line for line in listing.output.splitlines() if v in line) for v in (first, second)}
+    assert "  anchor" in line_of[second] and "  anchor" not in line_of[first]  # the last full-train promotion
     back = runner.invoke(app, ["model", "rollback", first, "--no-publish"])
     assert back.exit_code == 0, back.output
     assert store.current() == first
@@ -103,3 +105,22 @@ def test_side_files_are_replaced_atomically(tmp_path: Path) -> None:
     store.write_json("online.json", {"versions": {"v": {"ctr": 0.25}}})
     assert store.read_json("online.json") == {"versions": {"v": {"ctr": 0.25}}}
     assert [p.name for p in (tmp_path / "s").iterdir()] == ["online.json"]
+
+
+def test_compare_and_set_on_current_and_the_anchor(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    first = store.promote(_model_dir(tmp_path / "m1", 1)).version
+    assert store.anchor() == first  # no parent: a full training run
+    second = store.add(_model_dir(tmp_path / "m2", 2)).version
+    with pytest.raises(CurrentChanged, match=f"CURRENT is {first}"):
+        store.set_current(second, expected="transformer-000000000000")
+    assert store.current() == first and len(store.history()) == 1  # nothing changed, nothing logged
+    store.set_current(second, action="learner", expected=first)
+    assert store.current() == second and store.history()[-1]["previous"] == first
+    store.set_anchor(second)
+    assert store.anchor() == second
+    with pytest.raises(ModelError):
+        store.set_anchor("transformer-000000000000")
+    assert store.anchor() == second
+    assert sorted(p.name for p in (tmp_path / "store").iterdir() if not p.is_dir()) == [
+        "ANCHOR", "CURRENT", "HISTORY", "LOCK"]  # fmt: skip

@@ -1,7 +1,10 @@
-"""Worker-side model wiring: initial model from the store, (scorer, explainer) swapped as one, bad models refused."""
+"""Worker-side model wiring: initial model from the store, (scorer, explainer) swapped as one, bad models refused,
+bursts of updates skipped to the newest."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
 from streams.agents.model_updates import ModelFollower
 from streams.runtime import Runtime
-from streams.serving import SCORER_MAX_BATCH, initial_serving
+from streams.serving import SCORER_MAX_BATCH, ServingModel, initial_serving, load_serving
 
 torch.set_num_threads(1)
 
@@ -114,3 +117,50 @@ def test_transformer_forwards_stay_at_most_scorer_max_batch(tmp_path: Path, max_
     settings = _settings(tmp_path / "store").model_copy(update={"max_batch": max_batch})
     scorer = initial_serving(settings).scorer
     assert scorer._max_batch == forward  # type: ignore[attr-defined]
+
+
+def _announce(store: ModelStore, version: str) -> bytes:
+    manifest = store.manifest(version)
+    update = ModelUpdate(version=version, uri=store.uri(version), sha256=manifest.sha256, created_at=datetime.now(UTC))
+    return update.model_dump_json().encode()
+
+
+async def test_a_burst_of_five_updates_loads_only_the_newest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    versions = [_version(tmp_path, f"m{k}", k) for k in range(6)]
+    settings = _settings(tmp_path / "store")
+    store = ModelStore(tmp_path / "store")
+    store.rollback(versions[0])
+    runtime = Runtime(settings, serving=initial_serving(settings))
+    loaded: list[str] = []
+    release = threading.Event()
+
+    def slow_load(directory: Path, settings: Settings, sha256: str | None) -> ServingModel:
+        loaded.append(directory.name)
+        release.wait(timeout=30)  # a TensorRT compile: the updates below arrive while this one loads
+        return load_serving(directory, settings, sha256)
+
+    monkeypatch.setattr("streams.agents.model_updates.load_serving", slow_load)
+    follower = ModelFollower(runtime, settings)
+    for version in versions[1:]:  # five updates read in one poll, before the applier gets the loop
+        follower.offer(_announce(store, version))
+    first = asyncio.create_task(follower.drain())
+    await asyncio.sleep(0.2)
+    for version in reversed(versions[:3]):  # ... and three more while the newest of those is loading
+        follower.offer(_announce(store, version))
+    release.set()
+    await first
+    assert loaded == [versions[5], versions[0]]  # only the newest of each burst was loaded
+    assert runtime.serving.version == versions[0]
+    metrics = {m.name: m for m in runtime.metrics.registry.collect()}
+    counts = {
+        s.labels["outcome"]: s.value for s in metrics["streamrec_model_swaps"].samples if s.name.endswith("_total")
+    }
+    assert counts == {"superseded": 6.0, "applied": 2.0}
+
+
+def test_the_serving_pair_carries_the_versions_gate_metrics(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = SeqRecModel(ModelConfig(n_items=8, max_len=5, d_model=16, n_heads=2, n_layers=1))
+    metrics = {"ndcg@10": 0.3, "serving_ndcg@10": 0.28, "anchor_ndcg@10": 0.27, "gate_points": 120.0}
+    save_model(tmp_path / "m", model, ItemVocab(["a", "b", "c"], capacity=8), metrics=metrics)
+    assert dict(load_serving(tmp_path / "m", _settings(tmp_path / "store")).metrics) == metrics

@@ -7,6 +7,15 @@ const USER_MS = 1500;
 let currentUser = new URLSearchParams(location.search).get("user") || "";
 let activeRec = null; // rank of the hovered recommendation
 
+// The learner's gate numbers of a version (model.gate.GateResult.metrics), when it has them.
+function gateLine(m) {
+  if (m["gate_points"] === undefined) return [];
+  const f = (k) => (m[k] === undefined ? "-" : m[k].toFixed(4));
+  const text = `gate: ndcg@10 ${f("ndcg@10")} vs serving ${f("serving_ndcg@10")} / anchor ${f("anchor_ndcg@10")}, ` +
+    `diff ${f("gate_diff_mean")} [${f("gate_diff_low")}, ${f("gate_diff_high")}] on ${m["gate_points"]} targets`;
+  return [el("div", { class: "muted gate" }, text)];
+}
+
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -99,7 +108,8 @@ function renderStats(s) {
   $("dead-letters").replaceChildren(body);
   $("models").replaceChildren(...s.models.map((m, i) => el("li",
     { class: i === s.models.length - 1 ? "current" : "" },
-    `${m.version} `, el("span", { class: "muted" }, `since ${new Date(m.t * 1000).toLocaleTimeString()}`))));
+    `${m.version} `, el("span", { class: "muted" }, `since ${new Date(m.t * 1000).toLocaleTimeString()}`),
+    ...gateLine(m.metrics || {}))));
   $("recent-users").replaceChildren(...s.recent_users.map((u) => {
     const b = el("button", { class: u === currentUser ? "chip sel" : "chip", type: "button" }, u);
     b.addEventListener("click", () => selectUser(u));

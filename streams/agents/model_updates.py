@@ -99,6 +99,11 @@ class ModelFollower:
                 self.swaps.labels(outcome="refused").inc()
                 log.exception("model update %s has an unsupported URI", update.version)
                 continue
+            if not directory.resolve().is_relative_to(Path(self.settings.model_dir).resolve()):
+                # Only the model store is trusted: an update naming another directory is someone else's files.
+                self.swaps.labels(outcome="outside_store").inc()
+                log.error("model update %s refused: %s is outside the model store", update.version, directory)
+                continue
             await self.apply(directory, update.version, update.sha256)
 
     async def handle(self, value: bytes | None) -> None:

@@ -164,3 +164,15 @@ def test_the_serving_pair_carries_the_versions_gate_metrics(tmp_path: Path) -> N
     metrics = {"ndcg@10": 0.3, "serving_ndcg@10": 0.28, "anchor_ndcg@10": 0.27, "gate_points": 120.0}
     save_model(tmp_path / "m", model, ItemVocab(["a", "b", "c"], capacity=8), metrics=metrics)
     assert dict(load_serving(tmp_path / "m", _settings(tmp_path / "store")).metrics) == metrics
+
+
+async def test_an_update_pointing_outside_the_model_store_is_refused_and_counted(tmp_path: Path) -> None:
+    elsewhere = ModelStore(tmp_path / "elsewhere" / "store")
+    version = _version(tmp_path / "elsewhere", "m9", 9)  # a valid, checksummed model, just not in our store
+    settings = _settings(tmp_path / "store")
+    runtime = Runtime(settings)
+    before = runtime.serving.version
+    follower = ModelFollower(runtime, settings)
+    await follower.handle(_announce(elsewhere, version))
+    assert runtime.serving.version == before
+    assert runtime.metrics.registry.get_sample_value("streamrec_model_swaps_total", {"outcome": "outside_store"}) == 1

@@ -1,7 +1,7 @@
 """Training the transformer, top to bottom: config -> data -> init -> loop -> eval -> best checkpoint.
 
 Data: canonical events (+ catalog), split by time; the newest `valid_fraction` of events is the validation
-window (next-item targets over the full catalog, `model.splits.time_split`). Every position of every training
+window (`next-new` targets by default, `model.splits.time_split`; ranked as served, without the current item). Every position of every training
 sequence predicts the next item (SASRec-style), with full softmax cross-entropy over the catalog or a sampled
 softmax. AdamW, gradient clipping, early stopping on validation NDCG@10 (the evaluation harness's metric
 functions), seeded and reproducible on CPU. Saving is `model.artifacts.save_model`'s job.
@@ -26,9 +26,19 @@ import torch
 from contracts import Event, EventType, Item
 from model.backends.eager import EagerTorchBackend
 from model.evaluate import point_metrics, rank_points
-from model.scoring import ItemContext
+from model.exclude import ExcludeCurrentItem
+from model.scoring import ItemContext, Scorer
 from model.sequences import QueryCache, event_rows
-from model.splits import CATALOG_FILE, EVENTS_FILE, TestPoint, cutoff_at_fraction, loo_split, split_at, time_split
+from model.splits import (
+    CATALOG_FILE,
+    EVENTS_FILE,
+    TargetRule,
+    TestPoint,
+    cutoff_at_fraction,
+    loo_split,
+    split_at,
+    time_split,
+)
 from model.text_tower import TextEncoder, catalog_text_matrix
 from model.torch_scorer import TorchScorer
 from model.transformer import ModelConfig, SeqBatch, SeqRecModel, event_type_index
@@ -51,7 +61,9 @@ class TrainConfig:
     n_negatives: int = 512  # shared uniform negatives per step (sampled loss)
     seed: int = 0  # model init, shuffling, dropout, negatives, validation subsample
     valid_fraction: float = 0.1  # newest share of events used as the validation window (protocol "time")
-    valid_protocol: Literal["time", "loo"] = "time"  # validation: newest window, or each user's last item
+    # validation: newest window with next-new targets, the same window with every event a target, or each
+    # user's last item
+    valid_protocol: Literal["next-new", "time", "loo"] = "next-new"
     max_valid_points: int = 2000  # validation targets (subsampled with `seed`)
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     spare_fraction: float = 0.1  # extra vocabulary rows for items the learner adds later
@@ -178,9 +190,11 @@ def _bucketed_order(mask: torch.Tensor, batch_size: int, generator: torch.Genera
 
 
 def _validate(
-    model: SeqRecModel, vocab: ItemVocab, points: Sequence[TestPoint], queries: QueryCache | None
+    model: SeqRecModel, vocab: ItemVocab, points: Sequence[TestPoint], queries: QueryCache | None, protocol: str
 ) -> dict[str, float]:
-    scorer = TorchScorer(EagerTorchBackend(model, "cpu"), vocab, model.config, "validation", queries)
+    scorer: Scorer = TorchScorer(EagerTorchBackend(model, "cpu"), vocab, model.config, "validation", queries)
+    if protocol == "next-new":
+        scorer = ExcludeCurrentItem(scorer)  # ranked as served (and as `streamrec evaluate` ranks)
     ranked = rank_points(scorer, points, ItemContext())
     values = point_metrics(ranked, [p.target for p in points])
     model.train()
@@ -279,7 +293,10 @@ def _prepare(
     else:
         cutoff = cutoff_at_fraction(ordered, config.valid_fraction)
         fit, held_out = split_at(ordered, cutoff)
-        points = time_split(fit, held_out, catalog, max_points=config.max_valid_points, seed=config.seed).points
+        targets: TargetRule = "every" if config.valid_protocol == "time" else "next-new"
+        points = time_split(
+            fit, held_out, catalog, max_points=config.max_valid_points, seed=config.seed, targets=targets
+        ).points
     vocab = build_vocab(ordered, catalog, config.spare_fraction)
     model = _init_model(config, vocab, catalog, encoder)
     queries = QueryCache(encoder) if encoder is not None and config.model.text_tower else None
@@ -323,7 +340,7 @@ def train(
         model.train()
         step_report = functools.partial(_step_report, report, epoch)
         loss = _epoch(model, data.windows, optimizer, config, candidates, generator, step_report)
-        metrics = _validate(model, vocab, data.points, data.queries)
+        metrics = _validate(model, vocab, data.points, data.queries, config.valid_protocol)
         history.append({"epoch": epoch, "loss": loss, "ndcg@10": metrics["ndcg@10"]})
         report(Progress(epoch, 0, 0, loss, metrics["ndcg@10"]))
         if best is None or metrics["ndcg@10"] > best[0]:

@@ -23,6 +23,7 @@ __all__ = ["register"]
 class Protocol(StrEnum):
     """Which events train and which validate (matches `streamrec evaluate --protocol`)."""
 
+    NEXT_NEW = "next-new"
     TIME = "time"
     LOO = "loo"
 
@@ -79,10 +80,11 @@ def register(app: typer.Typer) -> None:
         protocol: Annotated[
             Protocol,
             typer.Option(
-                help="time: validate on the newest --valid-fraction; loo: hold out every user's last item (the "
-                "test target of `evaluate --protocol loo`) and validate on the one before it."
+                help="next-new: validate on the newest --valid-fraction, targets = events whose item differs from "
+                "the user's previous one; time: the same window, every event a target; loo: hold out every user's "
+                "last item (the test target of `evaluate --protocol loo`) and validate on the one before it."
             ),
-        ] = Protocol.TIME,
+        ] = Protocol.NEXT_NEW,
     ) -> None:
         """Train the sequential transformer (CPU is fine) and save it with a verified manifest."""
         import torch

@@ -1,10 +1,10 @@
 """Training the transformer, top to bottom: config -> data -> init -> loop -> eval -> best checkpoint.
 
 Data: canonical events (+ catalog), split by time; the newest `valid_fraction` of events is the validation
-window (`next-new` targets by default, `model.splits.time_split`; ranked as served, without the current item). Every position of every training
-sequence predicts the next item (SASRec-style), with full softmax cross-entropy over the catalog or a sampled
-softmax. AdamW, gradient clipping, early stopping on validation NDCG@10 (the evaluation harness's metric
-functions), seeded and reproducible on CPU. Saving is `model.artifacts.save_model`'s job.
+window (`next-new` targets by default, `model.splits.time_split`; ranked as served, without the current item).
+Every position of every training sequence predicts the next item (SASRec-style), with full softmax cross-entropy
+over the catalog or a sampled softmax. AdamW, gradient clipping, early stopping on validation NDCG@10 (the
+evaluation harness's metric functions), seeded and reproducible on CPU. Saving is `model.artifacts.save_model`'s job.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from model.evaluate import EvalReport
+    from model.evaluate import EvalReport, ScorerFactory
     from model.scoring import Scorer
     from model.splits import Split, TargetRule
 
@@ -25,6 +25,9 @@ class Baseline(StrEnum):
     COOCCURRENCE = "cooccurrence"
     RECENT = "recent"
     BLEND = "blend"
+    TRANSITIONS = "transitions"
+    REPEAT_TRANSITIONS = "repeat-transitions"
+    VSKNN = "vsknn"
     ALL = "all"
     NONE = "none"
 
@@ -37,14 +40,20 @@ class Protocol(StrEnum):
     LOO = "loo"
 
 
-def _baselines(choice: Baseline) -> dict[str, Scorer]:
+def _baselines(choice: Baseline) -> dict[str, Scorer | ScorerFactory]:
+    """Baselines by name; the counting ones are fitted on the split's training events (factories)."""
     from model.baselines import CooccurrenceScorer, PopularityScorer, RecentItemsScorer, default_blend
+    from model.sknn import SessionKnnScorer
+    from model.transitions import RepeatThenTransitionsScorer, TransitionScorer
 
-    every: dict[str, Scorer] = {
+    every: dict[str, Scorer | ScorerFactory] = {
         "popularity": PopularityScorer(),
         "cooccurrence": CooccurrenceScorer(),
         "recent": RecentItemsScorer(),
         "blend": default_blend(),
+        "transitions": lambda train, _: TransitionScorer.fit(train),
+        "repeat-transitions": lambda train, _: RepeatThenTransitionsScorer.fit(train),
+        "vsknn": lambda train, _: SessionKnnScorer.fit(train),
     }
     if choice is Baseline.ALL:
         return every

@@ -171,7 +171,15 @@ def test_cli_json_with_two_dirs_and_data_split(app: typer.Typer, tmp_path: Path,
     result = runner.invoke(app, ["evaluate", "--history", str(h), "--test", str(t), "--json", "--bootstrap", "50"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc["scorers"]) == {"popularity", "cooccurrence", "recent", "blend"}
+    assert set(doc["scorers"]) == {
+        "popularity",
+        "cooccurrence",
+        "recent",
+        "blend",
+        "transitions",
+        "repeat-transitions",
+        "vsknn",
+    }
     pop = doc["scorers"]["popularity"]
     assert set(pop) >= {"ndcg@10", "hr@10", "recall@20", "mrr@20", "by_event_type"}
     assert set(pop["ndcg@10"]) == {"value", "ci_low", "ci_high"}

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from contracts import Item, Recommendation, ServiceUnavailable, Settings
 from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore, store_client
+from model.exclude import ExcludeCurrentItem
 from model.scoring import Scorer
 from streams.batch import (
     BatchConfig,
@@ -92,6 +93,10 @@ class Runtime:
         """The serving scorer's explainer."""
         return self.serving.explainer
 
+    def ranker(self, serving: ServingModel) -> Scorer:
+        """`serving`'s scorer under the serving policy: without the trigger item (`exclude_current_item`)."""
+        return ExcludeCurrentItem(serving.scorer) if self.settings.exclude_current_item else serving.scorer
+
     def swap(self, serving: ServingModel) -> None:
         """Serve `serving` from the next batch on (in-flight batches finish on the old pair)."""
         old = self.serving
@@ -133,7 +138,7 @@ class Runtime:
                     records,
                     arrived=arrived,
                     store=self.store,
-                    scorer=serving.scorer,
+                    scorer=self.ranker(serving),
                     explainer=serving.explainer,
                     config=self.batch_config,
                     clock=_utcnow,
@@ -182,7 +187,7 @@ class Runtime:
             return None
         loop = asyncio.get_running_loop()
         serving = self.serving
-        [ranked] = await loop.run_in_executor(None, serving.scorer.score, [state], context, k)
+        [ranked] = await loop.run_in_executor(None, self.ranker(serving).score, [state], context, k)
         context = await with_catalog(self.store, context, [ranked])  # titles/categories of what was recommended
         [why] = serving.explainer.explain([state], context, [ranked])
         trigger = state.events[-1].event_id

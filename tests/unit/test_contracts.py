@@ -142,3 +142,13 @@ def test_settings_reject_unknown_and_incomplete(monkeypatch: pytest.MonkeyPatch)
         Settings(kafka_security_protocol="SASL_SSL")  # no mechanism / credentials
     with pytest.raises(ValidationError):
         Settings(no_such_setting=1)  # type: ignore[call-arg]
+
+
+def test_readme_configuration_table_names_every_setting() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    for name in Settings.model_fields:
+        env = f"STREAMREC_{name.upper()}"
+        head, _, tail = env.rpartition("_")
+        # `STREAMREC_KAFKA_SASL_USERNAME` / `_PASSWORD` rows name a sibling by its last part
+        assert f"`{env}`" in section or (f"`_{tail}`" in section and f"`{head}_" in section), env

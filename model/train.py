@@ -65,6 +65,9 @@ class TrainConfig:
     # user's last item
     valid_protocol: Literal["next-new", "time", "loo"] = "next-new"
     max_valid_points: int = 2000  # validation targets (subsampled with `seed`)
+    # training targets: every next event, or only next events whose item differs from the current one (re-clicks
+    # are never served, `model.exclude`); the same rule as the `next-new` protocol
+    train_targets: TargetRule = "every"
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     spare_fraction: float = 0.1  # extra vocabulary rows for items the learner adds later
     text_cache_dir: Path | None = None  # where catalog text embeddings are cached
@@ -134,7 +137,13 @@ class _Windows:
     query_matrix: torch.Tensor | None  # (Q + 1, D)
 
 
-def _windows(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig, queries: QueryCache | None) -> _Windows:
+def _windows(
+    events: Sequence[Event],
+    vocab: ItemVocab,
+    config: ModelConfig,
+    queries: QueryCache | None,
+    rule: TargetRule = "every",
+) -> _Windows:
     by_user: dict[str, list[Event]] = {}
     for event in events:
         by_user.setdefault(event.user_id, []).append(event)
@@ -145,6 +154,8 @@ def _windows(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig, que
         enc = event_rows(by_user[user_id], vocab, config.n_gap_buckets)
         q = np.asarray([query_ids.setdefault(s, len(query_ids) + 1) if s else 0 for s in enc.queries], dtype=np.int64)
         nexts = np.where(enc.types[1:] == _SEARCH, 0, enc.items[1:])
+        if rule == "next-new":  # a re-click of the item at this position is no target (`model.splits`)
+            nexts = np.where(enc.items[1:] == enc.items[:-1], 0, nexts)
         for end in range(len(enc.items) - 1, 0, -t):  # windows of inputs [end - t, end), newest first
             start = max(0, end - t)
             rows.append(
@@ -300,7 +311,7 @@ def _prepare(
     vocab = build_vocab(ordered, catalog, config.spare_fraction)
     model = _init_model(config, vocab, catalog, encoder)
     queries = QueryCache(encoder) if encoder is not None and config.model.text_tower else None
-    windows = _windows(fit, vocab, model.config, queries)
+    windows = _windows(fit, vocab, model.config, queries, config.train_targets)
     if windows.items.shape[0] == 0 or not points:
         msg = f"not enough data: {windows.items.shape[0]} training sequences, {len(points)} validation targets"
         raise ValueError(msg)
@@ -394,7 +405,7 @@ def _refit(
     report: Callable[[Progress], None],
 ) -> SeqRecModel:
     model = _init_model(config, data.vocab, catalog, encoder)
-    windows = _windows(data.everything, data.vocab, model.config, data.queries)
+    windows = _windows(data.everything, data.vocab, model.config, data.queries, config.train_targets)
     candidates = _candidates(data.vocab)
     optimizer = _adamw(model, config)
     generator = torch.Generator().manual_seed(config.seed)
@@ -429,7 +440,7 @@ def train_steps(
     """
     config = config or TrainConfig()
     queries = QueryCache(text_encoder) if text_encoder is not None and model.config.text_tower else None
-    windows = _windows(sorted(events, key=lambda e: e.ts), vocab, model.config, queries)
+    windows = _windows(sorted(events, key=lambda e: e.ts), vocab, model.config, queries, config.train_targets)
     n = windows.items.shape[0]
     if n == 0:
         msg = "not enough data: no training sequence in the given events"

@@ -28,6 +28,13 @@ class Protocol(StrEnum):
     LOO = "loo"
 
 
+class Targets(StrEnum):
+    """Which next events are training targets (`model.splits.is_target`)."""
+
+    EVERY = "every"
+    NEXT_NEW = "next-new"
+
+
 class Loss(StrEnum):
     """Training loss."""
 
@@ -85,6 +92,10 @@ def register(app: typer.Typer) -> None:
                 "last item (the test target of `evaluate --protocol loo`) and validate on the one before it."
             ),
         ] = Protocol.NEXT_NEW,
+        train_targets: Annotated[
+            Targets,
+            typer.Option(help="every: every next event is a target; next-new: not the re-clicks of the current item."),
+        ] = Targets.EVERY,
     ) -> None:
         """Train the sequential transformer (CPU is fine) and save it with a verified manifest."""
         import torch
@@ -132,6 +143,7 @@ def register(app: typer.Typer) -> None:
             valid_protocol=protocol.value,
             weight_decay=weight_decay,
             max_valid_points=max_valid_points,
+            train_targets=train_targets.value,
             text_cache_dir=out / ".text-cache",
             refit=refit,
         )

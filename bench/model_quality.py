@@ -1,15 +1,18 @@
 """Model quality in one process: train the transformer on a split's training events, evaluate it and the baselines.
 
-Run: `.venv/bin/python bench/model_quality.py DIR [DIR ...] [--loo] [--protocol time] [key=value ...]` on imported
-directories (`streamrec data import`). Time split (default protocol `next-new`, as `streamrec evaluate --data DIR`):
-test = the last 24 h, the model trains on the events before it (as `streamrec train --exclude-last-day`);
-`--protocol=time` makes every test event a target (the protocol before issue 11); `--loo`: each user's last item
-is the test target and the model never sees it (as `streamrec train --protocol loo` / `evaluate --protocol loo`).
+Run: `.venv/bin/python bench/model_quality.py DIR [DIR ...] [--loo] [--protocol=time] [--fused] [key=value ...]`
+on imported directories (`streamrec data import`). Time split (default protocol `next-new`, as `streamrec
+evaluate --data DIR`): test = the last 24 h, the model trains on the events before it (as `streamrec train
+--exclude-last-day`); `--protocol=time` makes every test event a target (the protocol before issue 11); `--loo`:
+each user's last item is the test target and the model never sees it (as `streamrec train --protocol loo` /
+`evaluate --protocol loo`). `--fused` also evaluates the transformer and the counting baselines re-ranked by a
+linear model fitted on the training run's validation window (`model.rerank`; use it without `refit`).
 `key=value` sets `ModelConfig` / `TrainConfig` fields (e.g. `loss=sampled n_negatives=1024 batch_size=64`), the
 same for every directory. Same functions as the CLI (`model.train.train`, `model.evaluate.evaluate`), without
 writing a model directory. Prints NDCG@10 with its bootstrap 95 % interval per scorer (and per target type);
 last line `RESULT ndcg10_<dataset>=... best_baseline_<dataset>=... ratio_<dataset>=...` for every directory
-(`best_baseline` = the highest baseline NDCG@10, `ratio` = transformer / best baseline).
+(`best_baseline` = the highest baseline NDCG@10, `ratio` = transformer / best baseline; with `--fused` also
+`fused_ndcg10_<dataset>` and `fused_ratio_<dataset>`).
 """
 
 from __future__ import annotations
@@ -21,14 +24,17 @@ from pathlib import Path
 
 import torch
 
+from contracts import Event
 from model.backends.eager import EagerTorchBackend
 from model.baselines import CooccurrenceScorer, PopularityScorer, RecentItemsScorer, default_blend
-from model.evaluate import EvalConfig, EvalReport, ScorerFactory, evaluate
+from model.evaluate import EvalConfig, EvalReport, ScorerFactory, evaluate, split_context
+from model.exclude import ExcludeCurrentItem
+from model.rerank import RerankScorer, fit_weights
 from model.scoring import Scorer
 from model.sknn import SessionKnnScorer
 from model.splits import Split, cutoff_last_day, load_catalog, load_events, loo_split, split_at, time_split
 from model.torch_scorer import TorchScorer
-from model.train import Progress, TrainConfig, train
+from model.train import Progress, TrainConfig, TrainResult, train
 from model.transformer import ModelConfig
 from model.transitions import RepeatThenTransitionsScorer, TransitionScorer
 
@@ -53,6 +59,35 @@ def baselines() -> dict[str, Scorer | ScorerFactory]:
         "repeat-transitions": lambda train_events, _: RepeatThenTransitionsScorer.fit(train_events),
         "vsknn": lambda train_events, _: SessionKnnScorer.fit(train_events),
     }
+
+
+def _fused_parts(model: Scorer, events: list[Event]) -> list[tuple[str, Scorer]]:
+    """The re-ranker's parts, fitted on `events`, each without the current item (as served)."""
+    parts: list[tuple[str, Scorer]] = [
+        ("model", model),
+        ("transitions", TransitionScorer.fit(events)),
+        ("repeat-transitions", RepeatThenTransitionsScorer.fit(events)),
+        ("vsknn", SessionKnnScorer.fit(events)),
+        ("cooccurrence", CooccurrenceScorer()),
+    ]
+    return [(name, ExcludeCurrentItem(scorer)) for name, scorer in parts]
+
+
+def fused(split: Split, result: TrainResult, model: Scorer, seed: int) -> RerankScorer:
+    """Transformer + counting baselines re-ranked by weights fitted on the training run's validation window.
+
+    The parts are fitted on the events before the validation window (as the transformer of a run without
+    `refit` was), the weights on its next-new targets; the returned scorer's parts are refitted on all of
+    `split.train`. The test window is never looked at.
+    """
+    fit, held_out = split_at(sorted(split.train, key=lambda e: e.ts), result.cutoff)
+    valid = time_split(fit, held_out, split.catalog, max_points=2000, seed=seed)
+    names = [name for name, _ in _fused_parts(model, [])]
+    weights = fit_weights([s for _, s in _fused_parts(model, fit)], valid.points, split_context(valid))
+    print("re-ranker weights (listed, 1/(1+rank), scaled score) per part:", flush=True)
+    for n, name in enumerate(names):
+        print(f"  {name}: " + " ".join(f"{w:+.3f}" for w in weights[3 * n : 3 * n + 3]), flush=True)
+    return RerankScorer(_fused_parts(model, list(split.train)), weights)
 
 
 def _split(directory: Path, flags: dict[str, str]) -> Split:
@@ -90,7 +125,10 @@ def run_one(directory: Path, flags: dict[str, str], pairs: dict[str, str]) -> li
     result = train(split.train, split.catalog, config, on_progress=report)
     seconds = time.monotonic() - start
     model = TorchScorer(EagerTorchBackend(result.model), result.vocab, result.model.config, "model")
-    run = evaluate(split, {"model": model, **baselines()}, EvalConfig())
+    scorers: dict[str, Scorer | ScorerFactory] = {"model": model}
+    if "--fused" in flags:
+        scorers["fused"] = fused(split, result, model, config.seed)
+    run = evaluate(split, {**scorers, **baselines()}, EvalConfig())
     print(f"{directory.name}: {run.protocol}, {run.n_points} test points, {run.n_items} items, train {seconds:.0f} s")
     _print(run)
     scores = {s.name: s.metrics["ndcg@10"].value for s in run.scorers}

@@ -132,15 +132,24 @@ def run_one(directory: Path, flags: dict[str, str], pairs: dict[str, str]) -> li
     print(f"{directory.name}: {run.protocol}, {run.n_points} test points, {run.n_items} items, train {seconds:.0f} s")
     _print(run)
     scores = {s.name: s.metrics["ndcg@10"].value for s in run.scorers}
-    best = max((name for name in scores if name != "model"), key=scores.__getitem__)
+    best = max((name for name in scores if name not in scorers), key=scores.__getitem__)  # baselines only
     name = directory.name.replace("-", "_")
     print(f"{name}: best baseline {best}, best epoch {result.training['best_epoch']}/{result.training['epochs_run']}")
-    ratio = scores["model"] / scores[best] if scores[best] > 0 else float("inf")
-    return [
+    out = [
         f"ndcg10_{name}={scores['model']:.4f}",
         f"best_baseline_{name}={scores[best]:.4f}",
-        f"ratio_{name}={ratio:.3f}",
+        f"ratio_{name}={_ratio(scores['model'], scores[best]):.3f}",
     ]
+    if "fused" in scores:
+        out += [
+            f"fused_ndcg10_{name}={scores['fused']:.4f}",
+            f"fused_ratio_{name}={_ratio(scores['fused'], scores[best]):.3f}",
+        ]
+    return out
+
+
+def _ratio(value: float, baseline: float) -> float:
+    return value / baseline if baseline > 0 else float("inf")
 
 
 def main(argv: list[str]) -> None:

@@ -26,7 +26,7 @@ import torch
 
 from contracts import Event
 from model.backends.eager import EagerTorchBackend
-from model.baselines import CooccurrenceScorer, PopularityScorer, RecentItemsScorer, default_blend
+from model.baselines import CooccurrenceScorer, all_baselines
 from model.evaluate import EvalConfig, EvalReport, ScorerFactory, evaluate, split_context
 from model.exclude import ExcludeCurrentItem
 from model.rerank import RerankScorer, fit_weights
@@ -46,19 +46,6 @@ def _value(text: str) -> object:
         except ValueError:
             pass
     return {"True": True, "False": False}.get(text, text)
-
-
-def baselines() -> dict[str, Scorer | ScorerFactory]:
-    """Every baseline of `streamrec evaluate --baseline all`."""
-    return {
-        "popularity": PopularityScorer(),
-        "cooccurrence": CooccurrenceScorer(),
-        "recent": RecentItemsScorer(),
-        "blend": default_blend(),
-        "transitions": lambda train_events, _: TransitionScorer.fit(train_events),
-        "repeat-transitions": lambda train_events, _: RepeatThenTransitionsScorer.fit(train_events),
-        "vsknn": lambda train_events, _: SessionKnnScorer.fit(train_events),
-    }
 
 
 def _fused_parts(model: Scorer, events: list[Event]) -> list[tuple[str, Scorer]]:
@@ -128,7 +115,7 @@ def run_one(directory: Path, flags: dict[str, str], pairs: dict[str, str]) -> li
     scorers: dict[str, Scorer | ScorerFactory] = {"model": model}
     if "--fused" in flags:
         scorers["fused"] = fused(split, result, model, config.seed)
-    run = evaluate(split, {**scorers, **baselines()}, EvalConfig())
+    run = evaluate(split, {**scorers, **all_baselines()}, EvalConfig())
     print(f"{directory.name}: {run.protocol}, {run.n_points} test points, {run.n_items} items, train {seconds:.0f} s")
     _print(run)
     scores = {s.name: s.metrics["ndcg@10"].value for s in run.scorers}

@@ -41,20 +41,10 @@ class Protocol(StrEnum):
 
 
 def _baselines(choice: Baseline) -> dict[str, Scorer | ScorerFactory]:
-    """Baselines by name; the counting ones are fitted on the split's training events (factories)."""
-    from model.baselines import CooccurrenceScorer, PopularityScorer, RecentItemsScorer, default_blend
-    from model.sknn import SessionKnnScorer
-    from model.transitions import RepeatThenTransitionsScorer, TransitionScorer
+    """Baselines by name (`model.baselines.all_baselines`)."""
+    from model.baselines import all_baselines
 
-    every: dict[str, Scorer | ScorerFactory] = {
-        "popularity": PopularityScorer(),
-        "cooccurrence": CooccurrenceScorer(),
-        "recent": RecentItemsScorer(),
-        "blend": default_blend(),
-        "transitions": lambda train, _: TransitionScorer.fit(train),
-        "repeat-transitions": lambda train, _: RepeatThenTransitionsScorer.fit(train),
-        "vsknn": lambda train, _: SessionKnnScorer.fit(train),
-    }
+    every = all_baselines()
     if choice is Baseline.ALL:
         return every
     return {} if choice is Baseline.NONE else {choice.value: every[choice.value]}

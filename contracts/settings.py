@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     backend: Literal["auto", "torch", "exported", "tensorrt"] = "auto"
     top_k: int = Field(10, ge=1, le=1000)
+    # The user is on the trigger event's item: showing it again is never useful. Other seen items stay eligible.
+    exclude_current_item: bool = Field(True, description="Never recommend the item of the triggering event.")
 
     # Streaming
     # 1024, not 256: under load a larger batch spreads the per-batch round trips and numpy passes (~12 % less

@@ -20,6 +20,7 @@ import heapq
 from collections import Counter
 from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 from contracts import EventType, Reason, ReasonKind
 from model.candidates import Candidate, Ranker, explain_all
@@ -27,12 +28,16 @@ from model.cooccurrence import CooccurrenceScorer
 from model.recency import RecencyConfig, is_blocked, weight_list
 from model.scoring import ItemContext, ScoredItem, Scorer, UserState
 
+if TYPE_CHECKING:
+    from model.evaluate import ScorerFactory
+
 __all__ = [
     "REPEAT_TYPE_WEIGHTS",
     "BlendScorer",
     "CooccurrenceScorer",
     "PopularityScorer",
     "RecentItemsScorer",
+    "all_baselines",
     "default_blend",
 ]
 
@@ -335,3 +340,20 @@ def default_blend() -> BlendScorer:
             (PopularityScorer(recency=recency), 0.02),
         ]
     )
+
+
+def all_baselines() -> dict[str, Scorer | ScorerFactory]:
+    """Every baseline by name (`streamrec evaluate --baseline`); the counting ones are factories fitted on a
+    split's training events (`model.transitions`, `model.sknn`)."""
+    from model.sknn import SessionKnnScorer
+    from model.transitions import RepeatThenTransitionsScorer, TransitionScorer
+
+    return {
+        "popularity": PopularityScorer(),
+        "cooccurrence": CooccurrenceScorer(),
+        "recent": RecentItemsScorer(),
+        "blend": default_blend(),
+        "transitions": lambda train, _: TransitionScorer.fit(train),
+        "repeat-transitions": lambda train, _: RepeatThenTransitionsScorer.fit(train),
+        "vsknn": lambda train, _: SessionKnnScorer.fit(train),
+    }

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from contracts import EventType, Item
+from model.exclude import current_item
 from model.metrics import ndcg_at_k
 from model.scoring import UserState
 from model.sequences import EventRows, batch_from_states, event_rows
@@ -327,7 +328,11 @@ class Ranker:
 
     @torch.no_grad()
     def top(self, states: Sequence[UserState], k: int = 10, batch_size: int = 256) -> list[list[str]]:
-        """Top-`k` item ids per user (full catalog; padding/spare rows and just-purchased items excluded)."""
+        """Top-`k` item ids per user (full catalog; padding/spare rows, just-purchased and current items excluded).
+
+        The current item (of the user's latest event) is excluded as in serving (`model.exclude`) and in the
+        `next-new` protocol the gate's targets follow.
+        """
         self.model.eval()
         table = self.model.item_table()  # (V, C)
         blocked = torch.ones(table.shape[0], dtype=torch.bool)
@@ -337,7 +342,10 @@ class Ranker:
             chunk = states[start : start + batch_size]
             batch, _ = batch_from_states(chunk, self.vocab, self.model.config)
             users, copy = self.model.encode(batch)  # (B, C), (B, T)
-            bought = [[r for r in map(self.vocab.index, u.purchased_recently) if r is not None] for u in chunk]
+            bought = [
+                [r for r in map(self.vocab.index, [*u.purchased_recently, current_item(u)]) if r is not None]
+                for u in chunk
+            ]
             values, rows = chunked_topk(users, table, k, blocked, bought, bonus_rows=batch.items, bonus=copy)
             for vals, picked in zip(values.tolist(), rows.tolist(), strict=True):
                 out.append([self.vocab.item(r) for v, r in zip(vals, picked, strict=True) if math.isfinite(v)])

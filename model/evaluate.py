@@ -6,7 +6,10 @@ Protocol (shared by `streamrec evaluate` and the online learner):
 2. Item-side features (`ItemContext`: popularity, co-occurrence, categories, unavailable items) are built once
    from the training events with `model.interactions.InteractionIndex`.
 3. Each scorer ranks the whole catalog for every test point (top `max(K)` kept; no sampled negatives; items the
-   user has seen stay eligible, so repeats are valid hits).
+   user has seen stay eligible, so repeats are valid hits). Under `next-new` (`model.splits.is_target`) the
+   universe is the items of the training events (other catalog items are unavailable; a target outside it is a
+   miss) and every scorer is wrapped in `model.exclude.ExcludeCurrentItem`, as in serving: the current item is
+   never a `next-new` target.
 4. Metrics HR@10, NDCG@10, Recall@20, MRR@20 per test point; mean and percentile-bootstrap 95 % interval,
    overall, per target event type and for cold targets (items absent from the training events).
 
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from contracts import Event, Item
+from model.exclude import ExcludeCurrentItem
 from model.interactions import IndexConfig, InteractionIndex
 from model.metrics import bootstrap_ci, hit_rate_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 from model.scoring import ItemContext, Scorer
@@ -38,6 +42,7 @@ __all__ = [
     "evaluate",
     "point_metrics",
     "rank_points",
+    "split_context",
 ]
 
 ScorerFactory = Callable[[Sequence[Event], Mapping[str, Item]], Scorer]
@@ -153,9 +158,20 @@ def _summarise(values: Mapping[str, np.ndarray], config: EvalConfig) -> dict[str
 
 def _as_scorer(spec: Scorer | ScorerFactory, split: Split) -> Scorer:
     if hasattr(spec, "score") and hasattr(spec, "version"):
-        return spec
-    factory: ScorerFactory = spec
-    return factory(split.train, split.catalog)
+        scorer: Scorer = spec
+    else:
+        factory: ScorerFactory = spec
+        scorer = factory(split.train, split.catalog)
+    return ExcludeCurrentItem(scorer) if split.protocol == "next-new" else scorer
+
+
+def split_context(split: Split, config: IndexConfig | None = None) -> ItemContext:
+    """The `ItemContext` of `split`'s training events; under `next-new` only trained items are available."""
+    index = InteractionIndex.build(split.train, split.catalog, config)
+    outside: set[str] = set()
+    if split.protocol == "next-new":
+        outside = set(split.catalog) - {e.item_id for e in split.train if e.item_id is not None}
+    return index.item_context(unavailable=outside)
 
 
 def evaluate(
@@ -177,7 +193,7 @@ def evaluate(
     """
     config = config or EvalConfig()
     if items is None:
-        items = InteractionIndex.build(split.train, split.catalog, config.index).item_context()
+        items = split_context(split, config.index)
     targets = [p.target for p in split.points]
     kinds = np.asarray([p.target_type.value for p in split.points])
     trained = {e.item_id for e in split.train if e.item_id is not None}
@@ -198,5 +214,5 @@ def evaluate(
             segments["cold_target"] = (int(cold.sum()), _summarise({m: v[cold] for m, v in values.items()}, config))
         summary = _summarise(values, config)
         reports.append(ScorerReport(name, scorer.version, len(targets), summary, by_type, segments))
-    n_items = len(set(split.catalog) | trained)
+    n_items = len(trained) if split.protocol == "next-new" else len(set(split.catalog) | trained)
     return EvalReport(split.protocol, len(split.points), len(split.train), n_items, reports)

@@ -2,8 +2,16 @@
 
 A split is the training events (what item-side features and models may learn from), the catalog, and the test
 points: each a `UserState` built with `model.history.UserHistory` from everything the user did before the target
-event (training and earlier test events alike), plus the target item and its event type. Repeat items are valid
-targets; nothing in the history is masked.
+event (training and earlier test events alike), plus the target item and its event type. Nothing in the history
+is masked.
+
+Which test events are targets (`TargetRule`, decided by `is_target` alone):
+
+- `next-new` (default of `streamrec evaluate` and of training validation): an item event whose item differs from
+  the item of the same user's previous event (any type; a search has no item, so the event after it is a target).
+  Consecutive re-clicks of the item the user is on are never useful recommendations, and serving never shows the
+  trigger item (`model.exclude.ExcludeCurrentItem`). Earlier, non-adjacent repeats stay valid targets.
+- `every`: every item event (the protocol before issue 11; Split.protocol "time").
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ __all__ = [
     "EVENTS_FILE",
     "CATALOG_FILE",
     "Split",
+    "TargetRule",
     "TestPoint",
     "cutoff_at_fraction",
     "cutoff_last_day",
+    "is_target",
     "load_catalog",
     "load_events",
     "loo_split",
@@ -38,6 +48,28 @@ __all__ = [
 
 EVENTS_FILE = "events.jsonl.gz"
 CATALOG_FILE = "catalog.jsonl.gz"
+
+TargetRule = Literal["next-new", "every"]
+
+
+def is_target(rule: TargetRule, item_id: str | None, previous_item_id: str | None, has_previous: bool) -> bool:
+    """Whether an event with `item_id` is a test target under `rule`.
+
+    Args:
+        rule: `next-new` or `every` (module docstring).
+        item_id: The event's item (None for a search: never a target).
+        previous_item_id: The item of the same user's previous event (None for a search or no previous event).
+        has_previous: Whether the user has any earlier event (without one there is no state to score).
+
+    Example:
+        >>> is_target("next-new", "b", "a", True), is_target("next-new", "a", "a", True)
+        (True, False)
+        >>> is_target("every", "a", "a", True), is_target("every", "a", None, False)
+        (True, False)
+    """
+    if item_id is None or not has_previous:
+        return False
+    return rule == "every" or item_id != previous_item_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +87,7 @@ class TestPoint:
 class Split:
     """Training events, catalog and test points of one protocol."""
 
-    protocol: str  # "time" or "loo"
+    protocol: str  # "next-new", "time" (every event a target) or "loo"
     train: Sequence[Event]
     catalog: Mapping[str, Item]
     points: Sequence[TestPoint]
@@ -144,23 +176,29 @@ def time_split(
     config: HistoryConfig | None = None,
     max_points: int | None = None,
     seed: int = 0,
+    targets: TargetRule = "next-new",
 ) -> Split:
-    """Every item event in `test` is a target, given all of its user's earlier events (history + test).
+    """The item events in `test` that `is_target` accepts, each given all of its user's earlier events.
 
-    Users with no earlier event are skipped (no state to score). `max_points` subsamples with `seed`.
+    Earlier events are the history and earlier test events. Users with no earlier event are skipped (no state to
+    score). `max_points` subsamples with `seed`. `Split.protocol` is `next-new` or, for `every`, `time`.
     """
     categories = _item_categories(catalog)
     tagged = sorted([(e.ts, 0, e) for e in history] + [(e.ts, 1, e) for e in test], key=lambda t: (t[0], t[1]))
     users: dict[str, UserHistory] = {}
+    previous: dict[str, str | None] = {}  # user -> item of their previous event
     points: list[TestPoint] = []
     for _, is_test, event in tagged:
         user = users.get(event.user_id)
-        if is_test and event.item_id is not None and user is not None:
+        if is_test and is_target(targets, event.item_id, previous.get(event.user_id), user is not None):
+            assert user is not None and event.item_id is not None
             points.append(TestPoint(user.state(), event.item_id, event.type))
         if user is None:
             user = users[event.user_id] = UserHistory(event.user_id, categories, config)
         user.add(event)
-    return Split("time", list(history), catalog, _subsample(points, max_points, seed))
+        previous[event.user_id] = event.item_id
+    protocol = "time" if targets == "every" else targets
+    return Split(protocol, list(history), catalog, _subsample(points, max_points, seed))
 
 
 def loo_split(

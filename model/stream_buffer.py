@@ -17,7 +17,7 @@ from datetime import datetime
 from contracts import Event
 from model.history import HistoryConfig, UserHistory
 from model.scoring import PastEvent
-from model.splits import TestPoint
+from model.splits import TestPoint, is_target
 
 __all__ = ["CycleData", "StreamBuffer", "UserSequence"]
 
@@ -114,7 +114,8 @@ class StreamBuffer:
         for event in events[n_fit:]:
             history = self._history(event.user_id)
             state = history.state()
-            if event.item_id is not None and state.events:
+            previous = state.events[-1].item_id if state.events else None
+            if is_target("next-new", event.item_id, previous, bool(state.events)) and event.item_id is not None:
                 points.append(TestPoint(state, event.item_id, event.type))
             history.add(event)
             self._carry.add(event.user_id)

@@ -1,10 +1,10 @@
 """Training the transformer, top to bottom: config -> data -> init -> loop -> eval -> best checkpoint.
 
 Data: canonical events (+ catalog), split by time; the newest `valid_fraction` of events is the validation
-window (next-item targets over the full catalog, `model.splits.time_split`). Every position of every training
-sequence predicts the next item (SASRec-style), with full softmax cross-entropy over the catalog or a sampled
-softmax. AdamW, gradient clipping, early stopping on validation NDCG@10 (the evaluation harness's metric
-functions), seeded and reproducible on CPU. Saving is `model.artifacts.save_model`'s job.
+window (`next-new` targets by default, `model.splits.time_split`; ranked as served, without the current item).
+Every position of every training sequence predicts the next item (SASRec-style), with full softmax cross-entropy
+over the catalog or a sampled softmax. AdamW, gradient clipping, early stopping on validation NDCG@10 (the
+evaluation harness's metric functions), seeded and reproducible on CPU. Saving is `model.artifacts.save_model`'s job.
 """
 
 from __future__ import annotations
@@ -26,9 +26,19 @@ import torch
 from contracts import Event, EventType, Item
 from model.backends.eager import EagerTorchBackend
 from model.evaluate import point_metrics, rank_points
-from model.scoring import ItemContext
+from model.exclude import ExcludeCurrentItem
+from model.scoring import ItemContext, Scorer
 from model.sequences import QueryCache, event_rows
-from model.splits import CATALOG_FILE, EVENTS_FILE, TestPoint, cutoff_at_fraction, loo_split, split_at, time_split
+from model.splits import (
+    CATALOG_FILE,
+    EVENTS_FILE,
+    TargetRule,
+    TestPoint,
+    cutoff_at_fraction,
+    loo_split,
+    split_at,
+    time_split,
+)
 from model.text_tower import TextEncoder, catalog_text_matrix
 from model.torch_scorer import TorchScorer
 from model.transformer import ModelConfig, SeqBatch, SeqRecModel, event_type_index
@@ -51,8 +61,13 @@ class TrainConfig:
     n_negatives: int = 512  # shared uniform negatives per step (sampled loss)
     seed: int = 0  # model init, shuffling, dropout, negatives, validation subsample
     valid_fraction: float = 0.1  # newest share of events used as the validation window (protocol "time")
-    valid_protocol: Literal["time", "loo"] = "time"  # validation: newest window, or each user's last item
+    # validation: newest window with next-new targets, the same window with every event a target, or each
+    # user's last item
+    valid_protocol: Literal["next-new", "time", "loo"] = "next-new"
     max_valid_points: int = 2000  # validation targets (subsampled with `seed`)
+    # training targets: every next event, or only next events whose item differs from the current one (re-clicks
+    # are never served, `model.exclude`); the same rule as the `next-new` protocol
+    train_targets: TargetRule = "every"
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     spare_fraction: float = 0.1  # extra vocabulary rows for items the learner adds later
     text_cache_dir: Path | None = None  # where catalog text embeddings are cached
@@ -122,7 +137,13 @@ class _Windows:
     query_matrix: torch.Tensor | None  # (Q + 1, D)
 
 
-def _windows(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig, queries: QueryCache | None) -> _Windows:
+def _windows(
+    events: Sequence[Event],
+    vocab: ItemVocab,
+    config: ModelConfig,
+    queries: QueryCache | None,
+    rule: TargetRule = "every",
+) -> _Windows:
     by_user: dict[str, list[Event]] = {}
     for event in events:
         by_user.setdefault(event.user_id, []).append(event)
@@ -133,6 +154,8 @@ def _windows(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig, que
         enc = event_rows(by_user[user_id], vocab, config.n_gap_buckets)
         q = np.asarray([query_ids.setdefault(s, len(query_ids) + 1) if s else 0 for s in enc.queries], dtype=np.int64)
         nexts = np.where(enc.types[1:] == _SEARCH, 0, enc.items[1:])
+        if rule == "next-new":  # a re-click of the item at this position is no target (`model.splits`)
+            nexts = np.where(enc.items[1:] == enc.items[:-1], 0, nexts)
         for end in range(len(enc.items) - 1, 0, -t):  # windows of inputs [end - t, end), newest first
             start = max(0, end - t)
             rows.append(
@@ -178,9 +201,11 @@ def _bucketed_order(mask: torch.Tensor, batch_size: int, generator: torch.Genera
 
 
 def _validate(
-    model: SeqRecModel, vocab: ItemVocab, points: Sequence[TestPoint], queries: QueryCache | None
+    model: SeqRecModel, vocab: ItemVocab, points: Sequence[TestPoint], queries: QueryCache | None, protocol: str
 ) -> dict[str, float]:
-    scorer = TorchScorer(EagerTorchBackend(model, "cpu"), vocab, model.config, "validation", queries)
+    scorer: Scorer = TorchScorer(EagerTorchBackend(model, "cpu"), vocab, model.config, "validation", queries)
+    if protocol == "next-new":
+        scorer = ExcludeCurrentItem(scorer)  # ranked as served (and as `streamrec evaluate` ranks)
     ranked = rank_points(scorer, points, ItemContext())
     values = point_metrics(ranked, [p.target for p in points])
     model.train()
@@ -279,11 +304,14 @@ def _prepare(
     else:
         cutoff = cutoff_at_fraction(ordered, config.valid_fraction)
         fit, held_out = split_at(ordered, cutoff)
-        points = time_split(fit, held_out, catalog, max_points=config.max_valid_points, seed=config.seed).points
+        targets: TargetRule = "every" if config.valid_protocol == "time" else "next-new"
+        points = time_split(
+            fit, held_out, catalog, max_points=config.max_valid_points, seed=config.seed, targets=targets
+        ).points
     vocab = build_vocab(ordered, catalog, config.spare_fraction)
     model = _init_model(config, vocab, catalog, encoder)
     queries = QueryCache(encoder) if encoder is not None and config.model.text_tower else None
-    windows = _windows(fit, vocab, model.config, queries)
+    windows = _windows(fit, vocab, model.config, queries, config.train_targets)
     if windows.items.shape[0] == 0 or not points:
         msg = f"not enough data: {windows.items.shape[0]} training sequences, {len(points)} validation targets"
         raise ValueError(msg)
@@ -323,7 +351,7 @@ def train(
         model.train()
         step_report = functools.partial(_step_report, report, epoch)
         loss = _epoch(model, data.windows, optimizer, config, candidates, generator, step_report)
-        metrics = _validate(model, vocab, data.points, data.queries)
+        metrics = _validate(model, vocab, data.points, data.queries, config.valid_protocol)
         history.append({"epoch": epoch, "loss": loss, "ndcg@10": metrics["ndcg@10"]})
         report(Progress(epoch, 0, 0, loss, metrics["ndcg@10"]))
         if best is None or metrics["ndcg@10"] > best[0]:
@@ -377,7 +405,7 @@ def _refit(
     report: Callable[[Progress], None],
 ) -> SeqRecModel:
     model = _init_model(config, data.vocab, catalog, encoder)
-    windows = _windows(data.everything, data.vocab, model.config, data.queries)
+    windows = _windows(data.everything, data.vocab, model.config, data.queries, config.train_targets)
     candidates = _candidates(data.vocab)
     optimizer = _adamw(model, config)
     generator = torch.Generator().manual_seed(config.seed)
@@ -412,7 +440,7 @@ def train_steps(
     """
     config = config or TrainConfig()
     queries = QueryCache(text_encoder) if text_encoder is not None and model.config.text_tower else None
-    windows = _windows(sorted(events, key=lambda e: e.ts), vocab, model.config, queries)
+    windows = _windows(sorted(events, key=lambda e: e.ts), vocab, model.config, queries, config.train_targets)
     n = windows.items.shape[0]
     if n == 0:
         msg = "not enough data: no training sequence in the given events"

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from contracts import DeadLetterReason, Recommendation, Settings
 from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore, store_client
+from model.exclude import ExcludeCurrentItem
 from model.scoring import Scorer
 from streams.batch import (
     BatchConfig,
@@ -98,6 +99,10 @@ class Runtime:
         """The serving scorer's explainer."""
         return self.serving.explainer
 
+    def ranker(self, serving: ServingModel) -> Scorer:
+        """`serving`'s scorer under the serving policy: without the trigger item (`exclude_current_item`)."""
+        return ExcludeCurrentItem(serving.scorer) if self.settings.exclude_current_item else serving.scorer
+
     def swap(self, serving: ServingModel) -> None:
         """Serve `serving` from the next batch on (in-flight batches finish on the old pair)."""
         old = self.serving
@@ -153,7 +158,7 @@ class Runtime:
                 [r for r, _ in part],
                 arrived=[t for _, t in part],
                 store=self.store,
-                scorer=serving.scorer,
+                scorer=self.ranker(serving),
                 explainer=serving.explainer,
                 config=self.batch_config,
                 clock=_utcnow,
@@ -195,7 +200,7 @@ class Runtime:
             return None
         loop = asyncio.get_running_loop()
         serving = self.serving
-        [ranked] = await loop.run_in_executor(None, serving.scorer.score, [state], context, k)
+        [ranked] = await loop.run_in_executor(None, self.ranker(serving).score, [state], context, k)
         context = await with_catalog(self.store, context, [ranked])  # titles/categories of what was recommended
         [why] = serving.explainer.explain([state], context, [ranked])
         trigger = state.events[-1].event_id

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from model.evaluate import EvalReport
+    from model.evaluate import EvalReport, ScorerFactory
     from model.scoring import Scorer
-    from model.splits import Split
+    from model.splits import Split, TargetRule
 
 __all__ = ["register"]
 
@@ -25,26 +25,26 @@ class Baseline(StrEnum):
     COOCCURRENCE = "cooccurrence"
     RECENT = "recent"
     BLEND = "blend"
+    TRANSITIONS = "transitions"
+    REPEAT_TRANSITIONS = "repeat-transitions"
+    VSKNN = "vsknn"
     ALL = "all"
     NONE = "none"
 
 
 class Protocol(StrEnum):
-    """Split protocol."""
+    """Split protocol (`model.splits`): targets in a time window (next-new or every event), or leave-one-out."""
 
+    NEXT_NEW = "next-new"
     TIME = "time"
     LOO = "loo"
 
 
-def _baselines(choice: Baseline) -> dict[str, Scorer]:
-    from model.baselines import CooccurrenceScorer, PopularityScorer, RecentItemsScorer, default_blend
+def _baselines(choice: Baseline) -> dict[str, Scorer | ScorerFactory]:
+    """Baselines by name (`model.baselines.all_baselines`)."""
+    from model.baselines import all_baselines
 
-    every: dict[str, Scorer] = {
-        "popularity": PopularityScorer(),
-        "cooccurrence": CooccurrenceScorer(),
-        "recent": RecentItemsScorer(),
-        "blend": default_blend(),
-    }
+    every = all_baselines()
     if choice is Baseline.ALL:
         return every
     return {} if choice is Baseline.NONE else {choice.value: every[choice.value]}
@@ -95,9 +95,12 @@ def _split(
             msg = "--protocol loo needs exactly one dataset: --data DIR"
             raise typer.BadParameter(msg, param_hint="--data")
         return loo_split(load_events(source), load_catalog(source), max_points=max_points, seed=seed)
+    targets: TargetRule = "every" if protocol is Protocol.TIME else "next-new"
     if history is not None and test is not None and data is None:
         catalog = {**load_catalog(history), **load_catalog(test)}
-        return time_split(load_events(history), load_events(test), catalog, max_points=max_points, seed=seed)
+        return time_split(
+            load_events(history), load_events(test), catalog, max_points=max_points, seed=seed, targets=targets
+        )
     if data is None or history is not None or test is not None:
         msg = "give either --history DIR --test DIR, or --data DIR (split by time)"
         raise typer.BadParameter(msg, param_hint="--data")
@@ -110,7 +113,7 @@ def _split(
     else:
         at = cutoff_at_fraction(events, test_fraction) if test_fraction else cutoff_last_day(events)
     train, held_out = split_at(events, at)
-    return time_split(train, held_out, load_catalog(data), max_points=max_points, seed=seed)
+    return time_split(train, held_out, load_catalog(data), max_points=max_points, seed=seed, targets=targets)
 
 
 def _print_table(report: EvalReport) -> None:
@@ -149,8 +152,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         baseline: Annotated[Baseline, typer.Option(help="Baselines to evaluate.")] = Baseline.ALL,
         protocol: Annotated[
-            Protocol, typer.Option(help="time: next item over a test window; loo: last item.")
-        ] = Protocol.TIME,
+            Protocol,
+            typer.Option(
+                help="next-new: test-window events whose item differs from the user's previous one, ranked over "
+                "the training items without the current item (as served); time: every test-window event; "
+                "loo: each user's last item."
+            ),
+        ] = Protocol.NEXT_NEW,
         cutoff: Annotated[
             str | None, typer.Option(help="With --data: test starts here (ISO time; naive = UTC).")
         ] = None,

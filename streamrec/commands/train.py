@@ -23,8 +23,16 @@ __all__ = ["register"]
 class Protocol(StrEnum):
     """Which events train and which validate (matches `streamrec evaluate --protocol`)."""
 
+    NEXT_NEW = "next-new"
     TIME = "time"
     LOO = "loo"
+
+
+class Targets(StrEnum):
+    """Which next events are training targets (`model.splits.is_target`)."""
+
+    EVERY = "every"
+    NEXT_NEW = "next-new"
 
 
 class Loss(StrEnum):
@@ -79,10 +87,15 @@ def register(app: typer.Typer) -> None:
         protocol: Annotated[
             Protocol,
             typer.Option(
-                help="time: validate on the newest --valid-fraction; loo: hold out every user's last item (the "
-                "test target of `evaluate --protocol loo`) and validate on the one before it."
+                help="next-new: validate on the newest --valid-fraction, targets = events whose item differs from "
+                "the user's previous one; time: the same window, every event a target; loo: hold out every user's "
+                "last item (the test target of `evaluate --protocol loo`) and validate on the one before it."
             ),
-        ] = Protocol.TIME,
+        ] = Protocol.NEXT_NEW,
+        train_targets: Annotated[
+            Targets,
+            typer.Option(help="every: every next event is a target; next-new: not the re-clicks of the current item."),
+        ] = Targets.EVERY,
     ) -> None:
         """Train the sequential transformer (CPU is fine) and save it with a verified manifest."""
         import torch
@@ -130,6 +143,7 @@ def register(app: typer.Typer) -> None:
             valid_protocol=protocol.value,
             weight_decay=weight_decay,
             max_valid_points=max_valid_points,
+            train_targets=train_targets.value,
             text_cache_dir=out / ".text-cache",
             refit=refit,
         )

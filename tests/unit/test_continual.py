@@ -166,7 +166,29 @@ def test_drifting_stream_is_seeded_and_shifts() -> None:
 @pytest.mark.parametrize("holdout", [0.0, 1.0])
 def test_stream_buffer_extreme_holdouts(holdout: float) -> None:
     buffer = StreamBuffer(3, {})
-    for k in range(4):
-        buffer.add(Event(event_id=f"e{k}", user_id="u", item_id="i", type=EventType.VIEW, ts=T0 + timedelta(seconds=k)))
+    for k, item in enumerate("ijij"):
+        buffer.add(
+            Event(event_id=f"e{k}", user_id="u", item_id=item, type=EventType.VIEW, ts=T0 + timedelta(seconds=k))
+        )
     data = buffer.cut(holdout)
     assert (len(data.train), len(data.points)) == ((1, 0) if holdout == 0.0 else (0, 3))
+
+
+def test_gate_points_follow_next_new() -> None:
+    buffer = StreamBuffer(3, {})
+    for k, item in enumerate("iijji"):  # re-clicks of the current item (i -> i, j -> j) are no gate targets
+        buffer.add(
+            Event(event_id=f"e{k}", user_id="u", item_id=item, type=EventType.VIEW, ts=T0 + timedelta(seconds=k))
+        )
+    assert [p.target for p in buffer.cut(1.0).points] == ["j", "i"]
+
+
+def test_gate_ranker_never_ranks_the_current_item() -> None:
+    from model.scoring import UserState
+
+    torch.manual_seed(0)
+    model = SeqRecModel(ModelConfig(n_items=8, max_len=5, d_model=16, n_heads=2, n_layers=1))
+    ranker = Ranker(model, ItemVocab(["a", "b", "c"], capacity=8))
+    events = tuple(PastEvent(f"e{n}", item, EventType.VIEW, T0 + timedelta(seconds=n)) for n, item in enumerate("ba"))
+    [top] = ranker.top([UserState("u", events)], k=3)
+    assert sorted(top) == ["b", "c"]  # every other item, the earlier-seen b included

@@ -154,3 +154,13 @@ def test_a_web_server_off_loopback_needs_a_token() -> None:
     with pytest.raises(ValidationError, match="STREAMREC_WEB_TOKEN"):
         Settings(web_host="0.0.0.0")  # noqa: S104 (the point: refused without a token)
     assert Settings(web_host="0.0.0.0", web_token="t").web_token is not None  # noqa: S104
+
+
+def test_readme_configuration_table_names_every_setting() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    for name in Settings.model_fields:
+        env = f"STREAMREC_{name.upper()}"
+        head, _, tail = env.rpartition("_")
+        # `STREAMREC_KAFKA_SASL_USERNAME` / `_PASSWORD` rows name a sibling by its last part
+        assert f"`{env}`" in section or (f"`_{tail}`" in section and f"`{head}_" in section), env

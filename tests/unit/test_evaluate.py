@@ -15,10 +15,10 @@ import typer
 from typer.testing import CliRunner
 
 from contracts import Event, EventType, Item
-from model.baselines import CooccurrenceScorer, PopularityScorer
+from model.baselines import CooccurrenceScorer, PopularityScorer, RecentItemsScorer
 from model.evaluate import EvalConfig, evaluate
 from model.scoring import ItemContext, ScoredItem, Scorer, UserState
-from model.splits import cutoff_last_day, load_catalog, load_events, loo_split, split_at, time_split
+from model.splits import cutoff_last_day, is_target, load_catalog, load_events, loo_split, split_at, time_split
 from streamrec.commands.evaluate import register
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -128,7 +128,7 @@ def test_repeat_targets_count_and_factories_are_called() -> None:
         Event(event_id=f"e{n}", user_id=u, item_id=i, type="view", ts=t + timedelta(minutes=n))
         for n, (u, i) in enumerate([("u1", "a"), ("u2", "b"), ("u1", "a"), ("u2", "c"), ("u1", "a"), ("u2", "b")])
     ]
-    split = time_split(evs[:2], evs[2:], {})
+    split = time_split(evs[:2], evs[2:], {}, targets="every")  # the old protocol: consecutive repeats count
     calls: list[int] = []
 
     def factory(train: Sequence[Event], catalog: Mapping[str, Item]) -> Scorer:
@@ -171,7 +171,15 @@ def test_cli_json_with_two_dirs_and_data_split(app: typer.Typer, tmp_path: Path,
     result = runner.invoke(app, ["evaluate", "--history", str(h), "--test", str(t), "--json", "--bootstrap", "50"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc["scorers"]) == {"popularity", "cooccurrence", "recent", "blend"}
+    assert set(doc["scorers"]) == {
+        "popularity",
+        "cooccurrence",
+        "recent",
+        "blend",
+        "transitions",
+        "repeat-transitions",
+        "vsknn",
+    }
     pop = doc["scorers"]["popularity"]
     assert set(pop) >= {"ndcg@10", "hr@10", "recall@20", "mrr@20", "by_event_type"}
     assert set(pop["ndcg@10"]) == {"value", "ci_low", "ci_high"}
@@ -237,3 +245,49 @@ def test_cold_targets_are_reported_as_their_own_segment(stream: Stream) -> None:
     assert scorer.to_dict()["by_segment"]["cold_target"]["n"] == n_cold
     plain = evaluate(time_split(history, test, catalog), {"pop": PopularityScorer()}, EvalConfig(bootstrap=50))
     assert "by_segment" not in plain.scorers[0].to_dict()
+
+
+@pytest.mark.parametrize(
+    ("rule", "item", "previous", "has_previous", "expected"),
+    [
+        ("next-new", "b", "a", True, True),  # a new item
+        ("next-new", "a", "a", True, False),  # a re-click of the item the user is on
+        ("next-new", "a", None, True, True),  # after a search (no item)
+        ("next-new", "a", None, False, False),  # no earlier event: nothing to score
+        ("next-new", None, "a", True, False),  # a search is never a target
+        ("every", "a", "a", True, True),
+        ("every", None, "a", True, False),
+        ("every", "a", None, False, False),
+    ],
+)
+def test_target_rule(rule: str, item: str | None, previous: str | None, has_previous: bool, expected: bool) -> None:
+    assert is_target(rule, item, previous, has_previous) is expected  # type: ignore[arg-type]
+
+
+def test_next_new_split_skips_consecutive_repeats_and_ranks_without_the_current_item() -> None:
+    seq = [("u1", "a"), ("u2", "b"), ("u1", "a"), ("u2", "c"), ("u1", "b"), ("u2", "b"), ("u1", "a"), ("u2", "z")]
+    evs = [
+        Event(event_id=f"e{n}", user_id=u, item_id=i, type="view", ts=T0 + timedelta(minutes=n))
+        for n, (u, i) in enumerate(seq)
+    ]
+    catalog = {i: Item(item_id=i, ts=T0) for i in ("a", "b", "c", "z", "never")}
+    split = time_split(evs[:2], evs[2:], catalog)
+    assert split.protocol == "next-new"
+    # u1 a->a is a consecutive repeat (dropped); u2 b->c, u1 a->b, u2 c->b (a non-adjacent repeat), u1 b->a, u2 b->z
+    assert [(p.state.user_id, p.target) for p in split.points] == [
+        ("u2", "c"),
+        ("u1", "b"),
+        ("u2", "b"),
+        ("u1", "a"),
+        ("u2", "z"),
+    ]
+    every = time_split(evs[:2], evs[2:], catalog, targets="every")
+    assert every.protocol == "time" and len(every.points) == 6
+    report = evaluate(split, {"last": _LastItemScorer(), "recent": RecentItemsScorer()}, EvalConfig(bootstrap=20))
+    last, recent = report.scorers
+    assert last.metrics["hr@10"].value == 0.0  # its only item is the current one: removed, as in serving
+    # recent without the current item (c, z, never are outside the training items: unavailable):
+    # u2 [] vs c; u1 [] vs b; u2 [b] vs b (hit, rank 1); u1 [a] vs a (hit, rank 1); u2 [b] vs z
+    assert recent.metrics["hr@10"].value == pytest.approx(2 / 5)
+    assert recent.metrics["mrr@20"].value == pytest.approx(2 / 5)
+    assert report.n_items == 2  # the universe: items of the training history

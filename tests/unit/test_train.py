@@ -154,3 +154,22 @@ def test_refit_epochs_is_the_refit_of_a_validated_run() -> None:
     assert direct.training["refit_events"] == len(events) and direct.history == []
     first, second = validated.model.state_dict(), direct.model.state_dict()
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_next_new_training_targets_skip_re_clicks() -> None:
+    from model.train import _windows, build_vocab
+
+    t0 = synthetic_events(n_users=1, length=1)[0].ts
+    items = ["a", "a", "b", "b", "a"]
+    events = [
+        Event(event_id=f"e{n}", user_id="u", item_id=i, type="view", ts=t0 + timedelta(minutes=n))
+        for n, i in enumerate(items)
+    ]
+    vocab = build_vocab(events, {}, 0.1)
+    row = {i: vocab.index(i) for i in "ab"}
+    every = _windows(events, vocab, TINY, None)
+    new = _windows(events, vocab, TINY, None, "next-new")
+    # inputs a a b b (left-padded to 8); next items a b b a; next-new drops the two re-clicks (a->a, b->b)
+    assert every.targets[0, -4:].tolist() == [row["a"], row["b"], row["b"], row["a"]]
+    assert new.targets[0, -4:].tolist() == [0, row["b"], 0, row["a"]]
+    assert torch.equal(every.items, new.items)

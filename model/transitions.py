@@ -1,0 +1,167 @@
+"""Item-to-item transition baselines: what shoppers open right after the items this user just looked at.
+
+`TransitionScorer`: C[i, j] = how often j came directly after i in a training sequence (`model.sessions`),
+re-clicks (i -> i) dropped. For the user's last `context` distinct items i_1 (newest) .. i_n,
+score(j) = sum_k decay^(k-1) * C[i_k, j]; the list is topped up with popularity (`ItemContext.popular`).
+
+`RepeatThenTransitionsScorer`: the user's own earlier items, most recent first, without the current one (the
+item of the latest event), then the transition list, then popularity.
+
+Both are fitted on training events (`fit`) and then score like any `Scorer` from `UserState` + `ItemContext`;
+items unknown at fit time only come from popularity. Ties break towards the more frequent training item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from contracts import Event, Reason, ReasonKind
+from model.recency import is_blocked, item_label
+from model.scoring import ItemContext, ScoredItem, UserState
+from model.sessions import Sequences, context_items, fill_popular, top_rows
+
+__all__ = ["RepeatThenTransitionsScorer", "TransitionScorer"]
+
+
+class TransitionScorer:
+    """First-order transition counts over the last `context` distinct items (module docstring)."""
+
+    def __init__(self, sequences: Sequences, context: int = 5, decay: float = 0.5) -> None:
+        """Args: fitted sequences, distinct context items used, weight ratio between consecutive ones."""
+        self._seq = sequences
+        self._counts = sequences.transitions()
+        self._context = context
+        self._decay = decay
+
+    @classmethod
+    def fit(cls, events: Iterable[Event], context: int = 5, decay: float = 0.5) -> TransitionScorer:
+        """Count the transitions of `events` (any order)."""
+        return cls(Sequences.build(events), context, decay)
+
+    @property
+    def version(self) -> str:
+        """Model version stamped on recommendations."""
+        return f"transitions-v1(last{self._context},{self._decay:g})"
+
+    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
+        """Top-`k` items per user: transition scores, then popular items (score 0)."""
+        return [self.score_user(user, items, k) for user in users]
+
+    def score_user(
+        self, user: UserState, items: ItemContext, k: int, exclude: frozenset[str] = frozenset()
+    ) -> list[ScoredItem]:
+        """One user's list, without the items in `exclude`."""
+        context = context_items(user, self._seq.index, self._context)
+        picked: list[ScoredItem] = []
+        if context:
+            rows = [r for r, _ in context]
+            weights = self._decay ** np.arange(len(rows), dtype=np.float64)
+            part: sp.csr_matrix = self._counts[rows]  # (n, V)
+            scores = np.asarray(part.T @ weights).ravel()  # (V,)
+            depth = k + len(exclude) + len(user.purchased_recently) + 16
+            best = [r for r in top_rows(scores, depth).tolist() if self._seq.vocab[r] not in exclude]
+            for r in best:
+                item_id = self._seq.vocab[r]
+                if is_blocked(item_id, user, items):
+                    continue
+                picked.append(self._explain(user, items, item_id, float(scores[r]), part, weights, context, r))
+                if len(picked) == k:
+                    break
+        return _with_popular(picked, user, items, k, exclude)
+
+    def _explain(
+        self,
+        user: UserState,
+        items: ItemContext,
+        item_id: str,
+        total: float,
+        part: sp.csr_matrix,
+        weights: np.ndarray,
+        context: list[tuple[int, int]],
+        row: int,
+    ) -> ScoredItem:
+        column = np.asarray(part[:, [row]].todense()).ravel() * weights  # contribution of each context item
+        evidence = sorted(
+            ((context[n][1], float(c)) for n, c in enumerate(column.tolist()) if c > 0.0), key=lambda e: -e[1]
+        )
+        source = user.events[evidence[0][0]].item_id or ""
+        detail = f"shoppers often open it right after {item_label(source, items)}"
+        reason = Reason(kind=ReasonKind.SIMILAR_TO, detail=detail[:512], weight=total)
+        return ScoredItem(item_id=item_id, score=total, evidence=tuple(evidence[:5]), reasons=(reason,))
+
+
+class RepeatThenTransitionsScorer:
+    """The user's earlier items (newest first, current one excluded), then transitions, then popularity."""
+
+    def __init__(self, transitions: TransitionScorer, max_repeats: int = 50) -> None:
+        """Args: the fitted transition scorer; at most `max_repeats` own items lead the list."""
+        self._transitions = transitions
+        self._max_repeats = max_repeats
+
+    @classmethod
+    def fit(cls, events: Iterable[Event]) -> RepeatThenTransitionsScorer:
+        """Fit the transition part on `events`."""
+        return cls(TransitionScorer.fit(events))
+
+    @property
+    def version(self) -> str:
+        """Model version stamped on recommendations."""
+        return f"repeat-then-{self._transitions.version}"
+
+    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
+        """Top-`k` items per user."""
+        return [self._score_user(user, items, k) for user in users]
+
+    def _score_user(self, user: UserState, items: ItemContext, k: int) -> list[ScoredItem]:
+        own = _earlier_items(user, items, min(k, self._max_repeats))
+        n = len(own)
+        picked = [
+            ScoredItem(
+                item_id=item_id,
+                score=float(1 + n - rank),  # above every transition list entry's scale-free rank
+                evidence=((position, 1.0),),
+                reasons=(Reason(kind=ReasonKind.SEEN_BEFORE, detail="you looked at it earlier", weight=1.0),),
+            )
+            for rank, (item_id, position) in enumerate(own)
+        ]
+        if len(picked) < k:
+            current = user.events[-1].item_id if user.events else None
+            exclude = frozenset(s.item_id for s in picked) | ({current} if current else frozenset())
+            rest = self._transitions.score_user(user, items, k - len(picked), exclude)
+            picked += [_scaled(s) for s in rest]
+        return picked
+
+
+def _earlier_items(user: UserState, items: ItemContext, n: int) -> list[tuple[str, int]]:
+    """Distinct items of the user's events, most recent first, without the current one: (item, event index)."""
+    events = user.events
+    current = events[-1].item_id if events else None
+    out: list[tuple[str, int]] = []
+    seen = {current}
+    for position in range(len(events) - 1, -1, -1):
+        item = events[position].item_id
+        if item is not None and item not in seen:
+            seen.add(item)
+            if not is_blocked(item, user, items):
+                out.append((item, position))
+                if len(out) == n:
+                    break
+    return out
+
+
+def _scaled(scored: ScoredItem) -> ScoredItem:
+    """A transition/popularity entry placed below the repeats (scores in (0, 1))."""
+    return ScoredItem(scored.item_id, scored.score / (1.0 + scored.score), scored.evidence, scored.reasons)
+
+
+def _with_popular(
+    picked: list[ScoredItem], user: UserState, items: ItemContext, k: int, exclude: frozenset[str]
+) -> list[ScoredItem]:
+    if len(picked) >= k:
+        return picked
+    filler = fill_popular([s.item_id for s in picked], user, items, k, skip=exclude)[len(picked) :]
+    reason = Reason(kind=ReasonKind.TRENDING, detail="popular right now", weight=0.0)
+    return picked + [ScoredItem(item_id=i, score=0.0, reasons=(reason,)) for i in filler]

@@ -248,7 +248,9 @@ class RedisClusterProcs:
 
     def _created(self) -> bool:
         """Whether the nodes already form one cluster (a restart after `down`: they rejoin from nodes.conf)."""
-        return all(int(self._info(p).get("cluster_known_nodes", "1")) == len(self.config.ports) for p in self.config.ports)
+        return all(
+            int(self._info(p).get("cluster_known_nodes", "1")) == len(self.config.ports) for p in self.config.ports
+        )
 
     def _create(self) -> None:
         cfg = self.config
@@ -291,5 +293,7 @@ class RedisClusterProcs:
                 return
             time.sleep(0.2)
         log = self.config.log_file(self.config.base_port)
-        msg = f"timed out after {self.config.start_timeout_seconds:.0f} s waiting for {what}; see {log}:\n{log_tail(log)}"
+        msg = (
+            f"timed out after {self.config.start_timeout_seconds:.0f} s waiting for {what}; see {log}:\n{log_tail(log)}"
+        )
         raise ServiceUnavailable(msg)

@@ -146,16 +146,14 @@ def _worker_events(web_port: int) -> int:
 async def _stream(
     settings: Settings, history: list[Event], live: list[Event], items: list[Any], plan: DemoPlan, out: _Live, port: int
 ) -> None:
-    import redis.asyncio as aioredis
-
-    from feature_store import FeatureStore
+    from feature_store import FeatureStore, redis_client
     from streamrec.commands.replay import replay
     from streamrec.commands.tail import follow
 
     ready = asyncio.Event()
     follower = asyncio.create_task(follow(settings, out.on_rec, ready=ready))
     await asyncio.wait_for(ready.wait(), timeout=60)
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = redis_client(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster)
     try:
         t = time.monotonic()
         await replay(settings, [], rate=0, items=items)

@@ -231,6 +231,18 @@ class RedisClusterProcs:
         msg = "no cluster node answers"
         raise ServiceUnavailable(msg)
 
+    def replicas(self) -> dict[int, list[int]]:
+        """Port of each master serving slots → the ports of its replicas (from `CLUSTER SLOTS`)."""
+        for port in self.config.ports:
+            try:
+                with self._node(port) as client:
+                    rows = client.execute_command("CLUSTER SLOTS")
+            except (redis.RedisError, OSError):
+                continue
+            return {int(row[2][1]): [int(r[1]) for r in row[3:]] for row in rows}
+        msg = "no cluster node answers"
+        raise ServiceUnavailable(msg)
+
     def _node(self, port: int) -> redis.Redis:
         return redis.Redis(host=self.config.host, port=port, socket_timeout=2.0, socket_connect_timeout=1.0)
 
@@ -271,6 +283,9 @@ class RedisClusterProcs:
             masters = self.masters()
             served = sum(hi - lo + 1 for ranges in masters.values() for lo, hi in ranges)
             if served != _SLOTS or len(masters) != self.config.masters:
+                return False
+            # Replicas as the cluster announces them (what a failover promotes) and as the masters stream to.
+            if any(len(ports) < self.config.replicas for ports in self.replicas().values()):
                 return False
             for port in masters:
                 with self._node(port) as client:

@@ -6,6 +6,12 @@ stopped at its end. A service that cannot be started fails the tests; it never s
 
 Env overrides (tests only): `STREAMREC_TEST_STACK_DIR` (state dir), `STREAMREC_TEST_KAFKA_PORT`,
 `STREAMREC_TEST_CONTROLLER_PORT`, `STREAMREC_TEST_REDIS_PORT`.
+
+The `cluster` tests use a Redis Cluster of their own (`redis_cluster`: 3 masters + 3 replicas from
+`streamrec.redis_cluster`, state dir `STREAMREC_TEST_CLUSTER_DIR`, default `~/.cache/streamrec/test-cluster`,
+ports from `STREAMREC_TEST_CLUSTER_PORT`, default 17000..17005), started if needed and stopped at the end if
+this session started it; a cluster has only DB 0, so each test gets a key namespace (`cluster_namespace`)
+whose keys are deleted after it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.settings import Settings
 from streamrec.child_processes import leased_redis_db
+from streamrec.redis_cluster import ClusterConfig, RedisClusterProcs
 from streamrec.stack import LocalStack, StackInfo, topic_specs
 from streamrec.stack_config import StackConfig
 from streamrec.stack_topics import ensure_topics
@@ -113,3 +120,38 @@ def settings_factory(stack: StackEndpoints, topic_prefix: str, redis_test_url: s
         return Settings(**(fields | overrides))
 
     return make
+
+
+def _cluster_config() -> ClusterConfig:
+    env = os.environ
+    default = Path.home() / ".cache" / "streamrec" / "test-cluster"
+    return ClusterConfig(
+        state_dir=Path(env.get("STREAMREC_TEST_CLUSTER_DIR", default)),
+        base_port=int(env.get("STREAMREC_TEST_CLUSTER_PORT", "17000")),
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterProcs]:
+    """The tests' Redis Cluster, whole (started if needed; stopped at the end only if this session started it)."""
+    procs = RedisClusterProcs(_cluster_config())
+    already_up = all(row.pid is not None for row in procs.status())
+    procs.up()  # raises (→ test error, never a skip) when the cluster cannot be formed
+    yield procs
+    if not already_up:
+        procs.down()
+
+
+@pytest.fixture
+async def cluster_namespace(redis_cluster: RedisClusterProcs) -> AsyncIterator[str]:
+    """A fresh key namespace on the cluster; its keys are deleted from every master after the test."""
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    yield namespace
+    redis_cluster.wait_whole()  # a failover test may have left a node restarting
+    client = aioredis.RedisCluster.from_url(redis_cluster.url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]  # every master
+        for at in range(0, len(keys), 500):
+            await client.delete(*keys[at : at + 500])  # split per slot by redis-py
+    finally:
+        await client.aclose()

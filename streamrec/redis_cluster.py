@@ -196,11 +196,17 @@ class RedisClusterProcs:
             time.sleep(0.05)
         return pid
 
+    def started(self) -> list[int]:
+        """Ports of the nodes this state dir has PID files for (whatever `base_port` they were started with)."""
+        pids = self.config.state_dir / "pids"
+        names = (p.stem.removeprefix("redis-") for p in pids.glob("redis-*.pid")) if pids.is_dir() else ()
+        return sorted(int(n) for n in names if n.isdigit())
+
     def down(self, timeout_seconds: float = 30.0) -> dict[int, int | None]:
         """Stop every node this state dir started (SIGTERM, SIGKILL after the timeout); port → PID stopped."""
         return {
             port: stop_process(self.config.pid_file(port), self._marker(port), timeout_seconds)
-            for port in self.config.ports
+            for port in self.started()
         }
 
     def status(self) -> list[NodeStatus]:

@@ -16,6 +16,7 @@ whose keys are deleted after it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -147,6 +148,11 @@ async def cluster_namespace(redis_cluster: RedisClusterProcs) -> AsyncIterator[s
     """A fresh key namespace on the cluster; its keys are deleted from every master after the test."""
     namespace = f"t{uuid.uuid4().hex[:8]}"
     yield namespace
+    await _delete_namespace(redis_cluster, namespace)
+
+
+async def _delete_namespace(redis_cluster: RedisClusterProcs, namespace: str) -> None:
+    """Delete every key under `namespace:` from every master (once the cluster is whole again)."""
     redis_cluster.wait_whole()  # a failover test may have left a node restarting
     client = aioredis.RedisCluster.from_url(redis_cluster.url)
     try:
@@ -155,3 +161,28 @@ async def cluster_namespace(redis_cluster: RedisClusterProcs) -> AsyncIterator[s
             await client.delete(*keys[at : at + 500])  # split per slot by redis-py
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def cluster_settings_factory(
+    stack: StackEndpoints, topic_prefix: str, redis_cluster: RedisClusterProcs
+) -> AsyncIterator[Callable[..., Settings]]:
+    """Like `settings_factory`, on the cluster (`redis_cluster=True`). Workers write the default namespace `sr`,
+    so this test holds the cluster's `sr` lock and its `sr:*` keys are deleted before and after it."""
+    with (redis_cluster.config.state_dir / "sr-namespace.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        await _delete_namespace(redis_cluster, "sr")
+
+        def make(**overrides: Any) -> Settings:
+            fields: dict[str, Any] = {
+                "kafka_bootstrap": stack.bootstrap,
+                "redis_url": redis_cluster.url,
+                "redis_cluster": True,
+                "topic_prefix": topic_prefix,
+                "events_partitions": stack.config.events_partitions,
+                "recommendations_partitions": stack.config.recommendations_partitions,
+            }
+            return Settings(**(fields | overrides))
+
+        yield make
+        await _delete_namespace(redis_cluster, "sr")

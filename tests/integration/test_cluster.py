@@ -1,23 +1,33 @@
 """The feature store on a real Redis Cluster (3 masters + 3 replicas): one slot per script, exactly-once replay,
 scripts reloaded after a flush, and a master killed (-9) mid-stream: its replica takes over, the writer retries
-what failed, and every event is applied exactly once."""
+what failed, and every event is applied exactly once; the same through `streamrec worker` processes, one of
+them killed -9 first."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from contracts import Event, ServiceUnavailable
+from contracts import Event, ServiceUnavailable, Settings
 from feature_store import FeatureConfig, FeatureStore
 from feature_store.store import store_client
 from streamrec.redis_cluster import RedisClusterProcs
 from streams.settle import is_retriable
-from tests.integration.worker_support import generated_events
+from tests.integration.worker_support import (
+    WorkerPool,
+    assert_exactly_once,
+    collect,
+    generated_events,
+    produce,
+    records,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -166,3 +176,49 @@ def _serving(procs: RedisClusterProcs, victim: int, replica: int) -> int | None:
     except ServiceUnavailable:
         return None
     return replica if replica in masters and victim not in masters else None
+
+
+@pytest.mark.slow
+async def test_worker_killed_then_a_master_killed_every_effect_exactly_once(
+    redis_cluster: RedisClusterProcs, cluster_settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = cluster_settings_factory()
+    events = generated_events(8000, users=400, seed=5, prefix="w")
+    latest = {e.user_id: e.event_id for e in events}
+    # A killed worker's partitions go to the next one after this session timeout (Faust default: 60 s).
+    pool = WorkerPool(tmp_path, extra_env={"BROKER_SESSION_TIMEOUT": "10"})
+    try:
+        await produce(settings, records(events))
+        first = pool.start(settings)
+        await collect(settings, lambda last, dl: len(last) >= 100, timeout_s=180)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(timeout=30)
+        second = pool.start(settings)
+        applied = 0.0
+        while applied < 500:  # the second worker is applying: kill the master of one user's slot under it
+            assert second.proc.poll() is None, second.log.read_text()[-2000:]
+            await asyncio.sleep(0.5)
+            applied = await second.metric("streamrec_events_applied_total")
+        client = store_client(redis_cluster.url, cluster=True)
+        assert isinstance(client, RedisCluster)
+        try:
+            victim = _master_of(redis_cluster, client, FeatureStore(client).keys.user_stats(events[-1].user_id))
+        finally:
+            await client.aclose()
+        (replica,) = redis_cluster.replicas()[victim]
+        at_kill = await second.metric("streamrec_events_applied_total")
+        redis_cluster.kill_node(victim)
+        recs, _ = await collect(
+            settings,
+            lambda last, dl: all(last.get(u, {}).get("trigger_event_id") == latest[u] for u in latest),
+            timeout_s=420,
+        )
+        # The kill was mid-stream: the second worker went on applying events after it.
+        assert await second.metric("streamrec_events_applied_total") > at_kill
+    finally:
+        pool.stop_all()
+    assert _serving(redis_cluster, victim, replica) == replica
+    assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
+    await assert_exactly_once(redis_cluster.url, events, cluster=True)
+    redis_cluster.start_node(victim)
+    redis_cluster.wait_whole()

@@ -8,8 +8,7 @@ one Redis:
 - redirections (MOVED, ASK) and a failing-over slot (CLUSTERDOWN, TRYAGAIN, a slot no master serves yet) are
   followed and retried by redis-py a few times; what is left is `transient`: the slot will have a master again
   (`FeatureStore` raises it as `ServiceUnavailable`, which the worker retries without acknowledging the batch).
-The hiredis packer of `feature_store/packing.py` is not used here: redis-py's cluster nodes build their
-connections from the client's own connection class.
+`store_client(url, cluster=True)` packs commands with hiredis as for one Redis (`packing.hiredis_packing_cluster`).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from feature_store.cache import TtlCache
 from feature_store.cluster import StoreClient, cluster_client, load_scripts, transient
 from feature_store.config import FeatureConfig
 from feature_store.keys import Keys, cooccurrence_bucket
-from feature_store.packing import hiredis_packing
+from feature_store.packing import hiredis_packing, hiredis_packing_cluster
 from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
 
 __all__ = ["FeatureStore", "store_client"]
@@ -86,7 +86,7 @@ def store_client(url: str, *, cluster: bool = False) -> StoreClient:
     (`feature_store/cluster.py`).
     """
     if cluster:
-        return cluster_client(url)
+        return hiredis_packing_cluster(cluster_client(url))
     return hiredis_packing(Redis.from_url(url, socket_timeout=None))
 
 

@@ -153,7 +153,7 @@ async def cluster_namespace(redis_cluster: RedisClusterProcs) -> AsyncIterator[s
 
 async def _delete_namespace(redis_cluster: RedisClusterProcs, namespace: str) -> None:
     """Delete every key under `namespace:` from every master (once the cluster is whole again)."""
-    redis_cluster.wait_whole()  # a failover test may have left a node restarting
+    redis_cluster.up()  # a failover test may have left a node down or restarting: restart it, wait until whole
     client = aioredis.RedisCluster.from_url(redis_cluster.url)
     try:
         keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]  # every master

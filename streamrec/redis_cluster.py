@@ -238,16 +238,15 @@ class RedisClusterProcs:
         raise ServiceUnavailable(msg)
 
     def replicas(self) -> dict[int, list[int]]:
-        """Port of each master serving slots → the ports of its replicas (from `CLUSTER SLOTS`)."""
-        for port in self.config.ports:
-            try:
-                with self._node(port) as client:
-                    rows = client.execute_command("CLUSTER SLOTS")
-            except (redis.RedisError, OSError):
-                continue
-            return {int(row[2][1]): [int(r[1]) for r in row[3:]] for row in rows}
-        msg = "no cluster node answers"
-        raise ServiceUnavailable(msg)
+        """Port of each master serving slots → the ports of its online replicas (the master's `INFO replication`;
+        `CLUSTER SLOTS` lists a new replica only seconds after it is in sync)."""
+        out = {}
+        for port in self.masters():
+            with self._node(port) as client:
+                info = client.info("replication")
+            links = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+            out[port] = [int(v["port"]) for v in links if v.get("state") == "online"]
+        return out
 
     def _node(self, port: int) -> redis.Redis:
         return redis.Redis(host=self.config.host, port=port, socket_timeout=2.0, socket_connect_timeout=1.0)
@@ -290,15 +289,8 @@ class RedisClusterProcs:
             served = sum(hi - lo + 1 for ranges in masters.values() for lo, hi in ranges)
             if served != _SLOTS or len(masters) != self.config.masters:
                 return False
-            # Replicas as the cluster announces them (what a failover promotes) and as the masters stream to.
             if any(len(ports) < self.config.replicas for ports in self.replicas().values()):
                 return False
-            for port in masters:
-                with self._node(port) as client:
-                    info = client.info("replication")
-                online = [k for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
-                if sum(info[k].get("state") == "online" for k in online) < self.config.replicas:
-                    return False
         except (redis.RedisError, OSError, ServiceUnavailable):
             return False
         return True

@@ -27,6 +27,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,19 +126,19 @@ async def redis_db(redis_test_url: str) -> AsyncIterator[aioredis.Redis | aiored
 @pytest.fixture
 def settings_factory(stack: StackEndpoints, topic_prefix: str, redis_test_url: str) -> Callable[..., Settings]:
     """Build `Settings` pointing at the stack, this test's topic prefix and Redis DB; kwargs override fields."""
+    return partial(_settings, stack, topic_prefix, redis_test_url, ON_CLUSTER)
 
-    def make(**overrides: Any) -> Settings:
-        fields: dict[str, Any] = {
-            "kafka_bootstrap": stack.bootstrap,
-            "redis_url": redis_test_url,
-            "redis_cluster": ON_CLUSTER,
-            "topic_prefix": topic_prefix,
-            "events_partitions": stack.config.events_partitions,
-            "recommendations_partitions": stack.config.recommendations_partitions,
-        }
-        return Settings(**(fields | overrides))
 
-    return make
+def _settings(stack: StackEndpoints, topic_prefix: str, url: str, cluster: bool, **overrides: Any) -> Settings:
+    fields: dict[str, Any] = {
+        "kafka_bootstrap": stack.bootstrap,
+        "redis_url": url,
+        "redis_cluster": cluster,
+        "topic_prefix": topic_prefix,
+        "events_partitions": stack.config.events_partitions,
+        "recommendations_partitions": stack.config.recommendations_partitions,
+    }
+    return Settings(**(fields | overrides))
 
 
 def _cluster_config() -> ClusterConfig:
@@ -203,17 +204,5 @@ async def cluster_settings_factory(
     so this test holds the cluster's `sr` lock and its `sr:*` keys are deleted before and after it."""
     with _cluster_lock(redis_cluster):
         await _delete_namespace(redis_cluster, "sr")
-
-        def make(**overrides: Any) -> Settings:
-            fields: dict[str, Any] = {
-                "kafka_bootstrap": stack.bootstrap,
-                "redis_url": redis_cluster.url,
-                "redis_cluster": True,
-                "topic_prefix": topic_prefix,
-                "events_partitions": stack.config.events_partitions,
-                "recommendations_partitions": stack.config.recommendations_partitions,
-            }
-            return Settings(**(fields | overrides))
-
-        yield make
+        yield partial(_settings, stack, topic_prefix, redis_cluster.url, True)
         await _delete_namespace(redis_cluster, "sr")

@@ -20,14 +20,7 @@ from feature_store import FeatureConfig, FeatureStore
 from feature_store.store import store_client
 from streamrec.redis_cluster import RedisClusterProcs
 from streams.settle import is_retriable
-from tests.integration.worker_support import (
-    WorkerPool,
-    assert_exactly_once,
-    collect,
-    generated_events,
-    produce,
-    records,
-)
+from tests.integration import worker_support as ws
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -66,7 +59,7 @@ async def test_replay_on_the_cluster_changes_nothing(
     redis_cluster: RedisClusterProcs, cluster_client: RedisCluster, cluster_namespace: str
 ) -> None:
     store = FeatureStore(cluster_client, FeatureConfig(namespace=cluster_namespace))
-    events = generated_events(1000, users=120)
+    events = ws.generated_events(1000, users=120)
     users = sorted({e.user_id for e in events})
     # The users' slots are spread over all three masters, so the pipelines really are split per node.
     assert len({_master_of(redis_cluster, cluster_client, store.keys.user_stats(u)) for u in users}) == 3
@@ -89,9 +82,9 @@ async def test_scripts_are_reloaded_on_every_master_after_a_flush(
     cluster_client: RedisCluster, cluster_namespace: str
 ) -> None:
     store = FeatureStore(cluster_client, FeatureConfig(namespace=cluster_namespace))
-    await store.apply_events(generated_events(50, users=30, prefix="a"))
+    await store.apply_events(ws.generated_events(50, users=30, prefix="a"))
     assert await cluster_client.execute_command("SCRIPT FLUSH", target_nodes=RedisCluster.ALL_NODES)
-    events = generated_events(300, users=90, prefix="b")
+    events = ws.generated_events(300, users=90, prefix="b")
     result = await store.apply_events(events)
     assert len(result.applied) == len(events)
     primaries = cluster_client.get_primaries()
@@ -106,7 +99,7 @@ async def test_master_killed_mid_stream_every_event_applied_exactly_once(
     redis_cluster: RedisClusterProcs, cluster_client: RedisCluster, cluster_namespace: str
 ) -> None:
     store = FeatureStore(cluster_client, FeatureConfig(namespace=cluster_namespace))
-    events = generated_events(6000, users=300, prefix="f")
+    events = ws.generated_events(6000, users=300, prefix="f")
     batches = [events[at : at + 100] for at in range(0, len(events), 100)]
     users = sorted({e.user_id for e in events})
     victim = _master_of(redis_cluster, cluster_client, store.keys.user_stats(users[0]))
@@ -186,14 +179,14 @@ async def test_worker_killed_then_a_master_killed_every_effect_exactly_once(
     redis_cluster: RedisClusterProcs, cluster_settings_factory: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = cluster_settings_factory()
-    events = generated_events(8000, users=400, seed=5, prefix="w")
+    events = ws.generated_events(8000, users=400, seed=5, prefix="w")
     latest = {e.user_id: e.event_id for e in events}
     # A killed worker's partitions go to the next one after this session timeout (Faust default: 60 s).
-    pool = WorkerPool(tmp_path, extra_env={"BROKER_SESSION_TIMEOUT": "10"})
+    pool = ws.WorkerPool(tmp_path, extra_env={"BROKER_SESSION_TIMEOUT": "10"})
     try:
-        await produce(settings, records(events))
+        await ws.produce(settings, ws.records(events))
         first = pool.start(settings)
-        await collect(settings, lambda last, dl: len(last) >= 100, timeout_s=180)
+        await ws.collect(settings, lambda last, dl: len(last) >= 100, timeout_s=180)
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(timeout=30)
         second = pool.start(settings)
@@ -211,7 +204,7 @@ async def test_worker_killed_then_a_master_killed_every_effect_exactly_once(
         (replica,) = redis_cluster.replicas()[victim]
         at_kill = await second.metric("streamrec_events_applied_total")
         redis_cluster.kill_node(victim)
-        recs, _ = await collect(
+        recs, _ = await ws.collect(
             settings,
             lambda last, dl: all(last.get(u, {}).get("trigger_event_id") == latest[u] for u in latest),
             timeout_s=420,
@@ -222,6 +215,6 @@ async def test_worker_killed_then_a_master_killed_every_effect_exactly_once(
         pool.stop_all()
     assert _serving(redis_cluster, victim, replica) == replica
     assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
-    await assert_exactly_once(redis_cluster.url, events, cluster=True)
+    await ws.assert_exactly_once(redis_cluster.url, events, cluster=True)
     redis_cluster.start_node(victim)
     redis_cluster.wait_whole()

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
 
     # Redis (AUTH in the URL, TLS with rediss://)
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+    redis_cluster: bool = Field(
+        False, description="`redis_url` names a node of a Redis Cluster: use redis-py's `RedisCluster` (DB 0 only)."
+    )
 
     # Model and serving
     model_dir: Path = Path("models")

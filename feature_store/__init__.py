@@ -1,5 +1,6 @@
 """Per-user and per-item features in Redis, updated idempotently per event (layout: `KEYS.md`)."""
 
+from feature_store.cluster import StoreClient, redis_client
 from feature_store.config import EVENT_WEIGHTS, FeatureConfig
 from feature_store.keys import KEY_LAYOUT_VERSION, Keys
 from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
@@ -14,8 +15,10 @@ __all__ = [
     "FeatureStore",
     "ItemFeatures",
     "Keys",
+    "StoreClient",
     "StoredEvent",
     "UserFeatures",
+    "redis_client",
     "require_noeviction",
     "store_client",
 ]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
 try:
@@ -19,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover - hiredis is a dependency (redis[hiredis]); without it nothing changes
     hiredis = None  # type: ignore[assignment]
 
-__all__ = ["hiredis_packing", "pack_command"]
+__all__ = ["hiredis_packing", "hiredis_packing_cluster", "pack_command"]
 
 _CLASSES: dict[type, type] = {}
 
@@ -47,6 +49,14 @@ class _HiredisPacking:
         return pack_command(*args)
 
 
+def _packing_class(base: type) -> type:
+    if issubclass(base, _HiredisPacking):
+        return base
+    if base not in _CLASSES:
+        _CLASSES[base] = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
+    return _CLASSES[base]
+
+
 def hiredis_packing(client: Redis) -> Redis:
     """`client`, its connections (made from now on) packing commands with hiredis; unchanged without hiredis.
 
@@ -55,9 +65,18 @@ def hiredis_packing(client: Redis) -> Redis:
     if hiredis is None:  # pragma: no cover
         return client
     pool = client.connection_pool
-    base = pool.connection_class
-    if not issubclass(base, _HiredisPacking):
-        if base not in _CLASSES:
-            _CLASSES[base] = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
-        pool.connection_class = _CLASSES[base]
+    pool.connection_class = _packing_class(pool.connection_class)
+    return client
+
+
+def hiredis_packing_cluster(client: RedisCluster) -> RedisCluster:
+    """The same for a `RedisCluster` before its first command: every node it discovers from now on builds its
+    connections from the client's (shared) connection kwargs, so the class is swapped there and on the startup
+    nodes (one of which the discovery may keep)."""
+    if hiredis is None:  # pragma: no cover
+        return client
+    kwargs = client.connection_kwargs
+    kwargs["connection_class"] = _packing_class(kwargs.get("connection_class", Connection))
+    for node in client.startup_nodes:
+        node.connection_class = _packing_class(node.connection_class)
     return client

@@ -27,7 +27,7 @@ import itertools
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -37,9 +37,10 @@ from redis.asyncio import Redis
 
 from contracts import Event, EventType, Item, ServiceUnavailable
 from feature_store.cache import TtlCache
+from feature_store.cluster import StoreClient, cluster_client, load_scripts, transient
 from feature_store.config import FeatureConfig
 from feature_store.keys import Keys, cooccurrence_bucket
-from feature_store.packing import hiredis_packing
+from feature_store.packing import hiredis_packing, hiredis_packing_cluster
 from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
 
 __all__ = ["FeatureStore", "store_client"]
@@ -77,17 +78,23 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def store_client(url: str) -> Redis:
+def store_client(url: str, *, cluster: bool = False) -> StoreClient:
     """The Redis client the worker's `FeatureStore` runs fastest on: hiredis packs the commands, and no reply
-    has a timer of its own (`socket_timeout=None`; the store puts one deadline on each round trip instead)."""
+    has a timer of its own (`socket_timeout=None`; the store puts one deadline on each round trip instead).
+
+    With `cluster` (`STREAMREC_REDIS_CLUSTER=true`), a `RedisCluster` discovering the cluster from `url`
+    (`feature_store/cluster.py`).
+    """
+    if cluster:
+        return hiredis_packing_cluster(cluster_client(url))
     return hiredis_packing(Redis.from_url(url, socket_timeout=None))
 
 
 class FeatureStore:
     """Per-user and per-item features in Redis; every update is idempotent by event id."""
 
-    def __init__(self, client: Redis, config: FeatureConfig | None = None) -> None:
-        """Wrap an existing `redis.asyncio.Redis` client (the caller owns and closes it)."""
+    def __init__(self, client: StoreClient, config: FeatureConfig | None = None) -> None:
+        """Wrap an existing `redis.asyncio.Redis` or `RedisCluster` client (the caller owns and closes it)."""
         self._redis = client
         self.config = config or FeatureConfig()
         self.keys = Keys(self.config.namespace)
@@ -97,31 +104,37 @@ class FeatureStore:
         self._parsed: dict[bytes | str, StoredEvent] = {}  # stored event JSON -> parsed (immutable, so reusable)
 
     async def _execute(self, pipe: Any) -> list[Any]:
+        result: list[Any] = await self._round_trip(pipe.execute())
+        return result
+
+    async def _round_trip(self, call: Awaitable[Any]) -> Any:
         # One deadline for the whole round trip. A client made with `socket_timeout=None` (`store_client`) then
         # arms no timer per reply: redis-py 8 otherwise starts an `asyncio.timeout` for each of the ~5 replies
         # per event. A cancelled read closes its connection (redis-py), so no reply is left behind on it.
+        # A cluster's redirections and failovers redis-py gave up on are transient too (`cluster.transient`).
         try:
             async with asyncio.timeout(self.config.round_trip_timeout_seconds):
-                result: list[Any] = await pipe.execute()
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutError) as exc:
+                return await call
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutError, *transient) as exc:
             msg = f"Redis unavailable: {exc}"
             raise ServiceUnavailable(msg) from exc
-        return result
 
     async def _pipelined(self, build: Callable[[Any], None]) -> list[Any]:
-        """Run the commands `build` queues (scripts by SHA) as one pipeline; on NOSCRIPT load them and resend."""
+        """Run the commands `build` queues (scripts by SHA) as one pipeline; on NOSCRIPT load them and resend.
+
+        A second NOSCRIPT is transient (`ServiceUnavailable`): on a cluster it means a master this client did
+        not know of yet (a replica promoted meanwhile), which the next attempt loads the scripts on.
+        """
         for attempt in range(2):
             pipe = self._redis.pipeline(transaction=False)
             build(pipe)
             try:
                 return await self._execute(pipe)
-            except redis_errors.NoScriptError:
+            except redis_errors.NoScriptError as exc:
                 if attempt:
-                    raise
-                load = self._redis.pipeline(transaction=False)
-                for text in self._source.values():
-                    load.script_load(text)
-                await self._execute(load)
+                    msg = f"Redis lost the feature store's scripts again: {exc}"
+                    raise ServiceUnavailable(msg) from exc
+                await self._round_trip(load_scripts(self._redis, self._source.values()))
         raise AssertionError  # pragma: no cover (the loop returns or raises)
 
     def _call(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> None:

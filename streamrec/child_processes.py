@@ -69,6 +69,7 @@ def worker_env(settings: Settings, web_port: int, **extra: str) -> dict[str, str
         **os.environ,
         "STREAMREC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "STREAMREC_REDIS_URL": settings.redis_url.get_secret_value(),
+        "STREAMREC_REDIS_CLUSTER": "true" if settings.redis_cluster else "false",
         "STREAMREC_TOPIC_PREFIX": settings.topic_prefix,
         "STREAMREC_WEB_PORT": str(web_port),
         **extra,

@@ -8,7 +8,9 @@
     stack.down()             # stops exactly the processes whose PID files it wrote
 
 Layout of `state_dir`: `pids/{kafka,redis}.pid`, `logs/*.log`, `kafka-data/`, `redis-data/`, `server.properties`,
-`redis.conf`. Jars are cached once per version under `<cache_dir>/kafka/<version>/libs`.
+`redis.conf`. Jars are cached once per version under `<cache_dir>/kafka/<version>/libs`. With
+`StackConfig(redis_cluster=True)` a Redis Cluster (`streamrec.redis_cluster`: `pids/redis-<port>.pid`,
+`redis-cluster/<port>/`) runs instead of the single Redis, and `StackInfo` says so (`STREAMREC_REDIS_CLUSTER=true`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from contracts.errors import ConfigError, ServiceUnavailable
 from contracts.topics import EVENTS_TOPIC_CONFIGS, TopicNames
+from streamrec.redis_cluster import ClusterConfig, RedisClusterProcs
 from streamrec.stack_config import StackConfig, is_alive, port_open, read_pid, write_pid
 from streamrec.stack_procs import (
     ensure_kafka_jars,
@@ -48,10 +51,12 @@ class StackInfo:
     kafka_pid: int | None
     redis_pid: int | None
     created_topics: tuple[str, ...]
+    redis_cluster: bool = False  # `redis_url` names a node of a Redis Cluster
 
     def env_lines(self) -> list[str]:
         """`STREAMREC_*=...` lines a shell can `eval`."""
-        return [f"STREAMREC_KAFKA_BOOTSTRAP={self.bootstrap}", f"STREAMREC_REDIS_URL={self.redis_url}"]
+        lines = [f"STREAMREC_KAFKA_BOOTSTRAP={self.bootstrap}", f"STREAMREC_REDIS_URL={self.redis_url}"]
+        return [*lines, "STREAMREC_REDIS_CLUSTER=true"] if self.redis_cluster else lines
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,11 @@ class LocalStack:
         self.config = config or StackConfig()
         self._log = log or (lambda _msg: None)
         self._children: list[subprocess.Popen[bytes]] = []
+        self.cluster = RedisClusterProcs(
+            ClusterConfig(
+                state_dir=self.config.state_dir, host=self.config.host, base_port=self.config.redis_cluster_port
+            )
+        )
 
     @property
     def kafka_pid_file(self) -> Path:
@@ -130,12 +140,18 @@ class LocalStack:
         # Several test sessions may call `up` at once: one starts the services, the others then find them running.
         with (cfg.state_dir / "up.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self._up_redis()
+            if cfg.redis_cluster:
+                self._log(f"redis cluster (3 masters + 3 replicas) on {cfg.host}:{cfg.redis_cluster_port}..")
+                self._log(f"redis cluster ready in {self.cluster.up():.1f} s")
+            else:
+                self._up_redis()
             self._up_kafka()
             timeout = cfg.start_timeout_seconds
             created = run_sync(ensure_topics(cfg.bootstrap, topic_specs(cfg), timeout_seconds=timeout))
         if created:
             self._log(f"created topics: {', '.join(created)}")
+        if cfg.redis_cluster:
+            return StackInfo(cfg.bootstrap, self.cluster.url, self._pid("kafka"), None, tuple(created), True)
         return StackInfo(cfg.bootstrap, cfg.redis_url, self._pid("kafka"), self._pid("redis"), tuple(created))
 
     def up_docker(self, compose_file: Path) -> StackInfo:
@@ -165,12 +181,13 @@ class LocalStack:
         return StackInfo(cfg.bootstrap, cfg.redis_url, None, None, tuple(created))
 
     def down(self, timeout_seconds: float = 30.0) -> dict[str, int | None]:
-        """Stop the broker and Redis this state dir started (SIGTERM, SIGKILL after the timeout).
+        """Stop the broker, Redis and cluster nodes this state dir started (SIGTERM, SIGKILL after the timeout).
 
         Returns:
-            Service name → PID that was stopped (None when it was not running).
+            Service name → PID that was stopped (None when it was not running); cluster nodes as `redis-<port>`.
         """
         stopped = {service: self.stop(service, timeout_seconds) for service in ("kafka", "redis")}
+        stopped |= {f"redis-{port}": pid for port, pid in self.cluster.down(timeout_seconds).items()}
         return stopped
 
     def stop(self, service: str, timeout_seconds: float = 30.0) -> int | None:
@@ -188,10 +205,18 @@ class LocalStack:
         """PID, address, liveness and listening state of each service."""
         cfg = self.config
         rows = []
-        ports = (("kafka", cfg.kafka_port), ("kafka-controller", cfg.controller_port), ("redis", cfg.redis_port))
+        ports = [("kafka", cfg.kafka_port), ("kafka-controller", cfg.controller_port)]
+        if not cfg.redis_cluster:
+            ports.append(("redis", cfg.redis_port))
         for name, port in ports:
             pid = self._pid(name.split("-")[0])
             rows.append(ServiceStatus(name, pid, f"{cfg.host}:{port}", pid is not None, port_open(cfg.host, port)))
+        if cfg.redis_cluster or self.cluster.started():
+            for node in self.cluster.status():
+                address = f"{cfg.host}:{node.port}"
+                rows.append(
+                    ServiceStatus(f"redis-cluster {node.role}", node.pid, address, node.pid is not None, node.listening)
+                )
         return rows
 
     def _pid(self, service: str) -> int | None:

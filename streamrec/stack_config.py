@@ -52,6 +52,9 @@ class StackConfig:
         events_partitions: Partitions of `<prefix>.events`.
         recommendations_partitions: Partitions of `<prefix>.recommendations`.
         start_timeout_seconds: How long `up` waits for each service to answer.
+        redis_cluster: Start a Redis Cluster (3 masters + 3 replicas, `streamrec.redis_cluster`) instead of the
+            single Redis.
+        redis_cluster_port: The cluster's first node port; the six nodes use this port and the five above it.
     """
 
     state_dir: Path = field(default_factory=lambda: _default_cache() / "stack")
@@ -66,6 +69,8 @@ class StackConfig:
     events_partitions: int = 8
     recommendations_partitions: int = 8
     start_timeout_seconds: float = 90.0
+    redis_cluster: bool = False
+    redis_cluster_port: int = 17000
 
     def __post_init__(self) -> None:
         """Reject port clashes early, with a clear message."""

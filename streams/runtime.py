@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from contracts import DeadLetterReason, Recommendation, Settings
 from explain.explainer import Explainer
-from feature_store import FeatureConfig, FeatureStore, store_client
+from feature_store import FeatureConfig, FeatureStore, StoreClient, store_client
 from model.exclude import ExcludeCurrentItem
 from model.scoring import Scorer
 from streams.batch import (
@@ -76,7 +75,7 @@ class Runtime:
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     max_backoff_seconds: float = 5.0
     _store: FeatureStore | None = None
-    _redis: aioredis.Redis | None = None
+    _redis: StoreClient | None = None
 
     def __post_init__(self) -> None:
         """Derive the batch config and explainer from settings."""
@@ -115,7 +114,7 @@ class Runtime:
     def store(self) -> FeatureStore:
         """The feature store (Redis client created lazily, on the running loop)."""
         if self._store is None:
-            self._redis = store_client(self.settings.redis_url.get_secret_value())
+            self._redis = store_client(self.settings.redis_url.get_secret_value(), cluster=self.settings.redis_cluster)
             self._store = FeatureStore(self._redis, FeatureConfig(max_events=self.settings.recent_events))
         return self._store
 

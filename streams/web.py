@@ -15,14 +15,13 @@ import hmac
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
-from feature_store import FeatureConfig, FeatureStore
+from feature_store import FeatureConfig, FeatureStore, StoreClient, redis_client
 from streams.dashboard import STATIC_DIR
 from streams.dashboard.live import DashboardSensor, LiveState, TitleLookup
 from streams.runtime import Runtime
@@ -63,7 +62,7 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
     topics = runtime.settings.topics
     app.sensors.add(DashboardSensor(state, topics.events, topics.recommendations))
     lookups: dict[str, TitleLookup] = {}
-    clients: list[aioredis.Redis] = []
+    clients: list[StoreClient] = []
 
     @app.service
     class _Titles(Service):
@@ -76,7 +75,7 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
 
     def titles() -> TitleLookup:
         if "default" not in lookups:
-            client = aioredis.Redis.from_url(runtime.settings.redis_url.get_secret_value())
+            client = redis_client(runtime.settings.redis_url.get_secret_value(), cluster=runtime.settings.redis_cluster)
             clients.append(client)
             store = FeatureStore(client, FeatureConfig(max_events=runtime.settings.recent_events))
             lookups["default"] = TitleLookup(store, client)

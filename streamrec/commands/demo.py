@@ -146,16 +146,14 @@ def _worker_events(web_port: int) -> int:
 async def _stream(
     settings: Settings, history: list[Event], live: list[Event], items: list[Any], plan: DemoPlan, out: _Live, port: int
 ) -> None:
-    import redis.asyncio as aioredis
-
-    from feature_store import FeatureStore
+    from feature_store import FeatureStore, redis_client
     from streamrec.commands.replay import replay
     from streamrec.commands.tail import follow
 
     ready = asyncio.Event()
     follower = asyncio.create_task(follow(settings, out.on_rec, ready=ready))
     await asyncio.wait_for(ready.wait(), timeout=60)
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = redis_client(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster)
     try:
         t = time.monotonic()
         await replay(settings, [], rate=0, items=items)
@@ -189,6 +187,16 @@ async def _stream(
         await client.aclose()
 
 
+def _clear_cluster(url: str) -> None:
+    """Delete the feature store's `sr:*` keys from every master of the cluster at `url`."""
+    from redis.cluster import RedisCluster
+
+    with RedisCluster.from_url(url) as client:
+        keys = list(client.scan_iter(match="sr:*", count=1000))
+        for at in range(0, len(keys), 500):
+            client.delete(*keys[at : at + 500])
+
+
 def _split(events: list[Event], days: int, per_user: int) -> tuple[list[Event], list[Event]]:
     """(newest `per_user` history events of each user before the live window, the live window)."""
     cutoff = events[-1].ts - timedelta(days=days)
@@ -202,8 +210,21 @@ def _split(events: list[Event], days: int, per_user: int) -> tuple[list[Event], 
     return keep[::-1], [e for e in events if e.ts >= cutoff]
 
 
-def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port: int, console: Console) -> int:
-    """The whole demo; returns the exit code (0 when recommendations with explanations were shown)."""
+def run_demo(
+    plan: DemoPlan,
+    workdir: Path,
+    prefix: str,
+    redis_db: int,
+    web_port: int,
+    console: Console,
+    *,
+    redis_cluster: bool = False,
+) -> int:
+    """The whole demo; returns the exit code (0 when recommendations with explanations were shown).
+
+    With `redis_cluster` the features live on the stack's Redis Cluster (`stack up --redis-cluster`), whose
+    `sr:*` keys the demo owns instead of `redis_db` (a cluster has only DB 0).
+    """
     import redis
 
     from contracts import Settings
@@ -214,6 +235,7 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
 
     procs = Procs(console)
     stack: LocalStack | None = None
+    cluster_only = False  # stop just the cluster at the end (the broker was running before)
     t0 = time.monotonic()
 
     def step(title: str) -> None:
@@ -222,15 +244,25 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
     try:
         step("1/5 stack: Kafka (KRaft) + Redis")
         base = Settings()  # STREAMREC_* env (partitions)
-        stack = LocalStack(StackConfig(topic_prefix=prefix, events_partitions=base.events_partitions))
-        already_up = all(row.alive and row.listening for row in stack.status())
+        stack = LocalStack(
+            StackConfig(topic_prefix=prefix, events_partitions=base.events_partitions, redis_cluster=redis_cluster)
+        )
+        rows = stack.status()
+        already_up = all(row.alive and row.listening for row in rows)
+        cluster_only = not already_up and all(r.alive for r in rows if r.name.startswith("kafka"))
         info = stack.up()
         if already_up:
             stack = None  # not ours to stop
-        redis_url = info.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
-        with redis.Redis.from_url(redis_url) as r:
-            r.flushdb()  # the demo's own DB: every run starts from empty features
-        settings = Settings(kafka_bootstrap=info.bootstrap, redis_url=redis_url, topic_prefix=prefix)
+        if redis_cluster:
+            redis_url = info.redis_url
+            _clear_cluster(redis_url)  # the demo's own keys: every run starts from empty features
+        else:
+            redis_url = info.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
+            with redis.Redis.from_url(redis_url) as r:
+                r.flushdb()  # the demo's own DB: every run starts from empty features
+        settings = Settings(
+            kafka_bootstrap=info.bootstrap, redis_url=redis_url, redis_cluster=redis_cluster, topic_prefix=prefix
+        )
         console.print(f"  kafka {info.bootstrap}, redis {settings.redis_url_redacted()}, topics {prefix}.*")
 
         step("2/5 data: UCI Online Retail sample (CC BY 4.0) + seeded browsing")
@@ -253,6 +285,7 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
         env.update(
             STREAMREC_KAFKA_BOOTSTRAP=info.bootstrap,
             STREAMREC_REDIS_URL=redis_url,
+            STREAMREC_REDIS_CLUSTER="true" if redis_cluster else "false",
             STREAMREC_TOPIC_PREFIX=prefix,
             STREAMREC_MODEL_DIR=str(store),
             STREAMREC_WEB_PORT=str(web_port),
@@ -301,7 +334,10 @@ def run_demo(plan: DemoPlan, workdir: Path, prefix: str, redis_db: int, web_port
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         procs.stop_all()
-        if stack is not None:
+        if stack is not None and cluster_only:
+            stack.cluster.down()
+            console.print("  stopped the Redis Cluster this demo started")
+        elif stack is not None:
             stack.down()
             console.print("  stopped the stack this demo started")
 
@@ -317,6 +353,9 @@ def register(app: typer.Typer) -> None:
         ),
         prefix: str = typer.Option("demo", help="Topic prefix of the demo's topics."),
         redis_db: int = typer.Option(1, min=0, max=15, help="Redis DB the demo owns (flushed at start)."),
+        redis_cluster: bool = typer.Option(
+            False, "--redis-cluster", help="Keep the features on a Redis Cluster (stack up --redis-cluster)."
+        ),
         web_port: int = typer.Option(6066, help="Worker web port (the next free one if taken)."),
         rate: float | None = typer.Option(None, min=0.1, help="Live replay rate, events per second."),
     ) -> None:
@@ -339,7 +378,7 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, interrupt)
         try:
-            code = run_demo(plan, workdir, prefix, redis_db, free_port(web_port), console)
+            code = run_demo(plan, workdir, prefix, redis_db, free_port(web_port), console, redis_cluster=redis_cluster)
         except (RuntimeError, subprocess.CalledProcessError, OSError, StreamrecError) as exc:
             console.print(f"[red]demo failed:[/red] {exc}")
             code = 1

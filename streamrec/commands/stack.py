@@ -22,6 +22,13 @@ _CacheDir = Annotated[
 _KafkaPort = Annotated[int, typer.Option("--kafka-port", help="Broker port.")]
 _ControllerPort = Annotated[int, typer.Option("--controller-port", help="KRaft controller port.")]
 _RedisPort = Annotated[int, typer.Option("--redis-port", help="Redis port.")]
+_RedisCluster = Annotated[
+    bool,
+    typer.Option("--redis-cluster", help="A Redis Cluster (3 masters + 3 replicas) instead of the single Redis."),
+]
+_ClusterPort = Annotated[
+    int, typer.Option("--redis-cluster-port", help="First cluster node's port (the six use it and the next five).")
+]
 
 
 def _config(
@@ -31,6 +38,9 @@ def _config(
     controller_port: int,
     redis_port: int,
     prefix: str | None = None,
+    *,
+    redis_cluster: bool = False,
+    redis_cluster_port: int = 17000,
 ) -> StackConfig:
     from contracts.settings import Settings
     from streamrec.stack_config import StackConfig
@@ -46,6 +56,8 @@ def _config(
         topic_prefix=prefix or settings.topic_prefix,
         events_partitions=settings.events_partitions,
         recommendations_partitions=settings.recommendations_partitions,
+        redis_cluster=redis_cluster,
+        redis_cluster_port=redis_cluster_port,
     )
 
 
@@ -56,20 +68,29 @@ def up(
     controller_port: _ControllerPort = 19093,
     redis_port: _RedisPort = 16379,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Topic prefix [default: settings].")] = None,
+    redis_cluster: _RedisCluster = False,
+    redis_cluster_port: _ClusterPort = 17000,
     docker: Annotated[bool, typer.Option("--docker", help="Use `docker compose` instead of local processes.")] = False,
     compose_file: Annotated[Path, typer.Option("--compose-file", help="Compose file for --docker.")] = Path(
         "docker-compose.yml"
     ),
 ) -> None:
-    """Start Kafka (KRaft) and Redis unless running, create the topics, print `STREAMREC_*` lines to eval."""
+    """Start Kafka (KRaft) and Redis (or a Redis Cluster) unless running, create the topics, print `STREAMREC_*`
+    lines to eval."""
     from rich.console import Console
 
     from contracts.errors import StreamrecError
     from streamrec.stack import LocalStack
 
     err = Console(stderr=True)
-    cfg = _config(state_dir, cache_dir, kafka_port, controller_port, redis_port, prefix)
+    cfg = _config(
+        state_dir, cache_dir, kafka_port, controller_port, redis_port, prefix,
+        redis_cluster=redis_cluster, redis_cluster_port=redis_cluster_port,
+    )  # fmt: skip
     stack = LocalStack(cfg, log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
+    if docker and redis_cluster:
+        err.print("[red]stack up failed:[/red] --redis-cluster runs local redis-server processes; drop --docker")
+        raise typer.Exit(1)
     try:
         info = stack.up_docker(compose_file) if docker else stack.up()
     except StreamrecError as exc:
@@ -84,7 +105,7 @@ def down(
     cache_dir: _CacheDir = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds before SIGKILL.")] = 30.0,
 ) -> None:
-    """Stop the processes this state dir's `up` started (by PID file)."""
+    """Stop the processes this state dir's `up` started (by PID file), cluster nodes included."""
     from rich.console import Console
 
     from streamrec.stack import LocalStack
@@ -102,14 +123,19 @@ def status(
     kafka_port: _KafkaPort = 19092,
     controller_port: _ControllerPort = 19093,
     redis_port: _RedisPort = 16379,
+    redis_cluster: _RedisCluster = False,
+    redis_cluster_port: _ClusterPort = 17000,
 ) -> None:
-    """Show what runs where: PID, address, alive, listening."""
+    """Show what runs where: PID, address, alive, listening (cluster nodes too when started)."""
     from rich.console import Console
     from rich.table import Table
 
     from streamrec.stack import LocalStack
 
-    cfg = _config(state_dir, cache_dir, kafka_port, controller_port, redis_port)
+    cfg = _config(
+        state_dir, cache_dir, kafka_port, controller_port, redis_port,
+        redis_cluster=redis_cluster, redis_cluster_port=redis_cluster_port,
+    )  # fmt: skip
     table = Table("service", "pid", "address", "alive", "listening", title=f"stack in {cfg.state_dir}")
     rows = LocalStack(cfg).status()
     for row in rows:

@@ -78,15 +78,14 @@ async def follow(
     is cancelled. `ready` is set once the consumer has its partitions (so a caller can start producing without
     missing anything).
     """
-    import redis.asyncio as aioredis
     from aiokafka import AIOKafkaConsumer
 
     from contracts import Recommendation
-    from feature_store import FeatureStore
+    from feature_store import FeatureStore, redis_client
     from streams.dashboard.live import TitleLookup
     from streams.kafka_clients import client_kwargs
 
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = redis_client(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster)
     lookup = TitleLookup(FeatureStore(client), client)
     consumer = AIOKafkaConsumer(
         settings.topics.recommendations,

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
         settings = Settings() if web_port is None else Settings(web_port=web_port)
         try:
-            asyncio.run(_check_redis(settings.redis_url.get_secret_value()))
+            asyncio.run(_check_redis(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster))
         except ConfigError as exc:
             typer.echo(f"worker: {exc}", err=True)
             raise typer.Exit(2) from exc
@@ -44,17 +44,18 @@ def register(app: typer.Typer) -> None:
         runner.execute_from_commandline()
 
 
-async def _check_redis(url: str) -> None:
-    """Refuse an evicting Redis before anything is consumed (a Redis that is down is waited for later, as usual)."""
-    from redis.asyncio import Redis
+async def _check_redis(url: str, *, cluster: bool) -> None:
+    """Refuse an evicting Redis (any master of a cluster) before anything is consumed (a Redis that is down is
+    waited for later, as usual)."""
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisClusterException
 
-    from feature_store import require_noeviction
+    from feature_store import redis_client, require_noeviction
 
-    client = Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    client = redis_client(url, cluster=cluster)
     try:
         await require_noeviction(client)
-    except (RedisConnectionError, TimeoutError):
+    except (RedisConnectionError, RedisClusterException, TimeoutError):
         pass  # not reachable yet: the worker retries its batches until it is, and checks nothing more then
     finally:
         await client.aclose()

@@ -137,6 +137,7 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env.update(
         STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
         STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
+        STREAMREC_REDIS_CLUSTER="true" if settings.redis_cluster else "false",
         STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
     )
     cmd = [sys.executable, "-m", "streamrec", *args]

@@ -22,6 +22,11 @@ def test_quick_demo_prints_explained_recommendations_and_stops_what_it_started(
     topic_prefix: str, redis_test_url: str, tmp_path: Path
 ) -> None:
     db = redis_test_url.rsplit("/", 1)[1]
+    if os.environ.get("STREAMREC_TEST_REDIS_CLUSTER"):
+        # The demo flushes the DB it is given on the stack's single Redis; the test cluster's URL names DB 0,
+        # which is the user's (and holds the test leases). Never hand it over.
+        pytest.skip("the demo's own DB lives on the single Redis; run it without STREAMREC_TEST_REDIS_CLUSTER")
+    assert db != "0", "the demo flushes its DB: never the user's DB 0"
     cmd = [sys.executable, "-m", "streamrec", "demo", "--quick", "--prefix", topic_prefix, "--redis-db", db]
     cmd += ["--workdir", str(tmp_path), "--web-port", str(free_port())]
     env = dict(os.environ, COLUMNS="120", QUICK="")

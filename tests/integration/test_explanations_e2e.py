@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from contracts import Event, EventType, Item, Settings
-from feature_store import FeatureStore
+from feature_store import FeatureStore, redis_client
 from model.artifacts import save_model
 from model.store import ModelStore
 from model.train import TrainConfig, train
@@ -77,8 +76,8 @@ async def _publish_catalog(settings: Settings) -> None:
         await producer.stop()
 
 
-async def _wait_for_titles(redis_url: str, timeout_s: float = 90.0) -> None:
-    client = aioredis.Redis.from_url(redis_url)
+async def _wait_for_titles(settings: Settings, timeout_s: float = 90.0) -> None:
+    client = redis_client(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -110,7 +109,7 @@ def _check_explanations(rec: dict[str, Any], own: dict[str, Event]) -> int:
 
 
 async def test_every_recommendation_is_explained_by_the_users_own_events_and_titles(
-    tmp_path: Path, settings_factory: Callable[..., Settings], redis_test_url: str
+    tmp_path: Path, settings_factory: Callable[..., Settings]
 ) -> None:
     store, version = _trained_store(tmp_path)
     settings = settings_factory(model_dir=store)
@@ -119,7 +118,7 @@ async def test_every_recommendation_is_explained_by_the_users_own_events_and_tit
     pool.start(settings)
     try:
         await _publish_catalog(settings)
-        await _wait_for_titles(redis_test_url)
+        await _wait_for_titles(settings)
         replay = _sessions("live", 8, 10, datetime.now(UTC) - timedelta(hours=1), seed=5)
         await produce(settings, records(replay))
         last = {e.user_id: e.event_id for e in replay}

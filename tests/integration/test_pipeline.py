@@ -101,7 +101,7 @@ async def test_worker_answers_every_user_and_dead_letters_every_malformed_record
             for item in rec["items"]:
                 assert item["explanation"]["text"]
                 assert all(own[ev["event_id"]] == user for ev in item["explanation"]["evidence"])
-    await assert_exactly_once(settings.redis_url.get_secret_value(), events)
+    await assert_exactly_once(settings.redis_url.get_secret_value(), events, cluster=settings.redis_cluster)
 
 
 @pytest.mark.slow
@@ -124,7 +124,7 @@ async def test_kill_9_mid_replay_then_restart_has_every_effect_exactly_once(
         timeout_s=420,  # ~150 events/s on a loaded 2-core box (bench/pipeline.py)
     )
     assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
-    await assert_exactly_once(settings.redis_url.get_secret_value(), events)
+    await assert_exactly_once(settings.redis_url.get_secret_value(), events, cluster=settings.redis_cluster)
 
 
 @pytest.mark.shared_data
@@ -153,4 +153,4 @@ async def test_ten_thousand_taobao_events_through_the_worker(
     )
     assert sorted(d["reason"] for d in letters) == sorted(MALFORMED)
     assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
-    await assert_exactly_once(settings.redis_url.get_secret_value(), events)
+    await assert_exactly_once(settings.redis_url.get_secret_value(), events, cluster=settings.redis_cluster)

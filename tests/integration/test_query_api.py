@@ -15,11 +15,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import Item, Recommendation, Settings
-from feature_store import FeatureConfig, FeatureStore
+from feature_store import FeatureConfig, FeatureStore, redis_client
 from streamrec.commands.replay import replay
 from tests.integration.worker_support import Worker, WorkerPool, collect, generated_events, produce
 
@@ -73,7 +72,7 @@ async def _recommend(session: aiohttp.ClientSession, worker: Worker, user: str, 
 
 
 async def _wait_for_catalog(settings: Settings, timeout_s: float = 30.0) -> None:
-    client = aioredis.Redis.from_url(settings.redis_url.get_secret_value())
+    client = redis_client(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster)
     try:
         store, ids = FeatureStore(client, FeatureConfig(item_cache_seconds=0)), [it.item_id for it in _catalog()]
         deadline = time.monotonic() + timeout_s

@@ -87,7 +87,7 @@ async def _stop_one_mid_stream(settings: Settings, pool: WorkerPool, sig: signal
     for user, answers in recs.items():
         assert answers[-1]["trigger_event_id"] == latest[user]  # the user's newest event had its effect
         assert all(own[r["trigger_event_id"]] == user for r in answers)
-    await assert_exactly_once(settings.redis_url.get_secret_value(), events)
+    await assert_exactly_once(settings.redis_url.get_secret_value(), events, cluster=settings.redis_cluster)
     assert second.proc.poll() is None  # the survivor is still up
 
 

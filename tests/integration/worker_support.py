@@ -15,13 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from contracts import Event, EventType, Settings
-from feature_store import FeatureStore
+from feature_store import FeatureStore, redis_client
 from streamrec.child_processes import free_port, scrape_metrics, worker_env
 
 __all__ = [
@@ -178,9 +177,9 @@ async def group_assignment(settings: Settings, topic: str) -> tuple[str, dict[st
     return group["state"], members
 
 
-async def assert_exactly_once(redis_url: str, events: Sequence[Event]) -> None:
+async def assert_exactly_once(redis_url: str, events: Sequence[Event], *, cluster: bool = False) -> None:
     """Every event was applied to its user's features exactly once (the store's exact audit counters)."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url, cluster=cluster)
     try:
         store = FeatureStore(client)
         per_user: dict[str, int] = {}

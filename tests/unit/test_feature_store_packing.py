@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
 from feature_store import store_client
-from feature_store.packing import hiredis_packing, pack_command
+from feature_store.packing import _HiredisPacking, hiredis_packing, pack_command
 
 _STORED = json.dumps({"event_id": "e1", "item_id": "i\u00e9", "type": "view", "ts": 1.7e9, "query": None})
 COMMANDS = [
@@ -55,3 +56,15 @@ def test_store_client_packs_with_hiredis_and_arms_no_per_reply_timer() -> None:
     assert conn.pack_command(*COMMANDS[0]) == pack_command(*COMMANDS[0])
     assert conn.socket_timeout is None  # the store's per-round-trip deadline bounds every read instead
     assert conn.db == 3
+
+
+def test_the_cluster_store_client_packs_with_hiredis_on_every_node_it_makes() -> None:
+    client = store_client("redis://127.0.0.1:1/0", cluster=True)  # connects on its first command only
+    assert isinstance(client, RedisCluster)
+    discovered = ClusterNode("127.0.0.1", 2, **client.connection_kwargs)  # as its nodes manager makes nodes
+    for node in [*client.startup_nodes, discovered]:
+        conn = node.connection_class(**node.connection_kwargs)
+        assert isinstance(conn, _HiredisPacking), type(conn)
+        assert conn.pack_command(*COMMANDS[0]) == pack_command(*COMMANDS[0])
+        assert b"".join(conn.pack_command(*COMMANDS[0])) == b"".join(Connection().pack_command(*COMMANDS[0]))
+        assert conn.socket_timeout is None

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from contracts import DeadLetterReason, Recommendation, Settings
+from contracts import Recommendation, Settings
 from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore, StoreClient, store_client
 from model.exclude import ExcludeCurrentItem
@@ -31,7 +31,7 @@ from streams.batch import (
 from streams.metrics import WorkerMetrics
 from streams.serving import ServingModel, baseline_serving
 from streams.settle import Backoff, Settler
-from streams.validation import RawRecord, dead_letter
+from streams.validation import RawRecord, processing_failed
 
 __all__ = ["Runtime", "gc_paused"]
 
@@ -166,8 +166,7 @@ class Runtime:
             return outcome
 
         async def poison(item: tuple[RawRecord, float], error: BaseException) -> BatchOutcome:
-            reason, text = DeadLetterReason.PROCESSING_FAILED, f"{type(error).__name__}: {error}"
-            outcome = BatchOutcome(dead_letters=[dead_letter(item[0], reason, text, _utcnow())])
+            outcome = BatchOutcome(dead_letters=[processing_failed(item[0], error, _utcnow())])
             await deliver(outcome)
             return outcome
 

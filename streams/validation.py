@@ -20,7 +20,14 @@ from pydantic import ValidationError
 from contracts import DeadLetter, DeadLetterReason, Event, EventType
 from contracts.records import TIMESTAMP_PATTERN
 
-__all__ = ["MAX_KEY_COPY_BYTES", "MAX_PAYLOAD_COPY_BYTES", "RawRecord", "dead_letter", "validate_event"]
+__all__ = [
+    "MAX_KEY_COPY_BYTES",
+    "MAX_PAYLOAD_COPY_BYTES",
+    "RawRecord",
+    "dead_letter",
+    "processing_failed",
+    "validate_event",
+]
 
 _TYPES = {t.value for t in EventType}
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
@@ -43,6 +50,17 @@ class RawRecord:
     topic: str
     partition: int
     offset: int
+
+    @classmethod
+    def of(cls, message: Any) -> RawRecord:
+        """The record of a consumed message (anything with value, key, topic, partition, offset: Faust's
+        `Message`, aiokafka's `ConsumerRecord`)."""
+        return cls(message.value, message.key, message.topic, message.partition, message.offset)
+
+
+def processing_failed(record: RawRecord, error: BaseException, now: datetime) -> DeadLetter:
+    """The dead letter of a record whose processing failed for good (`streams.settle` isolated it)."""
+    return dead_letter(record, DeadLetterReason.PROCESSING_FAILED, f"{type(error).__name__}: {error}", now)
 
 
 def dead_letter(record: RawRecord, reason: DeadLetterReason, error: str, now: datetime) -> DeadLetter:

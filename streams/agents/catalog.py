@@ -15,7 +15,7 @@ from contracts import DeadLetter, DeadLetterReason, Item, Settings
 from streams.agents import as_stream, delivered, unacked_unless_done
 from streams.runtime import Runtime
 from streams.topics import WorkerTopics
-from streams.validation import RawRecord, dead_letter
+from streams.validation import RawRecord, dead_letter, processing_failed
 
 __all__ = ["attach_catalog_agent", "decode_item"]
 
@@ -23,10 +23,9 @@ __all__ = ["attach_catalog_agent", "decode_item"]
 def decode_item(message: Message, max_bytes: int) -> Item | DeadLetter:
     """One catalog record → `Item`, or a dead letter with the reason."""
     value: bytes = message.value or b""
-    record = RawRecord(message.value, message.key, message.topic, message.partition, message.offset)
 
     def reject(reason: DeadLetterReason, error: str) -> DeadLetter:
-        return dead_letter(record, reason, error, _now())
+        return dead_letter(RawRecord.of(message), reason, error, _now())
 
     if len(value) > max_bytes:
         return reject(DeadLetterReason.OVERSIZE, f"payload of {len(value)} bytes exceeds {max_bytes}")
@@ -46,9 +45,7 @@ def attach_catalog_agent(app: faust.App, topics: WorkerTopics, runtime: Runtime,
         return written
 
     async def poison(message: Message, error: BaseException) -> int:
-        record = RawRecord(message.value, message.key, message.topic, message.partition, message.offset)
-        letter = dead_letter(record, DeadLetterReason.PROCESSING_FAILED, f"{type(error).__name__}: {error}", _now())
-        await _send_dead_letters(runtime, topics, [letter])
+        await _send_dead_letters(runtime, topics, [processing_failed(RawRecord.of(message), error, _now())])
         return 0
 
     settler = runtime.settler(attempt, poison, operator.add)

@@ -18,11 +18,6 @@ from streams.validation import RawRecord
 __all__ = ["attach_recommend_agent"]
 
 
-def _raw(event: faust.EventT[Any]) -> RawRecord:
-    m = event.message
-    return RawRecord(value=m.value, key=m.key, topic=m.topic, partition=m.partition, offset=m.offset)
-
-
 def attach_recommend_agent(
     app: faust.App,
     topics: WorkerTopics,
@@ -58,7 +53,7 @@ def attach_recommend_agent(
                 with gc_paused(), unacked_unless_done(batch):
                     now = time.monotonic()
                     arrived = [e.message.time_in or now for e in batch]
-                    outcome = await runtime.run_batch([_raw(e) for e in batch], arrived, deliver)
+                    outcome = await runtime.run_batch([RawRecord.of(e.message) for e in batch], arrived, deliver)
                     del outcome  # freed before collection resumes, so it has little to scan
         finally:
             await runtime.close()

@@ -259,7 +259,7 @@ class Learner:
             now = datetime.now(UTC)
             for tp, messages in batch.items():
                 for m in messages:
-                    record = RawRecord(m.value, m.key, m.topic, m.partition, m.offset)
+                    record = RawRecord.of(m)
                     checked = validate_event(record, max_bytes=limit, max_future_skew=skew, now=now)
                     if isinstance(checked, Event):
                         self._buffer.add(checked)

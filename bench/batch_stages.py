@@ -8,9 +8,13 @@ a warm-up of `--warmup` events in batches of 1024, then `--rounds` batches of ea
 whole call (this process), and of Redis (`INFO cpu`, the server's own CPU over the same calls), so it shows
 whether a bigger batch makes an event cheaper (a fixed per-batch cost) or not.
 
-    nice -n 10 .venv/bin/python bench/batch_stages.py --sizes 16 128 1024 --rounds 6
+`--scorer transformer` (default) scores with a transformer trained by the bench first, loaded as the worker loads
+one (`streams.serving.load_serving`: the automatic backend, its explainer); `--scorer blend` with the baseline
+blend.
 
-Last line: `RESULT us_per_event_<size>=... redis_us_per_event_<size>=... ...` (medians; process CPU).
+    nice -n 10 .venv/bin/python bench/batch_stages.py --sizes 16 128 1024 --rounds 6 [--scorer blend]
+
+Last line: `RESULT scorer=... us_per_event_<size>=... redis_us_per_event_<size>=... ...` (medians; process CPU).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import gc
 import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,16 +32,18 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import Stream, calibration_seconds, catalog  # noqa: E402 (the pipeline bench's generator)
+from pipeline import Stream, calibration_seconds, catalog, train_bench_model  # noqa: E402 (the pipeline bench's)
 
-from explain.explainer import Explainer  # noqa: E402
+from contracts import Settings  # noqa: E402
 from feature_store import FeatureConfig, FeatureStore, store_client  # noqa: E402
-from model.baselines import default_blend  # noqa: E402
+from model.exclude import ExcludeCurrentItem  # noqa: E402
+from model.store import ModelStore  # noqa: E402
 from streamrec.child_processes import leased_redis_db  # noqa: E402
 from streamrec.stack import LocalStack  # noqa: E402
 from streamrec.stack_config import StackConfig  # noqa: E402
 from streams.batch import BatchConfig, BatchOutcome, process_batch  # noqa: E402
 from streams.runtime import gc_paused  # noqa: E402
+from streams.serving import ServingModel, baseline_serving, load_serving  # noqa: E402
 from streams.validation import RawRecord  # noqa: E402
 
 _STAGES = ("decode", "features_write", "features_read", "score", "explain")
@@ -51,15 +58,29 @@ async def _redis_cpu(client: aioredis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def serving(args: argparse.Namespace, workdir: Path) -> ServingModel:
+    """The scorer and explainer under test, as the worker would load them."""
+    if args.scorer == "blend":
+        return baseline_serving()
+    store = ModelStore(train_bench_model(args, workdir))
+    current = store.current_dir()
+    assert current is not None
+    return load_serving(current, Settings())
+
+
 async def bench(args: argparse.Namespace) -> None:
     """Warm up, then time the sizes round-robin."""
     print(f"cpu calibration: 10M-add loop {calibration_seconds():.2f} s (idle core ~0.4 s)")
+    with tempfile.TemporaryDirectory(prefix="streamrec-stages-") as tmp:
+        served = serving(args, Path(tmp))
+    print(f"scorer {served.version}")
     info = LocalStack(StackConfig()).up()
     with leased_redis_db(info.redis_url, ttl_seconds=1800) as url:
         client = store_client(url)  # as `Runtime.store`
         store = FeatureStore(client, FeatureConfig())
         await store.upsert_items(catalog(args.items))
-        stream, scorer, explainer, offset = Stream(args.users, args.items, args.seed), default_blend(), Explainer(), 0
+        stream, offset = Stream(args.users, args.items, args.seed), 0
+        scorer, explainer = ExcludeCurrentItem(served.scorer), served.explainer  # as `Runtime.ranker`
 
         async def one(size: int) -> tuple[BatchOutcome, float, float]:
             nonlocal offset
@@ -106,7 +127,7 @@ async def bench(args: argparse.Namespace) -> None:
         whole, redis_cpu = med([c / size * 1e6 for _, c, _ in runs]), med([r / size * 1e6 for _, _, r in runs])
         print(f"{size:6d} {users:6.0f} " + " ".join(f"{v:14.0f}" for v in stages) + f" {whole:7.0f} {redis_cpu:6.0f}")
         result += [f"us_per_event_{size}={whole:.0f}", f"redis_us_per_event_{size}={redis_cpu:.0f}"]
-    print("RESULT " + " ".join(result))
+    print(f"RESULT scorer={args.scorer} " + " ".join(result))
 
 
 def main() -> None:
@@ -118,6 +139,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--scorer", choices=("transformer", "blend"), default="transformer")
+    parser.add_argument("--train-events", type=int, default=60_000, help="events the bench model trains on")
     asyncio.run(bench(parser.parse_args()))
 
 

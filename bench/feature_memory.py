@@ -3,13 +3,14 @@
 Applies `bench/pipeline.py`'s seeded stream (uniform users, Zipf-like items, a 20k-item catalog by default) to a
 leased DB of the local stack's Redis (started if needed), as the worker does (`FeatureStore.apply_events` in
 batches of 1,024 with each event's topic position), and after each checkpoint sums `MEMORY USAGE` over the DB's
-keys (its own keys only: the server may hold other DBs). Once every user has a full history (50 events), a
+keys (its own keys only: the server may hold other DBs), by part of the layout (user slots, co-occurrence
+buckets, popularity, catalog). Once every user has a full history (50 events) and item-side lists are full, a
 layout whose state grows with users and items keeps the total flat: `bytes_per_event_retained` is the growth
-per event between the first and the last checkpoint.
+per event between the last two checkpoints; `bytes_per_user` the user slots' bytes per user.
 
-    nice -n 10 .venv/bin/python bench/feature_memory.py --checkpoints 100000 1000000
+    nice -n 10 .venv/bin/python bench/feature_memory.py --checkpoints 100000 1000000 1200000
 
-Last line: `RESULT bytes_per_event_retained=... bytes_per_user=... keys=... mem_<n>=... events_per_s=...`.
+Last line: `RESULT bytes_per_event_retained=... bytes_per_user=... mem_<n>=... events_per_s=...`.
 """
 
 from __future__ import annotations
@@ -34,20 +35,28 @@ from streamrec.stack_config import StackConfig  # noqa: E402
 _BATCH = 1024
 
 
-async def db_bytes(client: aioredis.Redis) -> tuple[int, int]:
-    """(sum of MEMORY USAGE, key count) over the client's DB."""
-    total = count = 0
+_KINDS = {b"{u:": "user", b"{co:": "cooccurrence", b"{pop}": "popularity", b"{i:": "catalog"}
+
+
+def kind(key: bytes) -> str:
+    """Which part of the layout a key belongs to (by its hash tag; `KEYS.md`), "other" for the rest."""
+    return next((name for tag, name in _KINDS.items() if tag in key), "other")
+
+
+async def db_bytes(client: aioredis.Redis) -> tuple[dict[str, int], int]:
+    """(sum of MEMORY USAGE per kind of key, key count) over the client's DB."""
+    by_kind: dict[str, int] = {}
     keys: list[bytes] = []
     async for key in client.scan_iter(count=1000):
         keys.append(key)
     for start in range(0, len(keys), 1000):
+        part = keys[start : start + 1000]
         pipe = client.pipeline(transaction=False)
-        for key in keys[start : start + 1000]:
+        for key in part:
             pipe.memory_usage(key, samples=0)
-        for used in await pipe.execute():
-            total += int(used or 0)
-            count += 1
-    return total, count
+        for key, used in zip(part, await pipe.execute(), strict=True):
+            by_kind[kind(key)] = by_kind.get(kind(key), 0) + int(used or 0)
+    return by_kind, len(keys)
 
 
 async def apply(store: FeatureStore, stream: Stream, n: int, offset: int) -> int:
@@ -76,18 +85,21 @@ async def bench(args: argparse.Namespace) -> None:
         await store.upsert_items(catalog(args.items))
         stream, done, rows = Stream(args.users, args.items, args.seed), 0, []
         start = time.perf_counter()
+        print(f"{'events':>10s} {'MB':>8s} {'keys':>9s}  " + " ".join(f"{k:>12s}" for k in _KINDS.values()) + " (MB)")
         for checkpoint in sorted(args.checkpoints):
             done = await apply(store, stream, checkpoint - done, done)
-            used, keys = await db_bytes(client)
-            rows.append((checkpoint, used, keys))
-            print(f"{checkpoint:>10,} events  {used / 1e6:9.1f} MB  {keys:>9,} keys  {used / args.users:9,.0f} B/user")
+            by_kind, keys = await db_bytes(client)
+            rows.append((checkpoint, sum(by_kind.values()), by_kind))
+            parts = " ".join(f"{by_kind.get(k, 0) / 1e6:12.1f}" for k in _KINDS.values())
+            print(f"{checkpoint:>10,} {sum(by_kind.values()) / 1e6:8.1f} {keys:>9,}  {parts}")
         rate = done / (time.perf_counter() - start)
         await client.aclose()
-    (first, used0, _), (last, used1, keys1) = rows[0], rows[-1]
-    per_event = (used1 - used0) / max(1, last - first)
+    # Growth per event between the last two checkpoints (the warmest), and users' own bytes per user.
+    (before, used0, _), (last, used1, by_kind1) = rows[-2] if len(rows) > 1 else rows[0], rows[-1]
+    per_event = (used1 - used0) / max(1, last - before)
     mems = " ".join(f"mem_{n}={u}" for n, u, _ in rows)
     print(
-        f"RESULT bytes_per_event_retained={per_event:.2f} bytes_per_user={used1 / args.users:.0f} keys={keys1} "
+        f"RESULT bytes_per_event_retained={per_event:.2f} bytes_per_user={by_kind1.get('user', 0) / args.users:.0f} "
         f"{mems} users={args.users} items={args.items} events_per_s={rate:.0f}"
     )
 
@@ -95,7 +107,7 @@ async def bench(args: argparse.Namespace) -> None:
 def main() -> None:
     """Parse arguments and run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[100_000, 1_000_000, 1_200_000])
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)

@@ -15,9 +15,18 @@ mostly measures the neighbours. The worker's per-stage histograms (`/metrics`, `
 breakdown per micro-batch, wall and process CPU, and the worker's CPU outside the stages (Kafka, Faust, JSON).
 Prints a CPU calibration (a fixed pure-Python loop) and the load average, because the 2-core machines are shared.
 
-    nice -n 10 .venv/bin/python bench/pipeline.py --backlog 10000 --rate 1000 --seconds 15
+`--scorer transformer` (the default) serves the fine-tuned transformer, as a production worker does: the bench
+first trains one on `--train-events` events of the same generator (another seed; same users and catalog, so
+every catalog item has a row), one epoch, and makes it the `CURRENT` of a temporary model store the worker
+loads (`STREAMREC_MODEL_DIR`). `--scorer blend` serves the baseline blend (the fallback of an empty store).
+Explanations are on in both. Per event: the worker's CPU (`worker_us_per_event`, backlog phase, its own
+process) and Redis's (`redis_us_per_event`, the server's `INFO cpu` over the same phase; the server is shared
+with anything else using the stack, so an upper bound).
 
-Last line: `RESULT events_per_s=... p50_ms=... p99_ms=... passthrough_events_per_s=... ratio=...`.
+    nice -n 10 .venv/bin/python bench/pipeline.py --backlog 10000 --rate 1000 --seconds 15 [--scorer blend]
+
+Last line: `RESULT scorer=... events_per_s=... p50_ms=... p99_ms=... worker_us_per_event=... redis_us_per_event=...
+passthrough_events_per_s=... ratio=...`.
 """
 
 from __future__ import annotations
@@ -229,6 +238,39 @@ class Proc:
         terminate(self.proc)
 
 
+def train_bench_model(args: argparse.Namespace, workdir: Path) -> Path:
+    """A transformer trained on the generator's events (seed + 1), made `CURRENT` of a new model store; the store."""
+    from model.store import ModelStore  # noqa: PLC0415 (torch: only for --scorer transformer)
+    from model.train import Progress, TrainConfig, train  # noqa: PLC0415
+
+    events = Stream(args.users, args.items, args.seed + 1).take(args.train_events)
+    items = {item.item_id: item for item in catalog(args.items)}
+    config = TrainConfig(epochs=1, loss="sampled", n_negatives=512, batch_size=256, max_valid_points=500)
+    start = time.perf_counter()
+
+    def progress(p: Progress) -> None:
+        if p.ndcg is not None:
+            print(f"bench model: epoch {p.epoch} loss {p.loss:.3f} validation NDCG@10 {p.ndcg:.4f}")
+
+    result = train(events, items, config, on_progress=progress)
+    store = ModelStore(workdir / "models")
+    manifest = store.save(result.model, result.vocab, metrics=result.metrics, training=result.training)
+    store.set_current(manifest.version)
+    print(f"bench model {manifest.version}: {len(events)} events, {result.vocab.capacity} rows, "
+          f"{time.perf_counter() - start:.0f} s to train")  # fmt: skip
+    return store.root
+
+
+async def redis_cpu_seconds(url: str) -> float:
+    """The Redis server's own CPU time so far (user + sys)."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        info = await client.info("cpu")
+    finally:
+        await client.aclose()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def start_worker(settings: Settings, workdir: Path, **env_extra: str) -> Proc:
     """`streamrec worker` on the bench topics and DB."""
     port = free_port()
@@ -294,28 +336,33 @@ class Result:
     latency_s: list[float]
     metrics: dict[str, float]
     events_per_cpu_s: float  # events per CPU-second of the processor process (the box is shared)
+    events_per_redis_cpu_s: float = float("nan")  # events per CPU-second of the Redis server
 
 
 async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespace, workdir: Path) -> Result:
     """Backlog through the worker, then the fixed-rate latency phase."""
     backlog = stream.take(args.backlog)
     await send(settings, backlog, None, {})
-    worker = start_worker(settings, workdir)
+    env = {"STREAMREC_MODEL_DIR": str(train_bench_model(args, workdir))} if args.scorer == "transformer" else {}
+    worker = start_worker(settings, workdir, **env)
+    redis_url = settings.redis_url.get_secret_value()
     try:
         samples: list[tuple[float, float]] = []
         cpu: list[tuple[float, float]] = []  # (events seen, worker CPU s)
+        redis: list[tuple[float, float]] = []  # (events seen, Redis CPU s)
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
             seen = (await scrape_metrics(worker.web_port or 0)).get("streamrec_events_in_total", 0.0)
             samples.append((time.monotonic(), seen))
             cpu.append((seen, cpu_seconds(worker.proc.pid)))
+            redis.append((seen, await redis_cpu_seconds(redis_url)))
             if seen >= args.backlog:
                 break
             if worker.proc.poll() is not None:
                 sys.exit(f"bench: the worker exited ({worker.proc.returncode}); see {workdir / 'worker.log'}")
             await asyncio.sleep(0.5)
         rate = slope(samples, args.backlog)
-        per_cpu = _per_cpu(cpu, args.backlog)
+        per_cpu, per_redis_cpu = _per_cpu(cpu, args.backlog), _per_cpu(redis, args.backlog)
         print(f"worker: backlog of {args.backlog} events at {rate:.0f} events/s (10-90 % slope), {per_cpu:.0f}/CPU-s")
         before = await scrape_metrics(worker.web_port or 0)
         cpu_before = cpu_seconds(worker.proc.pid)
@@ -329,7 +376,7 @@ async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespac
         after = await scrape_metrics(worker.web_port or 0)
         deltas = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
         deltas[_WORKER_CPU] = cpu_seconds(worker.proc.pid) - cpu_before
-        return Result(rate, latency, deltas, per_cpu)
+        return Result(rate, latency, deltas, per_cpu, per_redis_cpu)
     finally:
         worker.stop()
 
@@ -453,7 +500,9 @@ async def bench(args: argparse.Namespace) -> None:
     print("worker per-stage breakdown (latency phase):")
     print("\n".join(stage_table(worker.metrics)))
     print(
-        f"RESULT events_per_s={worker.events_per_s:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f} "
+        f"RESULT scorer={args.scorer} events_per_s={worker.events_per_s:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f} "
+        f"worker_us_per_event={1e6 / worker.events_per_cpu_s:.0f} "
+        f"redis_us_per_event={1e6 / worker.events_per_redis_cpu_s:.0f} "
         f"passthrough_events_per_s={pt.events_per_s:.0f} ratio={ratio:.4f}"
     )
 
@@ -483,6 +532,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=600.0, help="longest wait for a backlog, seconds")
+    parser.add_argument("--scorer", choices=("transformer", "blend"), default="transformer")
+    parser.add_argument("--train-events", type=int, default=60_000, help="events the bench model trains on")
     try:
         asyncio.run(bench(parser.parse_args()))
     except AllDatabasesLeased as exc:

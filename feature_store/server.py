@@ -15,11 +15,11 @@ __all__ = ["require_noeviction"]
 async def require_noeviction(client: StoreClient) -> str:
     """Return the server's `maxmemory-policy`, or raise `ConfigError` unless it is `noeviction`.
 
-    On a cluster every master is asked (each holds a share of the features and claims); the message names the
+    On a cluster every master is asked (each holds a share of the features and watermarks); the message names the
     node that evicts.
 
-    An evicting Redis loses data silently: `volatile-*` policies evict exactly the idempotency claims (the only
-    keys with a TTL), so replayed events would count twice; `allkeys-*` evicts any feature. Under `noeviction` a
+    An evicting Redis loses data silently: `volatile-*` policies evict users' keys (their watermarks with them,
+    so replayed events would count twice); `allkeys-*` evicts any feature. Under `noeviction` a
     full Redis refuses writes with `OOM` instead, which the worker retries without acknowledging the batch.
     """
     if isinstance(client, RedisCluster):
@@ -47,6 +47,6 @@ def _must_be_noeviction(policy: str | None, where: str) -> None:
     if policy != "noeviction":
         msg = (
             f"Redis maxmemory-policy is {policy!r}{where}; streamrec needs 'noeviction' (an evicting Redis drops "
-            "features and the claims that make replays harmless). Set `maxmemory-policy noeviction` in redis.conf."
+            "features and the watermarks that make replays harmless). Set `maxmemory-policy noeviction` in redis.conf."
         )
         raise ConfigError(msg)

@@ -1,13 +1,15 @@
-"""Redis feature store: idempotent per-event updates and batched reads (`redis.asyncio`).
+"""Redis feature store: exactly-once batched updates and batched reads (`redis.asyncio`).
 
 Write path of a micro-batch (`apply_events`), each step one pipelined round trip:
   1. read the categories of the batch's items (catalog);
-  2. one `apply_user_event` script per event, in order: claims the event id under the user's hash tag and
-     updates the user's history, affinities, cart, session; returns the event's co-occurrence partners;
+  2. one `apply_user_events` script per user, their events in order: skips what the user's watermark (newest
+     offset applied per topic partition) or id window shows applied, updates history, affinities, cart,
+     session; returns each event's status and co-occurrence partners;
   3. one popularity script for the batch and one co-occurrence script per touched bucket (`keys.CO_BUCKETS`),
-     each claiming every event id in its own slot and applying the batch's events in order.
-A crash between 2 and 3 is safe: on replay step 2 reports a duplicate but returns the partners stored with its
-claim, and step 3 re-runs with the same arguments; each of its scripts applies at most once.
+     each skipping what its own watermark shows applied and applying the rest in order.
+A crash between 2 and 3 is safe: on replay step 2 reports the events redelivered with the partners they were
+applied with, and step 3 re-runs with the same arguments; each of its scripts applies an event at most once.
+No key is written per event (`KEYS.md`, layout v4).
 Scripts are called by SHA (`EVALSHA`) and loaded only when Redis answers NOSCRIPT (then the pipeline is sent
 again: every script is idempotent); redis-py's `Script` objects would add a `SCRIPT EXISTS` round trip to every
 pipeline. Redis-py's per-command cost (packing, parsing, a timeout per reply) dominated the worker's Redis time,

@@ -185,11 +185,12 @@ class _FixedBackend:
         return self._table
 
 
-def _fixed_scorer(chunk_size: int = 65536) -> TorchScorer:
+def _fixed_scorer(chunk_size: int = 65536, *, with_evidence: bool = True) -> TorchScorer:
     # rows: pad, a, b, c, d, spare; the padding and spare rows score highest and must never come out.
     vocab = ItemVocab(["a", "b", "c", "d"], capacity=6)
     config = ModelConfig(n_items=6, max_len=4, d_model=2, n_heads=1)
-    return TorchScorer(_FixedBackend([99.0, 4.0, 3.0, 2.0, 1.0, 98.0]), vocab, config, "t", chunk_size=chunk_size)
+    backend = _FixedBackend([99.0, 4.0, 3.0, 2.0, 1.0, 98.0])
+    return TorchScorer(backend, vocab, config, "t", chunk_size=chunk_size, with_evidence=with_evidence)
 
 
 def test_scorer_keeps_seen_items_and_filters_purchased_and_unavailable() -> None:
@@ -202,6 +203,18 @@ def test_scorer_keeps_seen_items_and_filters_purchased_and_unavailable() -> None
     seen = {r.kind.value for r in out[0][0].reasons}
     assert "seen_before" in seen
     assert all(0 <= i < 2 for i, _ in out[0][0].evidence)
+
+
+def test_serving_scores_rank_alike_without_the_scorers_own_evidence() -> None:
+    users = [_user("a", "b"), _user("c")]
+    full, bare = (
+        _fixed_scorer().score(users, ItemContext(), 3),
+        _fixed_scorer(with_evidence=False).score(users, ItemContext(), 3),
+    )
+    assert [[(s.item_id, s.score) for s in row] for row in full] == [
+        [(s.item_id, s.score) for s in row] for row in bare
+    ]
+    assert all(not s.evidence and not s.reasons for row in bare for s in row)
 
 
 def test_chunked_scoring_matches_one_chunk() -> None:

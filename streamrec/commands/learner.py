@@ -58,12 +58,14 @@ def register(app: typer.Typer) -> None:
         from model.continual import ContinualConfig
         from model.gate import GateConfig
         from model.store import ModelStore
+        from streamrec.preflight import require_access
         from streams.learner.rollback import RollbackConfig
         from streams.learner.service import Learner, LearnerOptions
 
         logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         torch.set_num_threads(threads)
         settings = Settings()
+        require_access(settings, "learner", kafka=True)
         options = LearnerOptions(
             every_events=every_events,
             every_seconds=every_seconds,

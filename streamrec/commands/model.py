@@ -41,6 +41,14 @@ def _announce(settings: Settings, model_store: ModelStore, manifest: Manifest, p
     typer.echo(f"published ModelUpdate {manifest.version} on {settings.topics.model_updates}")
 
 
+def _can_publish(settings: Settings, publish: bool, who: str) -> None:
+    """Before the store changes: exit 2 with one line if the broker refuses this process's credentials."""
+    if publish:
+        from streamrec.preflight import require_access
+
+        require_access(settings, who, kafka=True)
+
+
 def register(app: typer.Typer) -> None:
     """Attach the `model` command group."""
     group = typer.Typer(help="The model store: list, promote, roll back.", no_args_is_help=True)
@@ -102,6 +110,7 @@ def register(app: typer.Typer) -> None:
         from contracts import StreamrecError
 
         model_store, settings = _store(store)
+        _can_publish(settings, publish, "model promote")
         try:
             manifest = model_store.promote(source)
         except StreamrecError as exc:
@@ -120,6 +129,7 @@ def register(app: typer.Typer) -> None:
         from contracts import StreamrecError
 
         model_store, settings = _store(store)
+        _can_publish(settings, publish, "model rollback")
         try:
             manifest = model_store.rollback(version)
         except StreamrecError as exc:

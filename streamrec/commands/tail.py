@@ -147,8 +147,10 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from contracts import Settings
+        from streamrec.preflight import require_access
 
         settings = Settings()  # fields come from STREAMREC_* env
+        require_access(settings, "tail", kafka=True, redis=True)
         console = Console()
         console.print(f"[dim]following {settings.topics.recommendations} (Ctrl-C stops)[/dim]")
 

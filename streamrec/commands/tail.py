@@ -126,6 +126,8 @@ async def follow(
                     n += 1
                     if limit is not None and n >= limit:
                         break
+                if limit is not None and n >= limit:
+                    break  # a batch holds several partitions: stop at `limit` in the first one reaching it
     finally:
         await consumer.stop()
         await client.aclose()

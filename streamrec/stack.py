@@ -11,6 +11,8 @@ Layout of `state_dir`: `pids/{kafka,redis}.pid`, `logs/*.log`, `kafka-data/`, `r
 `redis.conf`. Jars are cached once per version under `<cache_dir>/kafka/<version>/libs`. With
 `StackConfig(redis_cluster=True)` a Redis Cluster (`streamrec.redis_cluster`: `pids/redis-<port>.pid`,
 `redis-cluster/<port>/`) runs instead of the single Redis, and `StackInfo` says so (`STREAMREC_REDIS_CLUSTER=true`).
+With `StackConfig(secure_dir=DIR)` the broker listens with SASL_SSL (SCRAM-SHA-512) and Redis with TLS and an ACL
+user (`streamrec.stack_security`); `StackInfo.env_file` names the clients' settings (secret, mode 0600).
 """
 
 from __future__ import annotations

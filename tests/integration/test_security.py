@@ -284,3 +284,26 @@ def test_a_wrong_password_or_untrusted_certificate_stops_the_process_at_once_wit
     assert seconds < 20, f"{command} took {seconds:.1f} s to give up"
     assert_no_secret([done.stdout, done.stderr], [wrong, *secure.passwords])
     print(f"measured: {command} with {fault.name} exited 2 in {seconds:.1f} s: {lines[0]}")
+
+
+@pytest.mark.parametrize("command", ["learner", "model promote --publish"])
+def test_the_learner_and_a_model_publish_stop_at_once_on_a_wrong_kafka_password(
+    secure: SecureStack, command: str, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    settings = secure.settings("secfault", model_dir=store)
+    wrong = "wrong-" + "k3Z" * 8
+    env = worker_env(settings, free_port(), STREAMREC_MODEL_DIR=str(store), STREAMREC_KAFKA_SASL_PASSWORD=wrong)
+    promote = ["model", "promote", str(tiny_model(tmp_path / "m", ["a", "b"])), "--publish"]
+    args = {"learner": ["learner", "--no-text-init"], "model promote --publish": promote}
+    started = time.monotonic()
+    done = run_cli(args[command], env, tmp_path, timeout=60)
+    seconds = time.monotonic() - started
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    who = command.removesuffix(" --publish")
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert len(lines) == 1 and re.fullmatch(rf"{who}: {FAULTS[0].message}.*", lines[0]), done.stderr
+    assert seconds < 20, f"{command} took {seconds:.1f} s to give up"
+    assert not (store / "CURRENT").exists(), "the store changed although the update could not be announced"
+    assert_no_secret([done.stdout, done.stderr], [wrong, *secure.passwords])
+    print(f"measured: {command} with a wrong Kafka password exited 2 in {seconds:.1f} s: {lines[0]}")

@@ -166,7 +166,7 @@ async def test_worker_replay_tail_and_promote_publish_run_on_the_secured_stack(
     await client.aclose()
     serving = {"STREAMREC_MODEL_DIR": str(settings.model_dir), "STREAMREC_BACKEND": "torch", "STREAMREC_DEVICE": "cpu"}
     env = worker_env(settings, free_port(), **serving)
-    pool = WorkerPool(tmp_path, extra_env=serving)
+    pool = WorkerPool(tmp_path, extra_env=serving, loglevel="info")  # more log lines that must hold no secret
     worker = pool.start(settings)
     outputs: list[str] = []
     try:

@@ -84,13 +84,14 @@ class WorkerPool:
     tmp: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: list[Worker] = field(default_factory=list)
+    loglevel: str = "warning"
 
     def start(self, settings: Settings) -> Worker:
         """Start one worker on `settings` (topic prefix, Redis DB) with a free web port."""
         port = free_port()
         env = worker_env(settings, port, **self.extra_env)
         log = self.tmp / f"worker{len(self.workers)}.log"
-        cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", "warning"]
+        cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", self.loglevel]
         with log.open("wb") as out:  # the child keeps its own descriptor
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp)
         worker = Worker(proc, port, log)

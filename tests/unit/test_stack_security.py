@@ -171,3 +171,9 @@ def test_redis_refusals_name_what_failed_and_nothing_else(security: StackSecurit
     assert redis_refusal(RedisConnectionError("Connection refused"), url) is None  # down: the worker waits
     for message in (auth, tls):
         assert security.passwords.redis not in message
+
+
+def test_cli_tracebacks_never_show_local_variables() -> None:
+    from streamrec.cli import app
+
+    assert app.pretty_exceptions_show_locals is False  # a frame's locals can hold a password

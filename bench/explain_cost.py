@@ -19,7 +19,7 @@ explain step's ~3,000 new records (~1.2 ms per batch measured with the collector
 explain step here although the worker never pays it inside a batch.
 
 Every timed round, and each variant in it, gets a fresh `ItemContext` built as the worker builds one per
-micro-batch (`streams.batch.to_item_context` over the store's `ItemFeatures`: new mappings around the same cached
+micro-batch (`FeatureStore.read_batch`: new mappings around the same cached
 lists), before its clock starts. Reusing one context across rounds would let the explainer's per-context memos
 (`explain.reasons.ReasonIndex`: trending and category ranks, title tokens, cart neighbours) carry over, which a
 worker never gets. (The worker also merges the recommended items' catalog data in before explaining,
@@ -42,13 +42,11 @@ import torch
 
 from contracts import EventType
 from explain.explainer import Explainer, default_method
-from feature_store import ItemFeatures
 from model.backends import EagerTorchBackend
 from model.scoring import ItemContext, PastEvent, UserState
 from model.torch_scorer import TorchScorer
 from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
-from streams.batch import to_item_context
 from streams.runtime import gc_paused
 
 
@@ -96,15 +94,13 @@ def _trained(model_dir: Path, data: Path, users: int) -> tuple[SeqRecModel, Item
 
 def _fresh(items: ItemContext) -> ItemContext:
     """A new context with the same data, as the worker builds per batch: new mappings, the same (cached) lists."""
-    return to_item_context(
-        ItemFeatures(
-            popular=list(items.popular),
-            popular_by_category=dict(items.popular_by_category),
-            cooccurring=dict(items.cooccurring),
-            item_category=dict(items.item_category),
-            item_title=dict(items.item_title),
-            unavailable=items.unavailable,
-        )
+    return ItemContext(
+        popular=list(items.popular),
+        popular_by_category=dict(items.popular_by_category),
+        cooccurring=dict(items.cooccurring),
+        item_category=dict(items.item_category),
+        item_title=dict(items.item_title),
+        unavailable=items.unavailable,
     )
 
 

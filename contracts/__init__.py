@@ -26,6 +26,7 @@ from contracts.records import (
     RecommendedItem,
 )
 from contracts.settings import Settings
+from contracts.state import ItemContext, PastEvent, UserState
 from contracts.topics import EVENTS_TOPIC_CONFIGS, IDEMPOTENCY_HORIZON_SECONDS, TopicNames
 
 __all__ = [
@@ -41,8 +42,10 @@ __all__ = [
     "Explanation",
     "InvalidEvent",
     "Item",
+    "ItemContext",
     "ModelError",
     "ModelUpdate",
+    "PastEvent",
     "Reason",
     "ReasonKind",
     "Recommendation",
@@ -51,4 +54,5 @@ __all__ = [
     "Settings",
     "StreamrecError",
     "TopicNames",
+    "UserState",
 ]

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     max_batch: int = Field(1024, ge=1, description="Events per micro-batch at most.")
     max_wait_ms: int = Field(20, ge=1, description="Longest wait to fill a micro-batch, milliseconds.")
     recent_events: int = Field(50, ge=1, description="Events kept per user.")
+    user_ttl_days: int = Field(
+        30, ge=0, description="A user's features expire this long after their newest event (0 = never; else >= 7)."
+    )
     max_event_bytes: int = Field(16384, ge=256, description="Larger payloads are dead-lettered.")
     max_future_skew_seconds: int = Field(300, ge=0, description="Event times further ahead are dead-lettered.")
     min_event_time: AwareDatetime = Field(

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 __all__ = ["EVENTS_TOPIC_CONFIGS", "IDEMPOTENCY_HORIZON_SECONDS", "TopicNames"]
 
-# How long a replayed event id is recognised (the feature store's claim TTL). The events topic keeps records for
-# less than that, retention plus one segment roll (Kafka deletes whole segments), so nothing a consumer can still
-# read (a replay, a reset to the earliest offset after its committed offsets expired) is older than its claims.
+# The shortest time a user's features (and with them the offsets that make replays change nothing) outlive the
+# user's newest event: the feature store's user TTL is at least this. The events topic keeps records for less,
+# retention plus one segment roll (Kafka deletes whole segments), so any event a consumer can still read (a
+# replay, a reset to the earliest offset after its committed offsets expired) finds its user's watermark.
 IDEMPOTENCY_HORIZON_SECONDS = 7 * 86400
 EVENTS_TOPIC_CONFIGS = {"retention.ms": str(6 * 86400 * 1000), "segment.ms": str(3600 * 1000)}
 

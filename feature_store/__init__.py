@@ -3,7 +3,7 @@
 from feature_store.cluster import StoreClient, redis_client
 from feature_store.config import EVENT_WEIGHTS, FeatureConfig
 from feature_store.keys import KEY_LAYOUT_VERSION, Keys
-from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
+from feature_store.records import ApplyResult, Position
 from feature_store.server import redis_refusal, require_noeviction
 from feature_store.store import FeatureStore, store_client
 
@@ -13,11 +13,9 @@ __all__ = [
     "ApplyResult",
     "FeatureConfig",
     "FeatureStore",
-    "ItemFeatures",
     "Keys",
+    "Position",
     "StoreClient",
-    "StoredEvent",
-    "UserFeatures",
     "redis_client",
     "redis_refusal",
     "require_noeviction",

@@ -15,12 +15,14 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["CO_BUCKETS", "KEY_LAYOUT_VERSION", "Keys", "cooccurrence_bucket", "tag_safe"]
+__all__ = ["CO_BUCKETS", "KEY_LAYOUT_VERSION", "USER_KEY_SUFFIXES", "Keys", "cooccurrence_bucket", "tag_safe"]
 
-KEY_LAYOUT_VERSION = "v3"
+KEY_LAYOUT_VERSION = "v4"
 CO_BUCKETS = 16  # part of the layout: changing it moves every co-occurrence list (bump the version)
 
 
+# The keys of one user (one slot), in the user script's order.
+USER_KEY_SUFFIXES = ("events", "items", "ids", "offsets", "affinity", "cart", "purchased", "session", "stats")
 _ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
 
 
@@ -58,9 +60,9 @@ class Keys:
     def _item(self, item_id: str, suffix: str) -> str:
         return f"{self._root}:{{i:{tag_safe(item_id)}}}:{suffix}"
 
-    def user_claim(self, user_id: str, event_id: str) -> str:
-        """String: the event was applied to this user's features; value = its co-occurrence partners."""
-        return self._user(user_id, f"claim:{event_id}")
+    def user_all(self, user_id: str) -> list[str]:
+        """Every key of a user, in the order `lua/apply_user_events.lua` takes them."""
+        return [self._user(user_id, suffix) for suffix in USER_KEY_SUFFIXES]
 
     def user_events(self, user_id: str) -> str:
         """List: the user's last N events as JSON, newest first."""
@@ -70,12 +72,20 @@ class Keys:
         """List: the item id of each of those events ('' for a search), newest first (partners without JSON)."""
         return self._user(user_id, "items")
 
+    def user_ids(self, user_id: str) -> str:
+        """List: per event of `events`, its id and co-occurrence partners joined by `\\x1f`, newest first."""
+        return self._user(user_id, "ids")
+
+    def user_offsets(self, user_id: str) -> str:
+        """Hash: source (`topic:partition`) -> offset of the newest of the user's events applied from it."""
+        return self._user(user_id, "offsets")
+
     def user_affinity(self, user_id: str) -> str:
         """Hash: category -> "value:ref_ts", a decayed affinity anchored at ref_ts."""
         return self._user(user_id, "affinity")
 
     def user_cart(self, user_id: str) -> str:
-        """Set: items now in the cart."""
+        """Sorted set: item now in the cart -> time it was added (epoch seconds), newest `cart_cap` kept."""
         return self._user(user_id, "cart")
 
     def user_purchased(self, user_id: str) -> str:
@@ -90,9 +100,9 @@ class Keys:
         """Hash: applied (events applied) and type:<type> counts; exact, for audits and tests."""
         return self._user(user_id, "stats")
 
-    def cooccurrence_claim(self, bucket: int, event_id: str) -> str:
-        """String: the event's co-occurrence increments on the items of this bucket were applied."""
-        return f"{self._root}:{{co:{bucket}}}:claim:{event_id}"
+    def cooccurrence_offsets(self, bucket: int) -> str:
+        """Hash: source -> offset of the newest event whose increments on this bucket's items were applied."""
+        return f"{self._root}:{{co:{bucket}}}:offsets"
 
     def item_cooccurrence(self, item_id: str) -> str:
         """Sorted set: neighbour item -> co-occurrence weight (in the item's co-occurrence bucket)."""
@@ -106,9 +116,9 @@ class Keys:
         """Set: items whose newest catalog version is unavailable (filtering without reading every item's meta)."""
         return f"{self._root}:{{catalog}}:unavailable"
 
-    def popularity_claim(self, event_id: str) -> str:
-        """String: the event's popularity increments were applied."""
-        return f"{self._root}:{{pop}}:claim:{event_id}"
+    def popularity_offsets(self) -> str:
+        """Hash: source -> offset of the newest event whose popularity was added."""
+        return f"{self._root}:{{pop}}:offsets"
 
     def popularity(self) -> str:
         """Sorted set: item -> decayed popularity, scaled by exp((ts - epoch) / tau)."""

@@ -1,49 +1,25 @@
-"""What the feature store returns (its own types; `streams` converts them for the scorers)."""
+"""What the feature store returns besides `contracts.UserState` / `ItemContext` (the scorers' own view)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
-from contracts import EventType
-
-__all__ = ["ApplyResult", "ItemFeatures", "StoredEvent", "UserFeatures"]
+__all__ = ["ApplyResult", "Position"]
 
 
 @dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One event as kept in a user's recent history."""
+class Position:
+    """Where an event was read: exactly-once keeps, per user and per item-side slot, the newest offset applied
+    from each topic partition (`KEYS.md`), instead of a key per event."""
 
-    event_id: str
-    item_id: str | None
-    type: EventType
-    ts: datetime  # tz-aware UTC
-    query: str | None = None
+    topic: str
+    partition: int
+    offset: int
 
-
-@dataclass(frozen=True, slots=True)
-class UserFeatures:
-    """One user's features at read time."""
-
-    user_id: str
-    events: tuple[StoredEvent, ...]  # oldest first
-    category_affinity: Mapping[str, float]  # decayed to the user's newest affinity update
-    cart: frozenset[str]
-    purchased_recently: frozenset[str]  # bought within `just_purchased_seconds` of the newest event
-    session_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ItemFeatures:
-    """Item-side features for the users of one batch."""
-
-    popular: Sequence[tuple[str, float]] = ()  # best first; scores relative to the best (1.0)
-    popular_by_category: Mapping[str, Sequence[tuple[str, float]]] = field(default_factory=dict)
-    cooccurring: Mapping[str, Sequence[tuple[str, float]]] = field(default_factory=dict)
-    item_category: Mapping[str, str] = field(default_factory=dict)
-    item_title: Mapping[str, str] = field(default_factory=dict)
-    unavailable: frozenset[str] = frozenset()
+    @property
+    def source(self) -> str:
+        """The watermark's field: `topic:partition` (Kafka topic names have no `:`)."""
+        return f"{self.topic}:{self.partition}"
 
 
 @dataclass(frozen=True, slots=True)

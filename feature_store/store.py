@@ -27,7 +27,8 @@ import itertools
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -35,22 +36,23 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from contracts import Event, EventType, Item, ServiceUnavailable
+from contracts import Event, EventType, Item, ItemContext, PastEvent, ServiceUnavailable, UserState
 from feature_store.cache import TtlCache
 from feature_store.cluster import StoreClient, cluster_client, load_scripts, transient
 from feature_store.config import FeatureConfig
 from feature_store.keys import Keys, cooccurrence_bucket
 from feature_store.packing import hiredis_packing, hiredis_packing_cluster
-from feature_store.records import ApplyResult, ItemFeatures, StoredEvent, UserFeatures
+from feature_store.records import ApplyResult, Position
 
 __all__ = ["FeatureStore", "store_client"]
 
 log = logging.getLogger(__name__)
 
 _SEP = "\x1f"
+_APPLIED, _REDELIVERED = 1, 2  # statuses of `lua/apply_user_events.lua` (0: a duplicate)
 _LN2 = math.log(2.0)
 _PARSED_MAX = 262_144  # parsed stored events kept (~500 B each): the last 50 events of ~5,000 users
-_SCRIPTS = ("apply_user_event", "apply_popularity", "apply_cooccurrence", "upsert_item", "read_user")
+_SCRIPTS = ("apply_user_events", "apply_popularity", "apply_cooccurrence", "upsert_item", "read_user")
 
 
 def _script(name: str) -> str:
@@ -68,10 +70,10 @@ def _stored_json(event: Event) -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
-def _parse_stored(raw: bytes | str) -> StoredEvent:
+def _parse_stored(raw: bytes | str) -> PastEvent:
     doc = json.loads(raw)
     ts = datetime.fromtimestamp(doc["ts"], tz=UTC)
-    return StoredEvent(doc["event_id"], doc["item_id"], EventType(doc["type"]), ts, doc.get("query"))
+    return PastEvent(doc["event_id"], doc["item_id"], EventType(doc["type"]), ts, doc.get("query"))
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -101,7 +103,7 @@ class FeatureStore:
         self._source = {name: _script(name) for name in _SCRIPTS}
         self._sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._source.items()}  # noqa: S324
         self._cache = TtlCache(self.config.item_cache_seconds)
-        self._parsed: dict[bytes | str, StoredEvent] = {}  # stored event JSON -> parsed (immutable, so reusable)
+        self._parsed: dict[bytes | str, PastEvent] = {}  # stored event JSON -> parsed (immutable, so reusable)
 
     async def _execute(self, pipe: Any) -> list[Any]:
         result: list[Any] = await self._round_trip(pipe.execute())
@@ -140,66 +142,101 @@ class FeatureStore:
     def _call(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> None:
         pipe.evalsha(self._sha[name], len(keys), *keys, *args)
 
-    async def apply_events(self, events: Sequence[Event]) -> ApplyResult:
-        """Apply a micro-batch in event order; replays change nothing."""
+    async def apply_events(
+        self, events: Sequence[Event], positions: Sequence[Position | None] | None = None
+    ) -> ApplyResult:
+        """Apply a micro-batch in event order; replays change nothing.
+
+        `positions` (one per event) say where each event was read: with them a redelivery from any offset at or
+        below a user's watermark changes nothing, and a crash between the user and the item side is repaired by
+        the replay. Without a position an event is recognised by its id among its user's last `max_events`.
+        """
         if not events:
             return ApplyResult((), ())
+        where = list(positions) if positions is not None else [None] * len(events)
         categories = await self._categories({e.item_id for e in events if e.item_id})
+        applied: list[str] = []
+        duplicates: list[str] = []
+        for chunk in _chunks(len(events), [e.user_id for e in events], self.config.max_events):
+            part, at = [events[i] for i in chunk], [where[i] for i in chunk]
+            statuses, partners = await self._apply_user_side(part, at, categories)
+            for e, status in zip(part, statuses, strict=True):
+                (applied if status == _APPLIED else duplicates).append(e.event_id)
+            item_side = [i for i, status in enumerate(statuses) if status == _APPLIED or status == _REDELIVERED]
+            await self._apply_item_side(
+                [part[i] for i in item_side], [at[i] for i in item_side], [partners[i] for i in item_side], categories
+            )
+        return ApplyResult(tuple(applied), tuple(duplicates))
+
+    async def _apply_user_side(
+        self, events: Sequence[Event], positions: Sequence[Position | None], categories: dict[str, str]
+    ) -> tuple[list[int], list[list[str]]]:
+        """One `apply_user_events` call per user (their events in order); per event its status and partners."""
         cfg, keys = self.config, self.keys
         tau = repr(cfg.affinity_half_life_seconds / _LN2)
+        head: list[str | int] = [cfg.max_events, tau, cfg.partners, cfg.user_ttl_seconds, cfg.cart_cap]
         weights = {t: repr(w) for t, w in cfg.event_weights.items()}
+        by_user: dict[str, list[int]] = {}
+        for i, e in enumerate(events):
+            by_user.setdefault(e.user_id, []).append(i)
 
         def build(pipe: Any) -> None:
-            for e in events:
-                u = e.user_id
-                user_keys = [
-                    keys.user_claim(u, e.event_id), keys.user_events(u), keys.user_affinity(u), keys.user_cart(u),
-                    keys.user_purchased(u), keys.user_session(u), keys.user_stats(u), keys.user_items(u),
-                ]  # fmt: skip
-                args = [
-                    _stored_json(e), e.item_id or "", e.type.value, repr(e.ts.timestamp()),
-                    categories.get(e.item_id or "", ""), e.session_id or "", cfg.max_events, cfg.claim_ttl_seconds,
-                    tau, weights.get(e.type, "0.0"), cfg.partners,
-                ]  # fmt: skip
-                self._call(pipe, "apply_user_event", user_keys, args)
+            for u, idx in by_user.items():
+                args: list[str | int] = list(head)
+                for i in idx:
+                    e, p = events[i], positions[i]
+                    args += [
+                        e.event_id, _stored_json(e), e.item_id or "", e.type.value, repr(e.ts.timestamp()),
+                        categories.get(e.item_id or "", ""), e.session_id or "", weights.get(e.type, "0.0"),
+                        p.source if p else "", p.offset if p else "",
+                    ]  # fmt: skip
+                self._call(pipe, "apply_user_events", keys.user_all(u), args)
 
-        outcomes = await self._pipelined(build)
-        applied = tuple(e.event_id for e, (new, _) in zip(events, outcomes, strict=True) if int(new) == 1)
-        duplicates = tuple(e.event_id for e, (new, _) in zip(events, outcomes, strict=True) if int(new) == 0)
-        partners = [p.decode().split(_SEP) if p else [] for _, p in outcomes]
-        await self._apply_item_side(events, partners, categories)
-        return ApplyResult(applied, duplicates)
+        replies = await self._pipelined(build)
+        statuses = [0] * len(events)
+        partners: list[list[str]] = [[] for _ in events]
+        for idx, reply in zip(by_user.values(), replies, strict=True):
+            for n, i in enumerate(idx):
+                statuses[i] = int(reply[2 * n])
+                joined = reply[2 * n + 1]
+                partners[i] = joined.decode().split(_SEP) if joined else []
+        return statuses, partners
 
     async def _apply_item_side(
-        self, events: Sequence[Event], partners: Sequence[list[str]], categories: dict[str, str]
+        self,
+        events: Sequence[Event],
+        positions: Sequence[Position | None],
+        partners: Sequence[list[str]],
+        categories: dict[str, str],
     ) -> None:
-        """Popularity: one script call per batch ({pop}); co-occurrence: one per touched bucket, events in order."""
+        """Popularity: one script call per batch ({pop}); co-occurrence: one per touched bucket, events in order.
+        Each skips what its own watermarks show applied before (a replay after a crash between the sides)."""
         cfg, keys = self.config, self.keys
-        pop_keys = [keys.popularity(), keys.popularity_counts(), keys.popularity_epoch()]
-        pop_args: list[str | int | float] = [repr(cfg.popularity_half_life_seconds / _LN2), cfg.claim_ttl_seconds]
+        pop_keys = [keys.popularity(), keys.popularity_counts(), keys.popularity_epoch(), keys.popularity_offsets()]
+        pop_args: list[str | int | float] = [repr(cfg.popularity_half_life_seconds / _LN2)]
         buckets: dict[int, _Bucket] = {}
-        seen: set[str] = set()
-        for e, mates in zip(events, partners, strict=True):
+        for e, p, mates in zip(events, positions, partners, strict=True):
             weight = cfg.event_weights.get(e.type, 0.0)
-            if e.item_id is None or weight <= 0 or e.event_id in seen:
-                continue  # a second copy of an event in one batch is a replay: its claims would all be taken
-            seen.add(e.event_id)
+            if e.item_id is None or weight <= 0:
+                continue
             item, cat = e.item_id, categories.get(e.item_id, "")
-            pop_keys += [keys.popularity_claim(e.event_id), keys.popularity_by_category(cat) if cat else pop_keys[0]]
-            pop_args += [item, repr(e.ts.timestamp()), repr(weight), cat]
+            source, offset = (p.source, p.offset) if p else ("", "")
+            pop_keys.append(keys.popularity_by_category(cat) if cat else pop_keys[0])
+            pop_args += [item, repr(e.ts.timestamp()), repr(weight), cat, source, offset]
             # Nearer partners count more (1/d), as in the offline index (`model.interactions`).
-            pairs = [(mate, repr(1.0 / d)) for d, mate in enumerate(mates, start=1)]
-            for mate, w in pairs:
-                _bucket(buckets, item).add(keys, e.event_id, item, mate, w)
-                _bucket(buckets, mate).add(keys, e.event_id, mate, item, w)
-        if len(pop_keys) == 3:
+            step = _Step(source, offset)
+            for d, mate in enumerate(mates, start=1):
+                w = repr(1.0 / d)
+                _bucket(buckets, item).add(keys, step, item, mate, w)
+                _bucket(buckets, mate).add(keys, step, mate, item, w)
+        if len(pop_keys) == 4:
             return
-        head: list[str | int | float] = [cfg.claim_ttl_seconds, cfg.max_neighbours]
 
         def build(pipe: Any) -> None:
             self._call(pipe, "apply_popularity", pop_keys, pop_args)
             for bucket in buckets.values():
-                self._call(pipe, "apply_cooccurrence", bucket.lists + bucket.claims, [*head, *bucket.args()])
+                lists = [*bucket.lists, keys.cooccurrence_offsets(bucket.number)]
+                self._call(pipe, "apply_cooccurrence", lists, [cfg.max_neighbours, *bucket.args()])
 
         await self._pipelined(build)
 
@@ -244,7 +281,7 @@ class FeatureStore:
         neighbours_n: int = 20,
         top_categories: int = 3,
         sources_n: int = 20,
-    ) -> tuple[list[UserFeatures], ItemFeatures]:
+    ) -> tuple[list[UserState], ItemContext]:
         """Features of the distinct `user_ids` (in order) and the item features their scoring needs.
 
         Neighbours are read for each user's `sources_n` newest distinct items (the co-occurrence scorer's
@@ -300,7 +337,7 @@ class FeatureStore:
         # Catalog data of the users' own items only (their categories drive affinities and evidence); that of
         # the recommended items is read after scoring (`catalog`), filtering uses the unavailable set.
         meta = await self._meta(sorted({e.item_id for f in users for e in f.events if e.item_id}))
-        return users, ItemFeatures(
+        return users, ItemContext(
             popular=popular,
             popular_by_category=by_category,
             cooccurring=neighbours,
@@ -315,7 +352,7 @@ class FeatureStore:
         titles = {i: m["title"] for i, m in meta.items() if m.get("title")}
         return titles, {i: m["category"] for i, m in meta.items() if m.get("category")}
 
-    def _user_features(self, user_id: str, raw: list[Any]) -> UserFeatures:
+    def _user_features(self, user_id: str, raw: list[Any]) -> UserState:
         """From a `read_user` reply: flat field/value lists, purchase times as strings."""
         stored, affinity_flat, cart, purchased_flat, session = raw
         events = tuple(e for e in map(self._parse, reversed(stored)) if e is not None)
@@ -323,7 +360,7 @@ class FeatureStore:
         cutoff = newest - self.config.just_purchased_seconds
         affinity = dict(zip(affinity_flat[::2], affinity_flat[1::2], strict=True))
         bought = zip(purchased_flat[::2], purchased_flat[1::2], strict=True)
-        return UserFeatures(
+        return UserState(
             user_id=user_id,
             events=events,
             category_affinity=_decayed(affinity, self.config.affinity_half_life_seconds / _LN2),
@@ -332,7 +369,7 @@ class FeatureStore:
             session_id=_text(session),
         )
 
-    def _parse(self, raw: bytes | str) -> StoredEvent | None:
+    def _parse(self, raw: bytes | str) -> PastEvent | None:
         """The stored event, or None for an entry that cannot be read (written by something else): skipped,
         so that one bad entry cannot fail every read of its user."""
         event = self._parsed.get(raw)
@@ -405,33 +442,39 @@ def _decayed(raw: dict[Any, Any], tau: float) -> dict[str, float]:
     return {c: v * math.exp(-(now - ref) / tau) for c, (v, ref) in parsed.items()}
 
 
-class _Bucket:
-    """One co-occurrence bucket's share of a batch: its lists, one claim per event, the increments per event."""
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One event's place in the item-side scripts' order: its source and offset (`""` for none)."""
 
-    __slots__ = ("claims", "events", "index", "lists", "number")
+    source: str
+    offset: int | str
+
+
+class _Bucket:
+    """One co-occurrence bucket's share of a batch: its lists and, per event in order, the increments."""
+
+    __slots__ = ("index", "lists", "number", "steps")
 
     def __init__(self, number: int) -> None:
         self.number = number
         self.lists: list[str] = []  # KEYS[1..m]
         self.index: dict[str, int] = {}  # item -> 1-based position in `lists`
-        self.claims: list[str] = []
-        self.events: dict[str, list[str]] = {}  # event id -> flat (list index, neighbour, weight) triples
+        self.steps: dict[int, tuple[_Step, list[str]]] = {}  # id(step) -> (step, flat (list index, neighbour, weight))
 
-    def add(self, keys: Keys, event_id: str, item: str, neighbour: str, weight: str) -> None:
+    def add(self, keys: Keys, step: _Step, item: str, neighbour: str, weight: str) -> None:
         at = self.index.get(item)
         if at is None:
             self.lists.append(keys.item_cooccurrence(item))
             at = self.index[item] = len(self.lists)
-        triples = self.events.get(event_id)
-        if triples is None:
-            self.claims.append(keys.cooccurrence_claim(self.number, event_id))
-            triples = self.events[event_id] = []
-        triples += [str(at), neighbour, weight]
+        found = self.steps.get(id(step))
+        if found is None:
+            found = self.steps[id(step)] = (step, [])
+        found[1].extend((str(at), neighbour, weight))
 
     def args(self) -> list[str | int]:
         out: list[str | int] = [len(self.lists)]
-        for triples in self.events.values():  # insertion order = event order = claim order
-            out += [len(triples) // 3, *triples]
+        for step, triples in self.steps.values():  # insertion order = event order
+            out += [step.source, step.offset, len(triples) // 3, *triples]
         return out
 
 
@@ -443,7 +486,22 @@ def _bucket(buckets: dict[int, _Bucket], item: str) -> _Bucket:
     return found
 
 
-def _newest_items(features: UserFeatures, n: int) -> list[str]:
+def _chunks(n: int, users: Sequence[str], cap: int) -> Iterator[list[int]]:
+    """Consecutive runs of `range(n)` in which no user has more than `cap` events: a replay then finds every
+    event of a half-applied run in its user's window of `cap` ids (`lua/apply_user_events.lua`)."""
+    run: list[int] = []
+    counts: dict[str, int] = {}
+    for i in range(n):
+        if counts.get(users[i], 0) == cap:
+            yield run
+            run, counts = [], {}
+        run.append(i)
+        counts[users[i]] = counts.get(users[i], 0) + 1
+    if run:
+        yield run
+
+
+def _newest_items(features: UserState, n: int) -> list[str]:
     """The user's `n` newest distinct items."""
     out: dict[str, None] = {}
     for e in reversed(features.events):

@@ -17,8 +17,8 @@ from typing import Any
 
 from contracts import DeadLetter, Event, Explanation, Recommendation, RecommendedItem
 from explain.explainer import Explainer
-from feature_store import FeatureStore, ItemFeatures, StoredEvent, UserFeatures
-from model.scoring import ItemContext, PastEvent, ScoredItem, Scorer, UserState
+from feature_store import FeatureStore, Position
+from model.scoring import ItemContext, ScoredItem, Scorer
 from streams.validation import RawRecord, validate_event
 
 __all__ = [
@@ -27,8 +27,6 @@ __all__ = [
     "build_recommendation",
     "merge_outcomes",
     "process_batch",
-    "to_item_context",
-    "to_user_state",
     "with_catalog",
 ]
 
@@ -68,42 +66,6 @@ def merge_outcomes(a: BatchOutcome, b: BatchOutcome) -> BatchOutcome:
         applied=a.applied + b.applied,
         stage_seconds=added(a.stage_seconds, b.stage_seconds),
         stage_cpu_seconds=added(a.stage_cpu_seconds, b.stage_cpu_seconds),
-    )
-
-
-# id(stored event) -> (it, its PastEvent): the store hands out the same StoredEvent objects for the same stored
-# entries (its parse cache), so each is converted once, not once per batch (~12 k conversions per batch of 256
-# users). Entries keep their StoredEvent alive, so an id is never reused while cached.
-_PAST: dict[int, tuple[StoredEvent, PastEvent]] = {}
-_PAST_MAX = 300_000
-
-
-def _past(e: StoredEvent) -> PastEvent:
-    found = _PAST.get(id(e))
-    if found is not None and found[0] is e:
-        return found[1]
-    if len(_PAST) >= _PAST_MAX:
-        _PAST.clear()
-    past = PastEvent(e.event_id, e.item_id, e.type, e.ts, e.query)
-    _PAST[id(e)] = (e, past)
-    return past
-
-
-def to_user_state(f: UserFeatures) -> UserState:
-    """Feature-store view of a user → the scorers' view."""
-    events = tuple(map(_past, f.events))
-    return UserState(f.user_id, events, dict(f.category_affinity), f.cart, f.purchased_recently)
-
-
-def to_item_context(f: ItemFeatures) -> ItemContext:
-    """Feature-store item features → the scorers' view."""
-    return ItemContext(
-        popular=f.popular,
-        popular_by_category=f.popular_by_category,
-        cooccurring=f.cooccurring,
-        item_category=f.item_category,
-        item_title=f.item_title,
-        unavailable=f.unavailable,
     )
 
 
@@ -147,6 +109,7 @@ async def process_batch(
     timer = partial(_stage, out.stage_seconds, out.stage_cpu_seconds)
     now = clock()
     events: list[Event] = []
+    positions: list[Position] = []  # where each event was read: the store's exactly-once watermarks
     trigger: dict[str, tuple[Event, float]] = {}  # user -> latest event and its arrival
     with timer("decode"):
         for record, t in zip(records, arrived, strict=True):
@@ -161,17 +124,16 @@ async def process_batch(
                 out.dead_letters.append(checked)
             else:
                 events.append(checked)
+                positions.append(Position(record.topic, record.partition, record.offset))
                 trigger[checked.user_id] = (checked, t)
     if not events:
         return out
     with timer("features_write"):
-        result = await store.apply_events(events)
+        result = await store.apply_events(events, positions)
     out.applied, out.duplicates = list(result.applied), list(result.duplicates)
     users = list(trigger)
     with timer("features_read"):
-        features, item_features = await store.read_batch(users)
-    states = [to_user_state(f) for f in features]
-    context = to_item_context(item_features)
+        states, context = await store.read_batch(users)
     with timer("score"):
         if run is None:
             loop = asyncio.get_running_loop()

@@ -24,8 +24,6 @@ from streams.batch import (
     build_recommendation,
     merge_outcomes,
     process_batch,
-    to_item_context,
-    to_user_state,
     with_catalog,
 )
 from streams.metrics import WorkerMetrics
@@ -115,7 +113,9 @@ class Runtime:
         """The feature store (Redis client created lazily, on the running loop)."""
         if self._store is None:
             self._redis = store_client(self.settings.redis_url.get_secret_value(), cluster=self.settings.redis_cluster)
-            self._store = FeatureStore(self._redis, FeatureConfig(max_events=self.settings.recent_events))
+            s = self.settings
+            config = FeatureConfig(max_events=s.recent_events, user_ttl_seconds=s.user_ttl_days * 86400)
+            self._store = FeatureStore(self._redis, config)
         return self._store
 
     async def redis_reachable(self, timeout: float = 1.0) -> bool:
@@ -192,8 +192,7 @@ class Runtime:
 
     async def recommend_now(self, user_id: str, k: int) -> Recommendation | None:
         """Score one user on demand (the query API); None for a user without events."""
-        features, item_features = await self.store.read_batch([user_id])
-        state, context = to_user_state(features[0]), to_item_context(item_features)
+        [state], context = await self.store.read_batch([user_id])
         if not state.events:
             return None
         loop = asyncio.get_running_loop()

@@ -1,10 +1,13 @@
 -- Adds the popularity of a micro-batch's events, each once, in order. All keys share the hash tag {pop}.
--- KEYS: 1 popularity, 2 counts, 3 epoch, then per event: claim, popularity of the item's category (or KEYS[1])
--- ARGV: 1 tau s, 2 claim ttl s, then per event: item_id, ts (epoch s), weight (> 0), category ('' = none)
+-- KEYS: 1 popularity, 2 counts, 3 epoch, 4 offsets, then per event: the popularity of its category (or KEYS[1])
+-- ARGV: 1 tau s, then per event: item_id, ts (epoch s), weight (> 0), category ('' = none), source, offset
+-- Exactly once without per-event keys: the events of one source (topic partition) arrive in offset order, so
+-- `offsets` keeps the newest offset applied per source and an event at or below it was applied before. An
+-- event without a source ('') is applied as given (the caller applies only events its user script applied now).
 -- Decay without rescans: a score is log(sum of w * exp((t - epoch) / tau)), so ranking by it equals ranking by
 -- sum(w * exp(-(now - t) / tau)) at any `now`. Kept as a logarithm it grows by one per tau of event time instead
 -- of overflowing to inf after ~709 tau (~1,024 days at tau = 1 day / ln 2), whatever span the events cover.
-local tau, ttl, applied = tonumber(ARGV[1]), tonumber(ARGV[2]), 0
+local tau, applied, marks = tonumber(ARGV[1]), 0, {}
 
 local function log_add(key, item, x)
   local old = tonumber(redis.call('ZSCORE', key, item))
@@ -15,15 +18,26 @@ local function log_add(key, item, x)
   redis.call('ZADD', key, x, item)
 end
 
-for i = 0, (#KEYS - 3) / 2 - 1 do
-  local claim, cat_key = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
-  local item, ts, weight, cat = ARGV[3 + 4 * i], tonumber(ARGV[4 + 4 * i]), tonumber(ARGV[5 + 4 * i]), ARGV[6 + 4 * i]
-  if redis.call('SET', claim, 1, 'NX', 'EX', ttl) then
+local function is_new(source, offset)
+  if source == '' then return true end
+  if marks[source] == nil then marks[source] = tonumber(redis.call('HGET', KEYS[4], source)) or -1 end
+  return offset > marks[source]
+end
+
+for i = 0, #KEYS - 5 do
+  local at = 2 + 6 * i
+  local item, ts, weight, cat = ARGV[at], tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), ARGV[at + 3]
+  local source, offset = ARGV[at + 4], tonumber(ARGV[at + 5])
+  if is_new(source, offset) then
     redis.call('SET', KEYS[3], string.format('%.17g', ts), 'NX')
     local x = math.log(weight) + (ts - tonumber(redis.call('GET', KEYS[3]))) / tau
     log_add(KEYS[1], item, x)
-    if cat ~= '' then log_add(cat_key, item, x) end
+    if cat ~= '' then log_add(KEYS[5 + i], item, x) end
     redis.call('HINCRBY', KEYS[2], item, 1)
+    if source ~= '' then
+      redis.call('HSET', KEYS[4], source, ARGV[at + 5])
+      marks[source] = offset
+    end
     applied = applied + 1
   end
 end

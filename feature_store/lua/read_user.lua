@@ -4,7 +4,7 @@
 return {
   redis.call('LRANGE', KEYS[1], 0, -1),
   redis.call('HGETALL', KEYS[2]),
-  redis.call('SMEMBERS', KEYS[3]),
+  redis.call('ZRANGE', KEYS[3], 0, -1),
   redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'),
   redis.call('HGET', KEYS[5], 'session_id'),
 }

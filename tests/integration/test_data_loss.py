@@ -64,14 +64,15 @@ async def _committed(settings: Settings) -> dict[int, int]:
 async def _unapplied_below_commits(
     settings: Settings, client: aioredis.Redis, placed: dict[tuple[int, int], Event]
 ) -> list[str]:
-    """Events at offsets below their partition's committed offset whose claim is missing (= not applied)."""
+    """Events at offsets below their partition's committed offset that their user's watermark does not cover
+    (= not applied: a user's events of one partition are applied in offset order)."""
     committed = await _committed(settings)
-    below = [e for (p, o), e in placed.items() if o < committed.get(p, -1)]
+    below = [(p, o, e) for (p, o), e in placed.items() if o < committed.get(p, -1)]
     keys, pipe = Keys(), client.pipeline(transaction=False)
-    for e in below:
-        pipe.exists(keys.user_claim(e.user_id, e.event_id))
+    for p, _, e in below:
+        pipe.hget(keys.user_offsets(e.user_id), f"{settings.topics.events}:{p}")
     found = await pipe.execute()
-    return [e.event_id for e, n in zip(below, found, strict=True) if not n]
+    return [e.event_id for (_, o, e), mark in zip(below, found, strict=True) if mark is None or int(mark) < o]
 
 
 @pytest.mark.faults
@@ -175,7 +176,7 @@ async def test_a_record_whose_feature_write_fails_is_dead_lettered_and_the_batch
         assert outcome.dead_letters[0].source_offset == 1 and "WRONGTYPE" in outcome.dead_letters[0].error
         assert sorted(r.user_id for r in outcome.recommendations) == ["a", "b", "c"]
         assert await runtime.store.user_stats("victim") == {}  # not marked applied (the claim is written last)
-        assert not await client.exists(Keys().user_claim("victim", "w1"))
+        assert not await client.exists(Keys().user_offsets("victim"), Keys().user_ids("victim"))
         assert [(await runtime.store.user_stats(u)).get("applied") for u in "abc"] == [1, 1, 1]
     finally:
         await runtime.close()

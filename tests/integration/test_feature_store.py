@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from contracts import Event, EventType, Item, ServiceUnavailable
 from feature_store.config import FeatureConfig
+from feature_store.records import Position
 from feature_store.store import FeatureStore
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
@@ -83,8 +84,9 @@ async def test_crash_between_user_and_item_updates_then_replay_equals_a_clean_ru
     crashed = FeatureStore(redis_db, FeatureConfig(namespace="crash"))
     for store in (clean, crashed):
         await _catalog(store)
+    at = [Position("events", n % 3, n) for n in range(len(events))]  # as read from a 3-partition topic
     for start in range(0, len(events), 64):
-        await clean.apply_events(events[start : start + 64])
+        await clean.apply_events(events[start : start + 64], at[start : start + 64])
 
     real = FeatureStore._apply_item_side
 
@@ -92,12 +94,12 @@ async def test_crash_between_user_and_item_updates_then_replay_equals_a_clean_ru
         monkeypatch.setattr(FeatureStore, "_apply_item_side", real)
         raise ServiceUnavailable("simulated crash after the user scripts")
 
-    await crashed.apply_events(events[:64])
+    await crashed.apply_events(events[:64], at[:64])
     monkeypatch.setattr(FeatureStore, "_apply_item_side", dies_once)
     with pytest.raises(ServiceUnavailable):
-        await crashed.apply_events(events[64:128])  # user side applied, item side lost
-    for start in range(64, len(events), 64):  # the worker replays from its last committed offset
-        await crashed.apply_events(events[start : start + 64])
+        await crashed.apply_events(events[64:128], at[64:128])  # user side applied, item side lost
+    for start in range(40, len(events), 64):  # the worker replays from its last committed offset (or earlier)
+        await crashed.apply_events(events[start : start + 64], at[start : start + 64])
     assert await _dump(redis_db, "crash") == await _dump(redis_db, "clean")
     assert await crashed.popularity_counts() == await clean.popularity_counts()
 
@@ -216,3 +218,48 @@ async def test_popularity_stays_finite_and_ranks_right_over_any_event_time_span(
     top = max(best.values())
     assert shares["recent"] == pytest.approx(math.exp(best["recent"] - top), rel=1e-6)
     assert shares["steady"] == pytest.approx(math.exp(best["steady"] - top), rel=1e-6)
+
+
+async def test_a_replay_from_any_offset_changes_nothing_and_no_key_is_kept_per_event(redis_db: aioredis.Redis) -> None:
+    # 1,200 events of 12 users: ~100 per user, twice the id window of 50, so only the watermarks can tell.
+    store = FeatureStore(redis_db, FeatureConfig(namespace="w"))
+    await _catalog(store)
+    events = _stream(1200)
+    at = [Position("events", n % 2, n // 2) for n in range(len(events))]
+    for start in range(0, 600, 100):
+        await store.apply_events(events[start : start + 100], at[start : start + 100])
+    keys_after_half = len([k async for k in redis_db.scan_iter(match="w:*")])
+    for start in range(600, len(events), 100):
+        await store.apply_events(events[start : start + 100], at[start : start + 100])
+    before = await _dump(redis_db, "w")
+    assert len(before) == keys_after_half  # twice the events, no more keys: state grows with users and items
+
+    replay = await store.apply_events(events, at)  # a reset to the earliest offset
+    assert not replay.applied and len(replay.duplicates) == len(events)
+    assert await _dump(redis_db, "w") == before
+    stats = [await store.user_stats(f"u{k}") for k in range(12)]
+    assert sum(s.get("applied", 0) for s in stats) == len(events)
+
+
+async def test_a_producer_resend_at_a_new_offset_is_a_duplicate(redis_db: aioredis.Redis) -> None:
+    store = FeatureStore(redis_db, FeatureConfig(namespace="s"))
+    await _catalog(store)
+    events = _stream(30)
+    await store.apply_events(events, [Position("events", 0, n) for n in range(len(events))])
+    before = await _dump(redis_db, "s")
+    resent = await store.apply_events(events[5:10], [Position("events", 0, 100 + n) for n in range(5)])
+    assert not resent.applied and len(resent.duplicates) == 5
+    assert await _dump(redis_db, "s") == before
+    counts = await store.popularity_counts()
+    assert sum(counts.values()) == sum(1 for e in events if e.item_id and e.type != EventType.REMOVE_FROM_CART)
+
+
+async def test_user_features_expire_after_the_user_ttl(redis_db: aioredis.Redis) -> None:
+    store = FeatureStore(redis_db, FeatureConfig(namespace="t", user_ttl_seconds=8 * 86400))
+    await store.apply_events(_stream(40))
+    user_keys = [k async for k in redis_db.scan_iter(match="t:*{u:*")]
+    assert user_keys
+    ttls = [await redis_db.ttl(k) for k in user_keys]
+    assert all(8 * 86400 - 60 < t <= 8 * 86400 for t in ttls), ttls
+    with pytest.raises(ValueError, match="idempotency horizon"):
+        FeatureConfig(user_ttl_seconds=86400)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from contracts import Event, Settings
-from feature_store import ItemFeatures, StoredEvent, UserFeatures
+from contracts import Event, ItemContext, PastEvent, Settings, UserState
 from feature_store.records import ApplyResult
 from streams.runtime import Runtime
 from streams.validation import RawRecord
@@ -23,18 +22,18 @@ class _MemoryStore:
     """The three `FeatureStore` calls a batch makes, kept in dicts."""
 
     def __init__(self) -> None:
-        self.events: dict[str, list[StoredEvent]] = {}
+        self.events: dict[str, list[PastEvent]] = {}
 
-    async def apply_events(self, events: Sequence[Event]) -> ApplyResult:
+    async def apply_events(self, events: Sequence[Event], positions: object = None) -> ApplyResult:
         for e in events:
-            stored = StoredEvent(e.event_id, e.item_id, e.type, e.ts, e.query)
+            stored = PastEvent(e.event_id, e.item_id, e.type, e.ts, e.query)
             self.events.setdefault(e.user_id, []).append(stored)
         return ApplyResult(tuple(e.event_id for e in events), ())
 
-    async def read_batch(self, users: Sequence[str]) -> tuple[list[UserFeatures], ItemFeatures]:
-        features = [UserFeatures(u, tuple(self.events.get(u, ())), {}, frozenset(), frozenset()) for u in users]
+    async def read_batch(self, users: Sequence[str]) -> tuple[list[UserState], ItemContext]:
+        features = [UserState(u, tuple(self.events.get(u, ())), {}, frozenset(), frozenset()) for u in users]
         popular = [("p1", 1.0), ("p2", 0.9), ("a", 0.8), ("b", 0.7)]
-        return features, ItemFeatures(popular=popular, cooccurring={"b": [("a", 1.0), ("c", 0.5)]})
+        return features, ItemContext(popular=popular, cooccurring={"b": [("a", 1.0), ("c", 0.5)]})
 
     async def catalog(self, ids: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
         return {}, {}

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from feature_store.config import EVENT_WEIGHTS
-from feature_store.keys import CO_BUCKETS, Keys, cooccurrence_bucket, tag_safe
+from feature_store.keys import CO_BUCKETS, USER_KEY_SUFFIXES, Keys, cooccurrence_bucket, tag_safe
 from feature_store.store import _decayed, _relative
 from model.history import EVENT_WEIGHTS as OFFLINE_WEIGHTS
 
@@ -18,7 +18,6 @@ from model.history import EVENT_WEIGHTS as OFFLINE_WEIGHTS
 def test_every_key_is_pinned() -> None:
     k = Keys()
     assert [
-        k.user_claim("42", "e-1"),
         k.user_events("42"),
         k.user_affinity("42"),
         k.user_cart("42"),
@@ -26,33 +25,36 @@ def test_every_key_is_pinned() -> None:
         k.user_session("42"),
         k.user_stats("42"),
         k.user_items("42"),
-        k.cooccurrence_claim(3, "e-1"),
+        k.user_ids("42"),
+        k.user_offsets("42"),
+        k.cooccurrence_offsets(3),
         k.item_cooccurrence("sku9"),
         k.item_meta("sku9"),
         k.unavailable(),
-        k.popularity_claim("e-1"),
+        k.popularity_offsets(),
         k.popularity(),
         k.popularity_by_category("Home/Mugs"),
         k.popularity_counts(),
         k.popularity_epoch(),
     ] == [
-        "sr:v3:{u:42}:claim:e-1",
-        "sr:v3:{u:42}:events",
-        "sr:v3:{u:42}:affinity",
-        "sr:v3:{u:42}:cart",
-        "sr:v3:{u:42}:purchased",
-        "sr:v3:{u:42}:session",
-        "sr:v3:{u:42}:stats",
-        "sr:v3:{u:42}:items",
-        "sr:v3:{co:3}:claim:e-1",
-        "sr:v3:{co:4}:n:sku9",
-        "sr:v3:{i:sku9}:meta",
-        "sr:v3:{catalog}:unavailable",
-        "sr:v3:{pop}:claim:e-1",
-        "sr:v3:{pop}:all",
-        "sr:v3:{pop}:cat:Home/Mugs",
-        "sr:v3:{pop}:count",
-        "sr:v3:{pop}:epoch",
+        "sr:v4:{u:42}:events",
+        "sr:v4:{u:42}:affinity",
+        "sr:v4:{u:42}:cart",
+        "sr:v4:{u:42}:purchased",
+        "sr:v4:{u:42}:session",
+        "sr:v4:{u:42}:stats",
+        "sr:v4:{u:42}:items",
+        "sr:v4:{u:42}:ids",
+        "sr:v4:{u:42}:offsets",
+        "sr:v4:{co:3}:offsets",
+        "sr:v4:{co:4}:n:sku9",
+        "sr:v4:{i:sku9}:meta",
+        "sr:v4:{catalog}:unavailable",
+        "sr:v4:{pop}:offsets",
+        "sr:v4:{pop}:all",
+        "sr:v4:{pop}:cat:Home/Mugs",
+        "sr:v4:{pop}:count",
+        "sr:v4:{pop}:epoch",
     ]
 
 
@@ -63,7 +65,7 @@ def test_cooccurrence_buckets_are_crc32_of_the_item_id() -> None:
 
 
 def test_namespace_separates_deployments() -> None:
-    assert Keys("shop2").user_events("u") == "shop2:v3:{u:u}:events"
+    assert Keys("shop2").user_events("u") == "shop2:v4:{u:u}:events"
 
 
 def test_online_weights_equal_offline_weights() -> None:
@@ -84,24 +86,23 @@ def test_popularity_is_relative_to_the_best() -> None:
 
 # Hostile ids: braces, colons, percent signs, newlines, any unicode, up to the contract's 128 characters.
 _hostile = st.text(st.sampled_from("{}:%\n\x1fab") | st.characters(codec="utf-8"), max_size=128)
-_USER_KINDS = ("events", "affinity", "cart", "purchased", "session", "stats", "items")
 
 
-def _user_keys(k: Keys, user: str, event: str) -> dict[tuple[str, str, str], str]:
-    keys = {(user, kind, ""): getattr(k, f"user_{kind}")(user) for kind in _USER_KINDS}
-    keys[(user, "claim", event)] = k.user_claim(user, event)
+def _user_keys(k: Keys, user: str) -> dict[tuple[str, str], str]:
+    keys = {(user, kind): getattr(k, f"user_{kind}")(user) for kind in USER_KEY_SUFFIXES}
+    assert k.user_all(user) == list(keys.values())  # the user script's order
     return keys
 
 
 @given(st.lists(st.tuples(_hostile, _hostile), min_size=2, max_size=6))
-@example([("x}:claim:e", "e0"), ("x", "e}:events")])  # collided before ids were escaped
+@example([("x}:events", "e0"), ("x", "e}:events")])  # collided before ids were escaped
 @example([("a%7Db", "e"), ("a}b", "e")])
 def test_keys_are_injective_and_one_users_keys_share_one_slot(pairs: list[tuple[str, str]]) -> None:
     k = Keys()
-    built: dict[str, tuple[str, str, str]] = {}
-    for user, event in pairs:
-        keys = _user_keys(k, user, event)
-        assert len({key_slot(key.encode()) for key in keys.values()}) == 1, user
+    built: dict[str, tuple[str, str]] = {}
+    for user, item in pairs:
+        keys = _user_keys(k, user) | {(item, "co"): k.item_cooccurrence(item), (item, "meta"): k.item_meta(item)}
+        assert len({key_slot(key.encode()) for key in _user_keys(k, user).values()}) == 1, user
         for spec, key in keys.items():
             assert built.setdefault(key, spec) == spec, f"{spec} and {built[key]} share the key {key!r}"
     for user, _ in pairs:  # item keys: the catalog entry's tag is the whole escaped id

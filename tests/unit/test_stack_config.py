@@ -149,9 +149,9 @@ def test_topic_specs_follow_prefix_and_partitions() -> None:
     assert set(specs) == {"p.events", "p.recommendations", "p.items", "p.dead-letter", "p.model-updates"}
     assert specs["p.events"].partitions == 4 and specs["p.recommendations"].partitions == 8
     assert specs["p.items"].configs == {"cleanup.policy": "compact"}
-    # Events are kept for less than the idempotency horizon (claims' TTL), segment roll included.
+    # Events are kept for less than the idempotency horizon (the shortest user TTL), segment roll included.
     retention, segment = (int(specs["p.events"].configs[k]) for k in ("retention.ms", "segment.ms"))
-    assert retention + segment < IDEMPOTENCY_HORIZON_SECONDS * 1000 == FeatureConfig().claim_ttl_seconds * 1000
+    assert retention + segment < IDEMPOTENCY_HORIZON_SECONDS * 1000 <= FeatureConfig().user_ttl_seconds * 1000
 
 
 def test_kafka_version_pinned_consistently() -> None:

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     events_partitions: int = Field(8, ge=1)
     recommendations_partitions: int = Field(8, ge=1)
 
-    # Redis (AUTH in the URL, TLS with rediss://)
+    # Redis (ACL user and password in the URL, TLS with rediss://, its CA file with ?ssl_ca_certs=/path/ca.pem)
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
     redis_cluster: bool = Field(
         False, description="`redis_url` names a node of a Redis Cluster: use redis-py's `RedisCluster` (DB 0 only)."

@@ -4,7 +4,7 @@ from feature_store.cluster import StoreClient, redis_client
 from feature_store.config import EVENT_WEIGHTS, FeatureConfig
 from feature_store.keys import KEY_LAYOUT_VERSION, Keys
 from feature_store.records import ApplyResult, Position
-from feature_store.server import require_noeviction
+from feature_store.server import redis_refusal, require_noeviction
 from feature_store.store import FeatureStore, store_client
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Position",
     "StoreClient",
     "redis_client",
+    "redis_refusal",
     "require_noeviction",
     "store_client",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "free_port",
     "leased_redis_db",
     "scrape_metrics",
+    "security_env",
     "terminate",
     "worker_env",
 ]
@@ -63,10 +64,27 @@ async def scrape_metrics(web_port: int) -> dict[str, float]:
     return samples
 
 
+def security_env(settings: Settings) -> dict[str, str]:
+    """The `STREAMREC_KAFKA_*` security settings of `settings` as environment variables (the unset ones left out)."""
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+    fields = {
+        "STREAMREC_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+        "STREAMREC_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+        "STREAMREC_KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
+        "STREAMREC_KAFKA_SASL_PASSWORD": password,
+        "STREAMREC_KAFKA_SSL_CAFILE": settings.kafka_ssl_cafile,
+        "STREAMREC_KAFKA_SSL_CERTFILE": settings.kafka_ssl_certfile,
+        "STREAMREC_KAFKA_SSL_KEYFILE": settings.kafka_ssl_keyfile,
+    }
+    return {key: str(value) for key, value in fields.items() if value is not None}
+
+
 def worker_env(settings: Settings, web_port: int, **extra: str) -> dict[str, str]:
-    """This process's environment, pointed at `settings`' broker, Redis and topics, serving web on `web_port`."""
+    """This process's environment, pointed at `settings`' broker (security included), Redis and topics, serving
+    web on `web_port`."""
     return {
         **os.environ,
+        **security_env(settings),
         "STREAMREC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "STREAMREC_REDIS_URL": settings.redis_url.get_secret_value(),
         "STREAMREC_REDIS_CLUSTER": "true" if settings.redis_cluster else "false",

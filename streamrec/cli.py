@@ -6,7 +6,13 @@ import typer
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Real-time, explainable e-commerce recommendations.")
+# No local variables in tracebacks: a frame's locals can hold a password (aiokafka kwargs, a Redis URL).
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Real-time, explainable e-commerce recommendations.",
+)
 
 
 @app.callback()

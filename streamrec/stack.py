@@ -11,11 +11,14 @@ Layout of `state_dir`: `pids/{kafka,redis}.pid`, `logs/*.log`, `kafka-data/`, `r
 `redis.conf`. Jars are cached once per version under `<cache_dir>/kafka/<version>/libs`. With
 `StackConfig(redis_cluster=True)` a Redis Cluster (`streamrec.redis_cluster`: `pids/redis-<port>.pid`,
 `redis-cluster/<port>/`) runs instead of the single Redis, and `StackInfo` says so (`STREAMREC_REDIS_CLUSTER=true`).
+With `StackConfig(secure_dir=DIR)` the broker listens with SASL_SSL (SCRAM-SHA-512) and Redis with TLS and an ACL
+user (`streamrec.stack_security`); `StackInfo.env_file` names the clients' settings (secret, mode 0600).
 """
 
 from __future__ import annotations
 
 import fcntl
+import shlex
 import shutil
 import subprocess
 import time
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from contracts.errors import ConfigError, ServiceUnavailable
 from contracts.topics import EVENTS_TOPIC_CONFIGS, TopicNames
@@ -37,6 +41,7 @@ from streamrec.stack_procs import (
     start_redis,
     stop_process,
 )
+from streamrec.stack_security import StackSecurity
 from streamrec.stack_topics import TopicSpec, ensure_topics, kafka_answers, redis_answers, run_sync
 
 __all__ = ["LocalStack", "ServiceStatus", "StackInfo", "topic_specs"]
@@ -52,9 +57,13 @@ class StackInfo:
     redis_pid: int | None
     created_topics: tuple[str, ...]
     redis_cluster: bool = False  # `redis_url` names a node of a Redis Cluster
+    env_file: Path | None = None  # the secured stack's client settings, passwords included (mode 0600)
 
     def env_lines(self) -> list[str]:
-        """`STREAMREC_*=...` lines a shell can `eval`."""
+        """`STREAMREC_*=...` lines a shell can `eval`; for a secured stack a line sourcing its env file instead
+        (the passwords stay in that file, never on stdout)."""
+        if self.env_file is not None:
+            return [f"set -a; . {shlex.quote(str(self.env_file))}; set +a"]
         lines = [f"STREAMREC_KAFKA_BOOTSTRAP={self.bootstrap}", f"STREAMREC_REDIS_URL={self.redis_url}"]
         return [*lines, "STREAMREC_REDIS_CLUSTER=true"] if self.redis_cluster else lines
 
@@ -100,6 +109,11 @@ class LocalStack:
         self.config = config or StackConfig()
         self._log = log or (lambda _msg: None)
         self._children: list[subprocess.Popen[bytes]] = []
+        secure_dir = self.config.secure_dir
+        self.security = StackSecurity(secure_dir, self.config) if secure_dir is not None else None
+        if self.security is not None and self.config.redis_cluster:
+            msg = "`stack up --secure` starts a single Redis with TLS; drop --redis-cluster"
+            raise ConfigError(msg)
         self.cluster = RedisClusterProcs(
             ClusterConfig(
                 state_dir=self.config.state_dir, host=self.config.host, base_port=self.config.redis_cluster_port
@@ -140,6 +154,10 @@ class LocalStack:
         # Several test sessions may call `up` at once: one starts the services, the others then find them running.
         with (cfg.state_dir / "up.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.security is not None:
+                self.security.prepare()
+                where = self.security.env_file
+                self._log(f"secured: SASL_SSL (SCRAM-SHA-512), Redis TLS + ACL; client settings in {where}")
             if cfg.redis_cluster:
                 self._log(f"redis cluster (3 masters + 3 replicas) on {cfg.host}:{cfg.redis_cluster_port}..")
                 self._log(f"redis cluster ready in {self.cluster.up():.1f} s")
@@ -147,12 +165,25 @@ class LocalStack:
                 self._up_redis()
             self._up_kafka()
             timeout = cfg.start_timeout_seconds
-            created = run_sync(ensure_topics(cfg.bootstrap, topic_specs(cfg), timeout_seconds=timeout))
+            specs = topic_specs(cfg)
+            created = run_sync(ensure_topics(cfg.bootstrap, specs, timeout_seconds=timeout, security=self.kafka_kwargs))
         if created:
             self._log(f"created topics: {', '.join(created)}")
         if cfg.redis_cluster:
             return StackInfo(cfg.bootstrap, self.cluster.url, self._pid("kafka"), None, tuple(created), True)
-        return StackInfo(cfg.bootstrap, cfg.redis_url, self._pid("kafka"), self._pid("redis"), tuple(created))
+        env_file = self.security.env_file if self.security is not None else None
+        pids = (self._pid("kafka"), self._pid("redis"))
+        return StackInfo(cfg.bootstrap, self.redis_url, *pids, tuple(created), env_file=env_file)
+
+    @property
+    def redis_url(self) -> str:
+        """The URL clients reach this stack's single Redis at (for a secured stack: a secret, never log it)."""
+        return self.security.redis_url() if self.security is not None else self.config.redis_url
+
+    @property
+    def kafka_kwargs(self) -> dict[str, Any]:
+        """aiokafka's security keyword arguments for this stack's broker (empty for PLAINTEXT)."""
+        return self.security.kafka_security().aiokafka_kwargs() if self.security is not None else {}
 
     def up_docker(self, compose_file: Path) -> StackInfo:
         """`docker compose up -d kafka redis` with `compose_file`, then wait and create topics like `up`.
@@ -234,8 +265,8 @@ class LocalStack:
             self.redis_pid_file.unlink(missing_ok=True)
             self._port_must_be_free(cfg.redis_port, "redis")
             self._log(f"starting redis on {cfg.host}:{cfg.redis_port}")
-            start_redis(cfg, self.redis_pid_file)
-        self._wait("redis", lambda: redis_answers(cfg.redis_url), cfg.log_dir / "redis.log")
+            start_redis(cfg, self.redis_pid_file, self.security.redis_conf() if self.security is not None else None)
+        self._wait("redis", lambda: redis_answers(self.redis_url), cfg.log_dir / "redis.log")
 
     def _up_kafka(self) -> None:
         cfg = self.config
@@ -247,7 +278,10 @@ class LocalStack:
             started = time.monotonic()
             if ensure_kafka_jars(cfg):
                 self._log(f"resolved Kafka {cfg.kafka_version} jars in {time.monotonic() - started:.1f} s")
-            props = ensure_kafka_storage(cfg)
+            if self.security is not None:
+                props = ensure_kafka_storage(cfg, self.security.kafka_properties(), self.security.scram_format_args())
+            else:
+                props = ensure_kafka_storage(cfg)
             self._log(f"starting Kafka {cfg.kafka_version} on {cfg.bootstrap}")
             child = start_kafka(cfg, props)
             self._children.append(child)
@@ -255,7 +289,8 @@ class LocalStack:
             # Ask our own child, not /proc: right after exec its command line can still read empty for a while
             # (the kernel fills it in after the parent resumes), which looked like a dead broker under load.
             gone = partial(_exit_reason, child)
-        self._wait("kafka", lambda: kafka_answers(cfg.bootstrap), cfg.log_dir / "kafka.log", gone)
+        security = self.kafka_kwargs
+        self._wait("kafka", lambda: kafka_answers(cfg.bootstrap, security=security), cfg.log_dir / "kafka.log", gone)
 
     def _kafka_gone(self) -> str | None:
         # A broker started by an earlier `up`: gone when its PID no longer runs our command line.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,9 @@ class StackConfig:
         redis_cluster: Start a Redis Cluster (3 masters + 3 replicas, `streamrec.redis_cluster`) instead of the
             single Redis.
         redis_cluster_port: The cluster's first node port; the six nodes use this port and the five above it.
+        secure_dir: Secure the stack (`streamrec.stack_security`): the broker's client listener is SASL_SSL
+            (SCRAM-SHA-512), Redis speaks TLS only with an ACL user; certificates, passwords and the clients' env
+            file live in this dir. None (default): PLAINTEXT Kafka, Redis without AUTH.
     """
 
     state_dir: Path = field(default_factory=lambda: _default_cache() / "stack")
@@ -71,6 +75,7 @@ class StackConfig:
     start_timeout_seconds: float = 90.0
     redis_cluster: bool = False
     redis_cluster_port: int = 17000
+    secure_dir: Path | None = None
 
     def __post_init__(self) -> None:
         """Reject port clashes early, with a clear message."""
@@ -119,8 +124,11 @@ class StackConfig:
         return f"redis://{self.host}:{self.redis_port}/0"
 
 
-def render_server_properties(cfg: StackConfig) -> str:
-    """The broker's `server.properties`: one combined broker+controller KRaft node on loopback."""
+def render_server_properties(cfg: StackConfig, overrides: Mapping[str, str] | None = None) -> str:
+    """The broker's `server.properties`: one combined broker+controller KRaft node on loopback.
+
+    `overrides` replace or add entries (the secured stack's listeners, `streamrec.stack_security`).
+    """
     lines = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -147,26 +155,31 @@ def render_server_properties(cfg: StackConfig) -> str:
         "background.threads": "2",
         "log.cleaner.threads": "1",
     }
-    return "".join(f"{key}={value}\n" for key, value in lines.items())
+    return "".join(f"{key}={value}\n" for key, value in (lines | dict(overrides or {})).items())
 
 
-def render_redis_conf(cfg: StackConfig, pid_file: Path, log_file: Path) -> str:
-    """`redis.conf` for a daemonised, loopback-only Redis with AOF persistence in its own dir."""
-    lines = [
-        f"bind {cfg.host}",
-        f"port {cfg.redis_port}",
-        "protected-mode yes",
-        "daemonize yes",
-        f"pidfile {pid_file}",
-        f"logfile {log_file}",
-        f"dir {cfg.redis_data_dir}",
-        "appendonly yes",
-        "appendfsync everysec",
+def render_redis_conf(
+    cfg: StackConfig, pid_file: Path, log_file: Path, overrides: Mapping[str, str] | None = None
+) -> str:
+    """`redis.conf` for a daemonised, loopback-only Redis with AOF persistence in its own dir.
+
+    `overrides` replace or add directives (the secured stack's TLS and ACL file, `streamrec.stack_security`).
+    """
+    lines = {
+        "bind": cfg.host,
+        "port": str(cfg.redis_port),
+        "protected-mode": "yes",
+        "daemonize": "yes",
+        "pidfile": str(pid_file),
+        "logfile": str(log_file),
+        "dir": str(cfg.redis_data_dir),
+        "appendonly": "yes",
+        "appendfsync": "everysec",
         # No RDB snapshots: AOF alone is the persistence, and forks on a 2-core box are costly.
-        'save ""',
-        "databases 16",
-    ]
-    return "\n".join(lines) + "\n"
+        "save": '""',
+        "databases": "16",
+    }
+    return "".join(f"{key} {value}\n" for key, value in (lines | dict(overrides or {})).items())
 
 
 def parse_host_port(address: str, default_port: int | None = None) -> tuple[str, int]:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -80,17 +81,37 @@ def _java_base(cfg: StackConfig) -> list[str]:
     return ["java", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{cfg.libs_dir}/*"]
 
 
-def ensure_kafka_storage(cfg: StackConfig) -> Path:
-    """Write `server.properties` and format the KRaft storage once (a formatted dir has `meta.properties`)."""
+def ensure_kafka_storage(
+    cfg: StackConfig, overrides: Mapping[str, str] | None = None, format_args: Sequence[str] = ()
+) -> Path:
+    """Write `server.properties` and format the KRaft storage once (a formatted dir has `meta.properties`).
+
+    `overrides` change `server.properties` (the secured stack's listeners); `format_args` are added to the format
+    command (`--add-scram ...`). The properties file is mode 0600: it may hold the keystore password.
+
+    Raises:
+        ConfigError: The storage was formatted for another security mode (SCRAM users exist only from the format).
+    """
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     props = cfg.state_dir / "server.properties"
-    props.write_text(render_server_properties(cfg), encoding="utf-8")
+    props.touch(mode=0o600)
+    props.chmod(0o600)
+    props.write_text(render_server_properties(cfg, overrides), encoding="utf-8")
+    mode_file, mode = cfg.state_dir / "kafka-security", "SASL_SSL" if format_args else "PLAINTEXT"
     if (cfg.kafka_data_dir / "meta.properties").exists():
+        formatted = mode_file.read_text(encoding="ascii").strip() if mode_file.exists() else "PLAINTEXT"
+        if formatted != mode:
+            msg = (
+                f"the Kafka storage in {cfg.kafka_data_dir} was formatted for {formatted}, not {mode}; "
+                "use another --state-dir"
+            )
+            raise ConfigError(msg)
         return props
     # A cluster id is 16 random bytes, URL-safe base64 without padding (what `kafka-storage random-uuid` prints).
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
     cmd = _java_base(cfg) + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)]
-    _run_logged(cmd, cfg.log_dir / "kafka-format.log", "formatting Kafka storage")
+    _run_logged([*cmd, *format_args], cfg.log_dir / "kafka-format.log", "formatting Kafka storage")
+    mode_file.write_text(mode + "\n", encoding="ascii")
     return props
 
 
@@ -135,14 +156,17 @@ def ensure_redis_server() -> str:
     return found
 
 
-def start_redis(cfg: StackConfig, pid_file: Path) -> None:
-    """Start a daemonised Redis (it writes its own PID file) with AOF under `cfg.redis_data_dir`."""
+def start_redis(cfg: StackConfig, pid_file: Path, overrides: Mapping[str, str] | None = None) -> None:
+    """Start a daemonised Redis (it writes its own PID file) with AOF under `cfg.redis_data_dir`.
+
+    `overrides` change `redis.conf` (the secured stack's TLS port and ACL file).
+    """
     server = ensure_redis_server()
     cfg.redis_data_dir.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     conf = cfg.state_dir / "redis.conf"
     log = cfg.log_dir / "redis.log"
-    conf.write_text(render_redis_conf(cfg, pid_file, log), encoding="utf-8")
+    conf.write_text(render_redis_conf(cfg, pid_file, log, overrides), encoding="utf-8")
     _run_logged([server, str(conf)], cfg.log_dir / "redis-start.log", "starting redis-server")
 
 

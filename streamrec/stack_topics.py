@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -55,8 +55,8 @@ def redis_answers(url: str) -> bool:
         client.close()
 
 
-async def _metadata(bootstrap: str, timeout_seconds: float) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_seconds * 1000))
+async def _metadata(bootstrap: str, timeout_seconds: float, security: Mapping[str, Any]) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_seconds * 1000), **security)
     try:
         await asyncio.wait_for(admin.start(), timeout_seconds)
         return await asyncio.wait_for(admin.list_topics(), timeout_seconds)
@@ -65,20 +65,27 @@ async def _metadata(bootstrap: str, timeout_seconds: float) -> list[str]:
             await admin.close()
 
 
-def kafka_answers(bootstrap: str, timeout_seconds: float = 3.0) -> bool:
-    """Whether the broker at `bootstrap` answers a metadata request."""
+def kafka_answers(bootstrap: str, timeout_seconds: float = 3.0, security: Mapping[str, Any] | None = None) -> bool:
+    """Whether the broker at `bootstrap` answers a metadata request (`security`: aiokafka's TLS/SASL kwargs)."""
     host, port = parse_host_port(bootstrap.split(",")[0], 9092)
     if not port_open(host, port):
         return False  # aiokafka would log a connection error on every probe while the broker starts
     try:
-        run_sync(_metadata(bootstrap, timeout_seconds))
+        run_sync(_metadata(bootstrap, timeout_seconds, security or {}))
     except (KafkaError, OSError, TimeoutError):
         return False
     return True
 
 
-async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_seconds: float = 60.0) -> list[str]:
+async def ensure_topics(
+    bootstrap: str,
+    specs: list[TopicSpec],
+    timeout_seconds: float = 60.0,
+    security: Mapping[str, Any] | None = None,
+) -> list[str]:
     """Create the topics in `specs` that do not exist yet; returns the names created now.
+
+    `security` holds aiokafka's TLS/SASL keyword arguments (`KafkaSecurity.aiokafka_kwargs()`) for a secured broker.
 
     Existing topics keep their partition counts; their topic-level configs are set to the spec's (so a stack
     made before a config was added, e.g. the events topic's retention, gets it too).
@@ -86,7 +93,9 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_seconds:
     Raises:
         ServiceUnavailable: The broker did not answer within `timeout_seconds`.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_seconds * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_seconds * 1000), **(security or {})
+    )
     try:
         await asyncio.wait_for(admin.start(), timeout_seconds)
         existing = set(await admin.list_topics())

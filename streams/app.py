@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import ssl
-
 import faust
 
 from contracts import Settings
 from streams.agents.catalog import attach_catalog_agent
 from streams.agents.model_updates import attach_model_updates
 from streams.agents.recommend import attach_recommend_agent
+from streams.kafka_clients import KafkaSecurity
 from streams.runtime import Runtime
 from streams.serving import initial_serving
 from streams.topics import declare_topics
 from streams.web import attach_web, bearer_auth
 
 __all__ = ["create_app"]
-
-
-def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
-    protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        context = ssl.create_default_context(cafile=cafile)
-        if settings.kafka_ssl_certfile:
-            context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile or "") or None)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
-    mechanism = settings.kafka_sasl_mechanism or "PLAIN"
-    if mechanism == "PLAIN":
-        return faust.SASLCredentials(username=settings.kafka_sasl_username, password=password, ssl_context=context)
-    return faust.SASLCredentials(
-        username=settings.kafka_sasl_username, password=password, ssl_context=context, mechanism=mechanism
-    )
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
@@ -48,7 +26,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     app = faust.App(
         f"{settings.topic_prefix}-worker",
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
-        broker_credentials=_credentials(settings),
+        broker_credentials=KafkaSecurity.from_settings(settings).faust_credentials(),
         store="memory://",
         topic_partitions=settings.events_partitions,
         topic_allow_declare=False,  # topics are created by `streamrec stack up` / operators, with their configs

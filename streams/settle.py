@@ -9,6 +9,9 @@ A failure is one of two kinds (`is_retriable`):
   reason `processing_failed` and the error.
 Running records again is safe because every feature update is idempotent by event id; a recommendation may then
 be delivered twice (at least once), never not at all.
+A refused password or an untrusted certificate is no record's fault either: it is transient here (credentials
+rotated while running; nothing is acknowledged until they are fixed). At start it is never retried: every
+process checks its credentials first and stops with one line (`streamrec.preflight`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import AuthenticationFailedError, KafkaTimeoutError, SaslAuthenticationFailed
 from redis import exceptions as redis_errors
 
 __all__ = ["Backoff", "Settler", "is_retriable"]
@@ -38,6 +41,8 @@ _TRANSIENT_REDIS = (
     redis_errors.TryAgainError,
     redis_errors.ClusterDownError,  # also MASTERDOWN
 )
+# A refused login (redis-py's AuthenticationError is a ConnectionError, TLS errors are OSErrors): never dead-letter.
+_REFUSED_KAFKA = (SaslAuthenticationFailed, AuthenticationFailedError)
 # ... and codes it has none for: a script over busy-reply-threshold, a failing RDB save.
 _TRANSIENT_CODES = frozenset({"BUSY", "MISCONF"})
 
@@ -47,7 +52,7 @@ def is_retriable(exc: BaseException) -> bool:
     if getattr(exc, "retriable", False):  # ServiceUnavailable, aiokafka's retriable errors
         return True
     # aiokafka marks broker-side transient errors `retriable`, but not its own client-side send timeout.
-    if isinstance(exc, (*_TRANSIENT_REDIS, KafkaTimeoutError, OSError, TimeoutError)):
+    if isinstance(exc, (*_TRANSIENT_REDIS, *_REFUSED_KAFKA, KafkaTimeoutError, OSError, TimeoutError)):
         return True
     if isinstance(exc, redis_errors.ResponseError):
         # A pipeline prefixes the reply with "Command # N (<the command>) of pipeline caused error: ".

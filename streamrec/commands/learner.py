@@ -51,10 +51,14 @@ def register(app: typer.Typer) -> None:
         import logging
         import signal
 
+        from contracts import Settings
+        from streamrec.preflight import require_access
+
+        settings = Settings()
+        require_access(settings, "learner", kafka=True)  # before torch is imported: a refusal stops it in ~1 s
         import torch
         from prometheus_client import CollectorRegistry, start_http_server
 
-        from contracts import Settings
         from model.continual import ContinualConfig
         from model.gate import GateConfig
         from model.store import ModelStore
@@ -63,7 +67,6 @@ def register(app: typer.Typer) -> None:
 
         logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         torch.set_num_threads(threads)
-        settings = Settings()
         options = LearnerOptions(
             every_events=every_events,
             every_seconds=every_seconds,

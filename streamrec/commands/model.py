@@ -19,11 +19,18 @@ __all__ = ["register"]
 _STORE_HELP = "Model store directory or file:// URI (default: STREAMREC_MODEL_DIR)."
 
 
-def _store(store: str | None) -> tuple[ModelStore, Settings]:
+def _store(store: str | None, publish_as: str | None = None) -> tuple[ModelStore, Settings]:
+    """The model store and the settings; with `publish_as`, first exit 2 with one line if the broker refuses this
+    process's credentials (before torch is imported and before the store changes)."""
     from contracts import Settings
-    from model.store import ModelStore
 
     settings = Settings()
+    if publish_as is not None:
+        from streamrec.preflight import require_access
+
+        require_access(settings, publish_as, kafka=True)
+    from model.store import ModelStore
+
     return ModelStore(store or settings.model_dir), settings
 
 
@@ -101,7 +108,7 @@ def register(app: typer.Typer) -> None:
         """Verify a model directory, copy it into the store and make it the serving version."""
         from contracts import StreamrecError
 
-        model_store, settings = _store(store)
+        model_store, settings = _store(store, "model promote" if publish else None)
         try:
             manifest = model_store.promote(source)
         except StreamrecError as exc:
@@ -119,7 +126,7 @@ def register(app: typer.Typer) -> None:
         """Serve an earlier version again (verified first; a corrupted version is refused)."""
         from contracts import StreamrecError
 
-        model_store, settings = _store(store)
+        model_store, settings = _store(store, "model rollback" if publish else None)
         try:
             manifest = model_store.rollback(version)
         except StreamrecError as exc:

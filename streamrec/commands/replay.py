@@ -162,7 +162,10 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
+        from streamrec.preflight import require_access
+
         settings = Settings()  # fields come from STREAMREC_* env
+        require_access(settings, "replay", kafka=True)
         chosen = select_events(read_events(data), users=user, max_users=max_users, since=lo, until=hi, limit=limit)
         items = read_catalog(data).values() if catalog and (data / "catalog.jsonl.gz").exists() else ()
 

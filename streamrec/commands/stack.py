@@ -26,6 +26,14 @@ _RedisCluster = Annotated[
     bool,
     typer.Option("--redis-cluster", help="A Redis Cluster (3 masters + 3 replicas) instead of the single Redis."),
 ]
+_Secure = Annotated[
+    Path | None,
+    typer.Option(
+        "--secure",
+        help="Secure the stack: Kafka SASL_SSL (SCRAM-SHA-512) and Redis TLS + ACL user; CA, certificates, passwords "
+        "and the clients' env file (0600) go to this dir, made when missing [state dir default: <DIR>/stack].",
+    ),
+]
 _ClusterPort = Annotated[
     int, typer.Option("--redis-cluster-port", help="First cluster node's port (the six use it and the next five).")
 ]
@@ -41,14 +49,16 @@ def _config(
     *,
     redis_cluster: bool = False,
     redis_cluster_port: int = 17000,
+    secure_dir: Path | None = None,
 ) -> StackConfig:
     from contracts.settings import Settings
     from streamrec.stack_config import StackConfig
 
     settings = Settings()  # fields come from STREAMREC_* env
     cache = cache_dir or Path.home() / ".cache" / "streamrec"
+    default_state = secure_dir / "stack" if secure_dir is not None else cache / "stack"
     return StackConfig(
-        state_dir=state_dir or cache / "stack",
+        state_dir=state_dir or default_state,
         cache_dir=cache,
         kafka_port=kafka_port,
         controller_port=controller_port,
@@ -58,6 +68,7 @@ def _config(
         recommendations_partitions=settings.recommendations_partitions,
         redis_cluster=redis_cluster,
         redis_cluster_port=redis_cluster_port,
+        secure_dir=secure_dir.resolve() if secure_dir is not None else None,
     )
 
 
@@ -70,6 +81,7 @@ def up(
     prefix: Annotated[str | None, typer.Option("--prefix", help="Topic prefix [default: settings].")] = None,
     redis_cluster: _RedisCluster = False,
     redis_cluster_port: _ClusterPort = 17000,
+    secure: _Secure = None,
     docker: Annotated[bool, typer.Option("--docker", help="Use `docker compose` instead of local processes.")] = False,
     compose_file: Annotated[Path, typer.Option("--compose-file", help="Compose file for --docker.")] = Path(
         "docker-compose.yml"
@@ -85,13 +97,13 @@ def up(
     err = Console(stderr=True)
     cfg = _config(
         state_dir, cache_dir, kafka_port, controller_port, redis_port, prefix,
-        redis_cluster=redis_cluster, redis_cluster_port=redis_cluster_port,
+        redis_cluster=redis_cluster, redis_cluster_port=redis_cluster_port, secure_dir=secure,
     )  # fmt: skip
-    stack = LocalStack(cfg, log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
-    if docker and redis_cluster:
-        err.print("[red]stack up failed:[/red] --redis-cluster runs local redis-server processes; drop --docker")
+    if docker and (redis_cluster or secure):
+        err.print("[red]stack up failed:[/red] --redis-cluster and --secure run local processes; drop --docker")
         raise typer.Exit(1)
     try:
+        stack = LocalStack(cfg, log=lambda msg: err.print(f"[dim]{msg}[/dim]"))
         info = stack.up_docker(compose_file) if docker else stack.up()
     except StreamrecError as exc:
         err.print(f"[red]stack up failed:[/red] {exc}")
@@ -104,13 +116,14 @@ def down(
     state_dir: _StateDir = None,
     cache_dir: _CacheDir = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds before SIGKILL.")] = 30.0,
+    secure: _Secure = None,
 ) -> None:
     """Stop the processes this state dir's `up` started (by PID file), cluster nodes included."""
     from rich.console import Console
 
     from streamrec.stack import LocalStack
 
-    cfg = _config(state_dir, cache_dir, 19092, 19093, 16379)
+    cfg = _config(state_dir, cache_dir, 19092, 19093, 16379, secure_dir=secure)
     stopped = LocalStack(cfg).down(timeout_seconds=timeout)
     console = Console()
     for name, pid in stopped.items():
@@ -125,6 +138,7 @@ def status(
     redis_port: _RedisPort = 16379,
     redis_cluster: _RedisCluster = False,
     redis_cluster_port: _ClusterPort = 17000,
+    secure: _Secure = None,
 ) -> None:
     """Show what runs where: PID, address, alive, listening (cluster nodes too when started)."""
     from rich.console import Console
@@ -134,7 +148,7 @@ def status(
 
     cfg = _config(
         state_dir, cache_dir, kafka_port, controller_port, redis_port,
-        redis_cluster=redis_cluster, redis_cluster_port=redis_cluster_port,
+        redis_cluster=redis_cluster, redis_cluster_port=redis_cluster_port, secure_dir=secure,
     )  # fmt: skip
     table = Table("service", "pid", "address", "alive", "listening", title=f"stack in {cfg.state_dir}")
     rows = LocalStack(cfg).status()

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer
     from rich.console import RenderableType
 
     from contracts import Recommendation, Settings
+    from streams.dashboard.live import TitleLookup
 
 __all__ = ["follow", "register", "render_recommendation"]
 
@@ -96,14 +98,7 @@ async def follow(
     await consumer.start()
     n = 0
     try:
-        # Resolve the start positions now, so nothing produced after `ready` is missed.
-        deadline = time.monotonic() + 30
-        while not consumer.assignment() and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        for tp in consumer.assignment():
-            await consumer.position(tp)
-        if ready is not None:
-            ready.set()
+        await _start_positions(consumer, ready)
         last = time.monotonic()
         while limit is None or n < limit:
             batches = await consumer.getmany(timeout_ms=500, max_records=200)
@@ -111,25 +106,41 @@ async def follow(
                 last = time.monotonic()
             elif idle_exit_seconds is not None and time.monotonic() - last > idle_exit_seconds:
                 break
-            for messages in batches.values():
-                for m in messages:
-                    rec = Recommendation.model_validate_json(m.value)
-                    if users and rec.user_id not in users:
-                        continue
-                    ids = {i.item_id for i in rec.items} | {
-                        x.item_id for i in rec.items for x in i.explanation.evidence if x.item_id
-                    }
-                    trigger = await lookup.trigger(rec.user_id, rec.trigger_event_id)
-                    if trigger and trigger.get("item_id"):
-                        ids.add(trigger["item_id"])
-                    on_recommendation(rec, await lookup.titles(ids), trigger)
+            for m in (m for messages in batches.values() for m in messages):  # all partitions of the batch
+                if limit is not None and n >= limit:
+                    break
+                rec = Recommendation.model_validate_json(m.value)
+                if not users or rec.user_id in users:
+                    await _show(rec, lookup, on_recommendation)
                     n += 1
-                    if limit is not None and n >= limit:
-                        break
     finally:
         await consumer.stop()
         await client.aclose()
     return n
+
+
+async def _start_positions(consumer: AIOKafkaConsumer, ready: asyncio.Event | None) -> None:
+    """Wait for the partitions and resolve their start positions, so nothing produced after `ready` is missed."""
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+    if ready is not None:
+        ready.set()
+
+
+async def _show(
+    rec: Recommendation,
+    lookup: TitleLookup,
+    on_recommendation: Callable[[Recommendation, Mapping[str, str], Mapping[str, Any] | None], None],
+) -> None:
+    """Look up the titles of the items and evidence and the trigger event, then call `on_recommendation`."""
+    ids = {i.item_id for i in rec.items} | {x.item_id for i in rec.items for x in i.explanation.evidence if x.item_id}
+    trigger = await lookup.trigger(rec.user_id, rec.trigger_event_id)
+    if trigger and trigger.get("item_id"):
+        ids.add(trigger["item_id"])
+    on_recommendation(rec, await lookup.titles(ids), trigger)
 
 
 def register(app: typer.Typer) -> None:
@@ -147,8 +158,10 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from contracts import Settings
+        from streamrec.preflight import require_access
 
         settings = Settings()  # fields come from STREAMREC_* env
+        require_access(settings, "tail", kafka=True, redis=True)
         console = Console()
         console.print(f"[dim]following {settings.topics.recommendations} (Ctrl-C stops)[/dim]")
 

@@ -19,12 +19,16 @@ def register(app: typer.Typer) -> None:
         import asyncio
         import gc
 
-        import faust
-
         from contracts import ConfigError, Settings
-        from streams.app import create_app
+        from streamrec.preflight import require_access
 
         settings = Settings() if web_port is None else Settings(web_port=web_port)
+        # Before Faust and torch are imported: a refused password or certificate stops the worker in about a second.
+        require_access(settings, "worker", kafka=True, redis=True)
+        import faust
+
+        from streams.app import create_app
+
         try:
             asyncio.run(_check_redis(settings.redis_url.get_secret_value(), cluster=settings.redis_cluster))
         except ConfigError as exc:

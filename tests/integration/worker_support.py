@@ -1,4 +1,8 @@
-"""Helpers for tests that run `streamrec worker` subprocesses: start/stop, produce, collect, group assignment."""
+"""Helpers for tests that run `streamrec worker` subprocesses: start/stop, produce, collect, group assignment.
+
+`produce` and `collect` connect with the settings' own security (`client_kwargs`), so they also serve the
+secured stack (`test_security.py`).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from contracts import Event, EventType, Settings
 from feature_store import FeatureStore, redis_client
 from streamrec.child_processes import free_port, scrape_metrics, worker_env
+from streams.kafka_clients import client_kwargs
 
 __all__ = [
     "Worker",
@@ -79,13 +84,14 @@ class WorkerPool:
     tmp: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: list[Worker] = field(default_factory=list)
+    loglevel: str = "warning"
 
     def start(self, settings: Settings) -> Worker:
         """Start one worker on `settings` (topic prefix, Redis DB) with a free web port."""
         port = free_port()
         env = worker_env(settings, port, **self.extra_env)
         log = self.tmp / f"worker{len(self.workers)}.log"
-        cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", "warning"]
+        cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", self.loglevel]
         with log.open("wb") as out:  # the child keeps its own descriptor
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp)
         worker = Worker(proc, port, log)
@@ -109,7 +115,7 @@ async def produce(
     settings: Settings, recs: Sequence[tuple[bytes, bytes | None]], rate_per_s: float | None = None
 ) -> list[tuple[int, int]]:
     """Send records to the events topic (acks=all), optionally paced at `rate_per_s`; their (partition, offset)."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(acks="all", linger_ms=5, **client_kwargs(settings))
     await producer.start()
     start = time.monotonic()
     sent = []
@@ -133,9 +139,9 @@ async def collect(
     consumer = AIOKafkaConsumer(
         settings.topics.recommendations,
         settings.topics.dead_letter,
-        bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         group_id=None,
+        **client_kwargs(settings),
     )
     await consumer.start()
     recs: dict[str, list[dict[str, Any]]] = {}

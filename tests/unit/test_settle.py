@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError, SaslAuthenticationFailed
 from redis import exceptions as redis_errors
 
 from contracts import ServiceUnavailable
@@ -28,6 +29,11 @@ PIPELINE = "Command # 3 (EVALSHA 9f0c 8 sr:v3:{u:OOM}:claim:e1 x) of pipeline ca
         (redis_errors.ResponseError(PIPELINE + "MISCONF Redis is configured to save RDB snapshots"), True),
         (redis_errors.TryAgainError("Multiple keys request during rehashing of slot"), True),
         (redis_errors.ClusterDownError("The cluster is down"), True),
+        # Credentials rotated while running: not a record's fault, so never dead-lettered (start checks stop a
+        # process whose credentials are refused at start: streamrec.preflight).
+        (redis_errors.AuthenticationError("WRONGPASS invalid username-password pair"), True),
+        (SaslAuthenticationFailed("invalid credentials with SASL mechanism SCRAM-SHA-512"), True),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), True),
         (KafkaTimeoutError(), True),
         (KafkaConnectionError(), True),
         (TimeoutError(), True),

@@ -48,3 +48,28 @@ def test_down_of_a_stopped_stack_is_harmless(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), ["stack", "down", "--state-dir", str(tmp_path)])
     assert result.exit_code == 0
     assert "kafka: was not running" in result.output
+
+
+def test_secure_cannot_be_combined_with_docker_or_a_redis_cluster(tmp_path: Path) -> None:
+    for extra in ("--docker", "--redis-cluster"):
+        result = CliRunner().invoke(_app(), ["stack", "up", "--secure", str(tmp_path / "tls"), extra])
+        assert result.exit_code == 1, result.output
+        assert "--secure" in result.output and "STREAMREC_" not in result.output
+    assert not (tmp_path / "tls").exists()  # refused before anything was made
+
+
+def test_a_secured_stack_keeps_its_state_beside_its_certificates(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: list[stack_module.StackConfig] = []
+
+    def fake_up(self: stack_module.LocalStack) -> StackInfo:
+        seen.append(self.config)
+        return StackInfo("127.0.0.1:29092", "rediss://secret", 1, 2, (), env_file=tmp_path / "tls" / "streamrec.env")
+
+    monkeypatch.setattr(stack_module.LocalStack, "up", fake_up)
+    result = CliRunner().invoke(_app(), ["stack", "up", "--secure", str(tmp_path / "tls"), "--kafka-port", "29092"])
+    assert result.exit_code == 0, result.output
+    assert seen[0].secure_dir == (tmp_path / "tls").resolve() and seen[0].state_dir == tmp_path / "tls" / "stack"
+    assert result.stdout.strip() == f"set -a; . {tmp_path / 'tls' / 'streamrec.env'}; set +a"
+    assert "secret" not in result.output

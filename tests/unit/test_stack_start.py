@@ -63,7 +63,7 @@ def test_a_just_started_broker_is_waited_for_even_when_proc_does_not_show_its_co
 ) -> None:
     _fake_start(monkeypatch, ["sleep", "60"], children)
     probes = iter([False, False, False, True])
-    monkeypatch.setattr(stack_module, "kafka_answers", lambda bootstrap: next(probes))
+    monkeypatch.setattr(stack_module, "kafka_answers", lambda bootstrap, **_: next(probes))
 
     _stack(tmp_path).up()
 
@@ -75,7 +75,7 @@ def test_a_broker_that_exits_while_starting_fails_at_once_with_its_exit_code(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, children: list[subprocess.Popen[bytes]]
 ) -> None:
     _fake_start(monkeypatch, [sys.executable, "-c", "raise SystemExit(3)"], children)
-    monkeypatch.setattr(stack_module, "kafka_answers", lambda bootstrap: False)
+    monkeypatch.setattr(stack_module, "kafka_answers", lambda bootstrap, **_: False)
 
     with pytest.raises(ServiceUnavailable, match=r"kafka exited with code 3 before it answered; see .*kafka\.log"):
         _stack(tmp_path).up()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import json
 import logging
 import math
@@ -53,7 +52,8 @@ log = logging.getLogger(__name__)
 _SEP = "\x1f"
 _APPLIED, _REDELIVERED = 1, 2  # statuses of `lua/apply_user_events.lua` (0: a duplicate)
 _LN2 = math.log(2.0)
-_PARSED_MAX = 262_144  # parsed stored events kept (~500 B each): the last 50 events of ~5,000 users
+# Users whose parsed history is kept (~50 events of ~500 B each): memory follows users, not events.
+_WINDOWS_MAX = 5_000
 _SCRIPTS = ("apply_user_events", "apply_popularity", "apply_cooccurrence", "upsert_item", "read_user")
 
 
@@ -76,6 +76,16 @@ def _parse_stored(raw: bytes | str) -> PastEvent:
     doc = json.loads(raw)
     ts = datetime.fromtimestamp(doc["ts"], tz=UTC)
     return PastEvent(doc["event_id"], doc["item_id"], EventType(doc["type"]), ts, doc.get("query"))
+
+
+def _parse_entry(raw: bytes | str) -> PastEvent | None:
+    """A stored event, or None for an entry that cannot be read (written by something else): skipped, so that
+    one bad entry cannot fail every read of its user."""
+    try:
+        return _parse_stored(raw)
+    except (ValueError, KeyError, TypeError, OverflowError, OSError):
+        log.warning("unreadable stored event skipped: %.200r", raw)
+        return None
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -105,7 +115,9 @@ class FeatureStore:
         self._source = {name: _script(name) for name in _SCRIPTS}
         self._sha = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._source.items()}  # noqa: S324
         self._cache = TtlCache(self.config.item_cache_seconds)
-        self._parsed: dict[bytes | str, PastEvent] = {}  # stored event JSON -> parsed (immutable, so reusable)
+        # user -> (stored JSON -> parsed event) for the entries of their last read, least recently read first:
+        # a read parses only the user's new entries, and entries that left their window go with it.
+        self._windows: dict[str, dict[bytes | str, PastEvent | None]] = {}
 
     async def _execute(self, pipe: Any) -> list[Any]:
         result: list[Any] = await self._round_trip(pipe.execute())
@@ -357,7 +369,7 @@ class FeatureStore:
     def _user_features(self, user_id: str, raw: list[Any]) -> UserState:
         """From a `read_user` reply: flat field/value lists, purchase times as strings."""
         stored, affinity_flat, cart, purchased_flat, session = raw
-        events = tuple(e for e in map(self._parse, reversed(stored)) if e is not None)
+        events = self._events(user_id, stored)
         newest = events[-1].ts.timestamp() if events else 0.0
         cutoff = newest - self.config.just_purchased_seconds
         affinity = dict(zip(affinity_flat[::2], affinity_flat[1::2], strict=True))
@@ -371,22 +383,15 @@ class FeatureStore:
             session_id=_text(session),
         )
 
-    def _parse(self, raw: bytes | str) -> PastEvent | None:
-        """The stored event, or None for an entry that cannot be read (written by something else): skipped,
-        so that one bad entry cannot fail every read of its user."""
-        event = self._parsed.get(raw)
-        if event is None:
-            if len(self._parsed) >= _PARSED_MAX:
-                # Drop the oldest half (insertion order): a full clear made every user's next read parse all of
-                # their events again, which with more stored events than the bound was most of the read stage.
-                for stale in list(itertools.islice(self._parsed, _PARSED_MAX // 2)):
-                    del self._parsed[stale]
-            try:
-                event = self._parsed[raw] = _parse_stored(raw)
-            except (ValueError, KeyError, TypeError, OverflowError, OSError):
-                log.warning("unreadable stored event skipped: %.200r", raw)
-                return None
-        return event
+    def _events(self, user_id: str, stored: Sequence[bytes | str]) -> tuple[PastEvent, ...]:
+        """The user's stored events, oldest first, parsing only entries their previous read did not have."""
+        known = self._windows.pop(user_id, None) or {}
+        oldest_first = stored[::-1]
+        parsed = [known[raw] if raw in known else _parse_entry(raw) for raw in oldest_first]
+        self._windows[user_id] = dict(zip(oldest_first, parsed, strict=True))  # now the most recently read
+        if len(self._windows) > _WINDOWS_MAX:
+            del self._windows[next(iter(self._windows))]
+        return tuple(e for e in parsed if e is not None)
 
     async def _meta(self, item_ids: Sequence[str]) -> dict[str, dict[str, str]]:
         """title/category/available of the items that have catalog metadata (cached like other item reads)."""

@@ -81,10 +81,14 @@ def growth_pct(series: list[tuple[float, float]], first: tuple[float, float], la
 
 
 async def sample(
-    samples: Samples, pids: dict[str, int], client: aioredis.Redis, start: float, stop: asyncio.Event
+    samples: Samples, procs: dict[str, Proc], client: aioredis.Redis, start: float, stop: asyncio.Event
 ) -> None:
-    """Every `_SAMPLE_S`: RSS of each process and Redis used_memory."""
+    """Every `_SAMPLE_S`: RSS of each process and Redis used_memory; a process that exited ends the run."""
+    pids = {name: p.proc.pid for name, p in procs.items()}
     while not stop.is_set():
+        for name, p in procs.items():
+            if p.proc.poll() is not None:
+                sys.exit(f"soak: the {name} exited ({p.proc.returncode}) at {time.monotonic() - start:.0f} s")
         t = time.monotonic() - start
         samples.worker_rss.append((t, rss_bytes(pids["worker"])))
         if "learner" in pids:
@@ -134,13 +138,13 @@ async def _soak(args: argparse.Namespace, bootstrap: str, redis_url: str) -> Non
         procs = [start_worker(settings, Path(tmp), **model)]
         if args.model_dir:
             procs.append(start_learner(settings, Path(tmp), model))
-        pids = dict(zip(("worker", "learner"), (p.proc.pid for p in procs), strict=False))
+        named = dict(zip(("worker", "learner"), procs, strict=False))
         try:
             await asyncio.sleep(args.startup_seconds)  # the worker joins its group before the clock starts
             sent: dict[str, float] = {}
             resolver = Resolver(events, sent)
             stop, start = asyncio.Event(), time.monotonic()
-            sampler = asyncio.create_task(sample(samples, pids, client, start, stop))
+            sampler = asyncio.create_task(sample(samples, named, client, start, stop))
             timeout = args.minutes * 60 + 120
             watcher = asyncio.create_task(
                 watch(settings, settings.topics.recommendations, _rec_trigger, resolver, timeout)
@@ -178,7 +182,7 @@ class TimedResolver:
 
 def start_learner(settings: Settings, workdir: Path, model: dict[str, str]) -> Proc:
     """`streamrec learner` on the bench topics, DB and model store."""
-    env = worker_env(settings, 0, **model)
+    env = worker_env(settings, free_port(), **model)  # its own web port (0 is no valid STREAMREC_WEB_PORT)
     cmd = [sys.executable, "-m", "streamrec", "learner", "--loglevel", "warning"]
     with (workdir / "learner.log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)

@@ -19,7 +19,7 @@ import torch
 from contracts import Event, EventType
 from model.scoring import PastEvent, UserState
 from model.text_tower import TextEncoder
-from model.transformer import ModelConfig, SeqBatch, event_type_index, gap_bucket
+from model.transformer import ModelConfig, SeqBatch, event_type_index
 from model.vocab import ItemVocab
 
 __all__ = ["EventRows", "QueryCache", "batch_from_rows", "batch_from_states", "event_rows"]
@@ -53,16 +53,22 @@ def event_rows(events: Sequence[Event | PastEvent], vocab: ItemVocab, n_gap_buck
         seconds.append(gap)
         queries.append(event.query if event.type is EventType.SEARCH else None)
         kept.append(index)
-    gap_seconds = torch.tensor(seconds, dtype=torch.float64)
-    buckets = gap_bucket(gap_seconds, n_gap_buckets)
-    buckets[gap_seconds < 0] = 1  # the user's first event has no previous one
     return EventRows(
         items=np.asarray(items, dtype=np.int64),
         types=np.asarray(types, dtype=np.int64),
-        gaps=buckets.numpy().astype(np.int64),
+        gaps=_gap_buckets(np.asarray(seconds, dtype=np.float64), n_gap_buckets),
         queries=tuple(queries),
         kept=np.asarray(kept, dtype=np.int64),
     )
+
+
+def _gap_buckets(seconds: np.ndarray, n_buckets: int) -> np.ndarray:
+    """`model.transformer.gap_bucket` in numpy (a user's ~50 gaps: torch's per-call overhead was most of it);
+    a negative gap marks the user's first event (bucket 1)."""
+    buckets = 2 + np.floor(np.log2(1.0 + np.maximum(seconds, 0.0))).astype(np.int64)
+    capped: np.ndarray = np.minimum(buckets, n_buckets - 1)
+    capped[seconds < 0] = 1
+    return capped
 
 
 class QueryCache:

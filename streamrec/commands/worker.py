@@ -34,6 +34,10 @@ def register(app: typer.Typer) -> None:
         except ConfigError as exc:
             typer.echo(f"worker: {exc}", err=True)
             raise typer.Exit(2) from exc
+        if settings.scorer_threads:
+            import torch
+
+            torch.set_num_threads(settings.scorer_threads)
         faust_app = create_app(settings)
         # The startup objects (Faust, torch, pydantic schemas) are never garbage: freeze them so the collector's
         # full passes stop rescanning them mid-batch, and collect young objects less often (fewer, larger passes).

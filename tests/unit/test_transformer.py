@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 import torch
 
@@ -139,6 +140,16 @@ def test_left_padding_does_not_change_the_user_vector() -> None:
 def test_gap_buckets_are_log2_and_capped() -> None:
     seconds = torch.tensor([0.0, 1.0, 3.0, 1e9])
     assert gap_bucket(seconds, 24).tolist() == [2, 3, 4, 23]
+
+
+def test_serving_gap_buckets_equal_the_models() -> None:
+    # `model.sequences` buckets in numpy; the model's definition is the torch one: same buckets, boundaries included.
+    from model.sequences import _gap_buckets
+
+    edges = [float(2**k - 1) for k in range(30)]
+    seconds = [*edges, *(e + d for e in edges for d in (-1e-6, 1e-6) if e + d >= 0), 0.5, 86400.0 * 40, 1e12]
+    as_numpy = _gap_buckets(np.asarray([-1.0, *seconds]), 24).tolist()
+    assert as_numpy == [1, *gap_bucket(torch.tensor(seconds, dtype=torch.float64), 24).tolist()]
 
 
 def test_event_rows_keep_searches_drop_unknown_items_and_map_back() -> None:

@@ -27,7 +27,7 @@ from contracts.records import (
 )
 from contracts.settings import Settings
 from contracts.state import ItemContext, PastEvent, UserState
-from contracts.topics import EVENTS_TOPIC_CONFIGS, IDEMPOTENCY_HORIZON_SECONDS, TopicNames
+from contracts.topics import EVENTS_TOPIC_CONFIGS, IDEMPOTENCY_HORIZON_SECONDS, TopicNames, TopicSpec, topic_specs
 
 __all__ = [
     "EVENTS_TOPIC_CONFIGS",
@@ -54,5 +54,7 @@ __all__ = [
     "Settings",
     "StreamrecError",
     "TopicNames",
+    "TopicSpec",
     "UserState",
+    "topic_specs",
 ]

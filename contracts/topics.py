@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["EVENTS_TOPIC_CONFIGS", "IDEMPOTENCY_HORIZON_SECONDS", "TopicNames"]
+__all__ = ["EVENTS_TOPIC_CONFIGS", "IDEMPOTENCY_HORIZON_SECONDS", "TOPICS", "TopicNames", "TopicSpec", "topic_specs"]
 
 # The shortest time a user's features (and with them the offsets that make replays change nothing) outlive the
 # user's newest event: the feature store's user TTL is at least this. The events topic keeps records for less,
@@ -44,3 +45,31 @@ class TopicNames:
     def model_updates(self) -> str:
         """Announcements of newly promoted model versions."""
         return f"{self.prefix}.model-updates"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic to create: name, partitions and topic-level configs (replication factor is 1 locally)."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+# The five topics, declared once: `streamrec stack up` creates them, the worker declares them to Faust, and
+# `docker-compose.yml`'s one-shot `topics` service creates the same (a unit test holds it to this table). Every
+# topic but `recommendations` gets the events' partition count, so Faust tables fed from any of them are
+# co-partitioned with the events stream (Faust rejects a source topic whose partition count differs).
+TOPICS: tuple[tuple[str, Literal["events", "recommendations"], dict[str, str]], ...] = (
+    ("events", "events", EVENTS_TOPIC_CONFIGS),
+    ("recommendations", "recommendations", {}),
+    ("items", "events", {"cleanup.policy": "compact"}),
+    ("dead_letter", "events", {}),
+    ("model_updates", "events", {}),
+)
+
+
+def topic_specs(names: TopicNames, events_partitions: int, recommendations_partitions: int) -> list[TopicSpec]:
+    """`TOPICS` under `names`' prefix with these partition counts."""
+    counts = {"events": events_partitions, "recommendations": recommendations_partitions}
+    return [TopicSpec(getattr(names, role), counts[count], dict(cfg)) for role, count, cfg in TOPICS]

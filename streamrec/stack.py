@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from contracts.errors import ConfigError, ServiceUnavailable
-from contracts.topics import EVENTS_TOPIC_CONFIGS, TopicNames
+from contracts.topics import TopicNames, TopicSpec
+from contracts.topics import topic_specs as contract_topic_specs
 from streamrec.redis_cluster import ClusterConfig, RedisClusterProcs
 from streamrec.stack_config import StackConfig, is_alive, port_open, read_pid, write_pid
 from streamrec.stack_procs import (
@@ -42,7 +43,7 @@ from streamrec.stack_procs import (
     stop_process,
 )
 from streamrec.stack_security import StackSecurity
-from streamrec.stack_topics import TopicSpec, ensure_topics, kafka_answers, redis_answers, run_sync
+from streamrec.stack_topics import ensure_topics, kafka_answers, redis_answers, run_sync
 
 __all__ = ["LocalStack", "ServiceStatus", "StackInfo", "topic_specs"]
 
@@ -80,20 +81,8 @@ class ServiceStatus:
 
 
 def topic_specs(cfg: StackConfig) -> list[TopicSpec]:
-    """The five topics under `cfg.topic_prefix`.
-
-    Every topic but `recommendations` gets `events_partitions`, so Faust tables fed from any of them are
-    co-partitioned with the events stream (Faust rejects a source topic whose partition count differs).
-    """
-    names = TopicNames(cfg.topic_prefix)
-    parts = cfg.events_partitions
-    return [
-        TopicSpec(names.events, parts, EVENTS_TOPIC_CONFIGS),
-        TopicSpec(names.recommendations, cfg.recommendations_partitions),
-        TopicSpec(names.items, parts, {"cleanup.policy": "compact"}),
-        TopicSpec(names.dead_letter, parts),
-        TopicSpec(names.model_updates, parts),
-    ]
+    """The five topics under `cfg.topic_prefix` (`contracts.topics.TOPICS`)."""
+    return contract_topic_specs(TopicNames(cfg.topic_prefix), cfg.events_partitions, cfg.recommendations_partitions)
 
 
 class LocalStack:

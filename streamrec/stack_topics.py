@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
@@ -16,6 +15,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from contracts.errors import ServiceUnavailable
+from contracts.topics import TopicSpec
 from streamrec.stack_config import parse_host_port, port_open
 
 __all__ = ["TopicSpec", "ensure_topics", "kafka_answers", "redis_answers", "run_sync"]
@@ -33,15 +33,6 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     # A loop runs in this thread: asyncio.run would refuse, so use a private loop in a helper thread.
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    """A topic to create: name, partitions and topic-level configs (replication factor is 1 locally)."""
-
-    name: str
-    partitions: int
-    configs: dict[str, str] = field(default_factory=dict)
 
 
 def redis_answers(url: str) -> bool:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import faust
 
-from contracts import Settings
+from contracts import Settings, topic_specs
 
 __all__ = ["WorkerTopics", "declare_topics"]
 
@@ -24,13 +24,15 @@ class WorkerTopics:
 def declare_topics(app: faust.App, settings: Settings) -> WorkerTopics:
     """Declare the topics on `app` (names from `settings.topics`; they are created by `streamrec stack up`)."""
     names = settings.topics
+    specs = topic_specs(names, settings.events_partitions, settings.recommendations_partitions)
+    partitions = {spec.name: spec.partitions for spec in specs}
 
-    def topic(name: str, partitions: int) -> faust.TopicT:
-        return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=partitions)
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=partitions[name])
 
     return WorkerTopics(
-        events=topic(names.events, settings.events_partitions),
-        items=topic(names.items, settings.events_partitions),
-        recommendations=topic(names.recommendations, settings.recommendations_partitions),
-        dead_letter=topic(names.dead_letter, 1),
+        events=topic(names.events),
+        items=topic(names.items),
+        recommendations=topic(names.recommendations),
+        dead_letter=topic(names.dead_letter),
     )

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from contracts import EVENTS_TOPIC_CONFIGS, IDEMPOTENCY_HORIZON_SECONDS
+from contracts import EVENTS_TOPIC_CONFIGS, IDEMPOTENCY_HORIZON_SECONDS, TopicNames
+from contracts import topic_specs as contract_topic_specs
 from contracts.errors import ConfigError
 from feature_store import FeatureConfig
 from streamrec.stack import topic_specs
@@ -194,3 +195,13 @@ def test_compose_keeps_the_idempotency_rules_of_stack_up() -> None:
         line for line in compose["topics"]["command"][0].splitlines() if line.strip().startswith("t events")
     ]
     assert {c.split("=")[0]: c.split("=")[1] for c in events_line.split()[3:]} == EVENTS_TOPIC_CONFIGS
+
+
+def test_compose_creates_the_topics_of_the_contract_table() -> None:
+    # `docker-compose.yml` cannot import Python: its `t <name> <partitions> <configs>` lines are held to the table.
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    lines = [line.split() for line in compose["topics"]["command"][0].splitlines() if line.strip().startswith("t ")]
+    created = {name: (parts.strip('"'), dict(c.split("=", 1) for c in configs)) for _, name, parts, *configs in lines}
+    table = contract_topic_specs(TopicNames("P"), events_partitions=-1, recommendations_partitions=-2)
+    variables = {-1: "$$PARTITIONS", -2: "$$REC_PARTITIONS"}
+    assert created == {s.name.removeprefix("P."): (variables[s.partitions], s.configs) for s in table}

@@ -3,7 +3,7 @@
 Brings up what it needs with `streamrec.stack.LocalStack` (the code behind `streamrec stack up`; a running stack
 is reused and left running), fresh topics under a random prefix and a leased Redis DB (8..15). A base model of
 `--model` size (`default`: `ModelConfig()` as `streamrec train` builds it; `small`: d=32, 1 block, 20 events) is
-trained on the first half of a `model.drift.drifting_stream` and promoted into a temporary store (it is the
+trained on the first half of a `model.drifting_stream.drifting_stream` and promoted into a temporary store (it is the
 anchor). `--workers` `streamrec worker` processes and one `streamrec learner` (a cycle every `--window` events)
 start; a few first-half events warm the workers up, then the second half (the drift: other users walking the
 rings backwards, a new item cluster) streams in at `--rate` events/s, in laps (each lap: new user ids, times
@@ -51,7 +51,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts import Event, Settings
 from model.artifacts import save_model
 from model.continual import Ranker
-from model.drift import drifting_stream
+from model.drifting_stream import drifting_stream
 from model.gate import GateConfig, gate
 from model.history import UserHistory
 from model.splits import TestPoint

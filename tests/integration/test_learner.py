@@ -1,6 +1,6 @@
 """Continual learning on the real broker and Redis: `streamrec learner` + `streamrec worker` subprocesses.
 
-Drift: `model.drift.drifting_stream(seed=7)` — users walk item rings forwards before the shift and backwards
+Drift: `model.drifting_stream.drifting_stream(seed=7)` — users walk item rings forwards before the shift and backwards
 after it, and a third of the later users browse items that did not exist before. The base model is trained on
 the first half only; the learner then follows the second half. Prequential NDCG@10 (each cycle's held-back
 window, scored before anything is trained on it) of the model the learner keeps serving must beat the frozen
@@ -27,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import Event, EventType, Item, Settings
 from model.artifacts import save_model
-from model.drift import drifting_stream
+from model.drifting_stream import drifting_stream
 from model.store import ModelStore
 from model.train import TrainConfig, train
 from model.transformer import ModelConfig, SeqRecModel

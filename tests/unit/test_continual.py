@@ -20,7 +20,7 @@ from model.continual import (
     grow_vocabulary,
     ndcg_at_10,
 )
-from model.drift import drifting_stream
+from model.drifting_stream import drifting_stream
 from model.scoring import PastEvent
 from model.stream_buffer import StreamBuffer
 from model.transformer import ModelConfig, SeqRecModel

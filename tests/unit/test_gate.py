@@ -9,7 +9,7 @@ import torch
 
 from contracts import EventType
 from model.continual import ContinualConfig, Ranker, ReplayReservoir, fine_tune
-from model.drift import drifting_stream
+from model.drifting_stream import drifting_stream
 from model.gate import GateConfig, decide, gate
 from model.scoring import PastEvent, UserState
 from model.splits import TestPoint

@@ -14,7 +14,7 @@ import torch
 from contracts import Event, EventType, Explanation, Recommendation, RecommendedItem, Settings
 from model.artifacts import save_model
 from model.continual import ContinualConfig, FineTuneResult, fine_tune
-from model.drift import drifting_stream
+from model.drifting_stream import drifting_stream
 from model.gate import GateConfig
 from model.store import ModelStore
 from model.stream_buffer import StreamBuffer

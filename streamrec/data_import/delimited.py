@@ -179,15 +179,14 @@ class CsvReader(common.SourceReader):
                         yield self._row(spec, fields, tag, line)
 
     def _row(self, spec: CsvSpec, fields: list[str], tag: str, line: int) -> EventFields | Reject:
-        where = f"{tag}:{line}"
         if len(fields) != len(spec.columns):
             detail = spec.bad_row.format(count=len(spec.columns), got=len(fields))
-            return Reject("bad_row", where, detail, spec.raw(fields))
-        row = dict(zip(spec.columns, (v.strip() for v in fields), strict=True))
+            return Reject("bad_row", f"{tag}:{line}", detail, spec.raw(fields))
+        row = dict(zip(spec.columns, map(str.strip, fields), strict=True))
         self.observe(row)
         outcome = self._accept(spec, row)
         if isinstance(outcome, Refusal):
-            return Reject(outcome.reason, where, outcome.detail, spec.raw(fields))
+            return Reject(outcome.reason, f"{tag}:{line}", outcome.detail, spec.raw(fields))
         return {"event_id": common.event_id(self.format_name, tag, line), **outcome}
 
     def _accept(self, spec: CsvSpec, row: Row) -> EventFields | Refusal:

@@ -1,7 +1,8 @@
 """`streamrec data import`: public e-commerce logs -> canonical `contracts.Event` / `contracts.Item` JSON lines.
 
-One module per source format (its docstring documents the mapping; `README.md` has the summary table);
-`pipeline` validates, sorts and writes; `writer` owns the output files.
+One module per source format (its docstring documents the mapping; `README.md` has the summary table); the
+delimited formats declare a `delimited.CsvSpec` and share its reading loop; `pipeline` validates, sorts and
+writes; `writer` owns the output files.
 
 Example:
     >>> from pathlib import Path

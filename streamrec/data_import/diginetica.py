@@ -18,19 +18,11 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 
-from streamrec.data_import.common import (
-    DataImportError,
-    EventFields,
-    ItemFields,
-    Reject,
-    SourceReader,
-    csv_raw,
-    event_id,
-    open_text,
-    source_tag,
-)
+from streamrec.data_import.common import DataImportError, EventFields, ItemFields, open_text
+from streamrec.data_import.delimited import CsvReader, CsvSpec, Header, Row, missing
 
 __all__ = ["DigineticaReader"]
 
@@ -46,18 +38,42 @@ def _header(path: Path) -> tuple[str, ...]:
     return tuple(name.strip().lower().replace("_", "") for name in first)
 
 
+@lru_cache(maxsize=4096)  # a few hundred distinct days over millions of rows
 def _day(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
 
 
-class DigineticaReader(SourceReader):
+def _session_time(day_text: str, timeframe: str) -> datetime:
+    day = _day(day_text)
+    offset_ms = int(timeframe)
+    if offset_ms < 0:
+        msg = "negative timeframe"
+        raise ValueError(msg)
+    return day + timedelta(milliseconds=offset_ms)
+
+
+def _layout(columns: tuple[str, ...]) -> CsvSpec:
+    """Views and purchases differ only in their columns (the header was recognised by `locate`)."""
+    return CsvSpec(
+        columns=columns,
+        delimiter=";",
+        header=Header.SKIP,
+        checks=(missing("sessionid", "missing_session", "sessionId"), missing("itemid", "missing_item", "itemId")),
+        time=("eventdate", "timeframe"),
+        parse_time=_session_time,
+    )
+
+
+_LAYOUTS = {"views": _layout(_VIEWS), "purchases": _layout(_PURCHASES)}
+
+
+class DigineticaReader(CsvReader):
     """Reads the views and/or purchases csv of a DIGINETICA folder, plus its category map."""
 
     format_name = "diginetica"
 
     def __init__(self, src: Path) -> None:
         self._roles: dict[Path, str] = {}
-        self._days: dict[str, datetime] = {}
         super().__init__(src)
 
     def locate(self, src: Path) -> list[Path]:
@@ -78,57 +94,24 @@ class DigineticaReader(SourceReader):
             raise DataImportError(msg)
         return files
 
-    def rows(self) -> Iterator[EventFields | Reject]:
-        """Views, then purchases, one row per csv line."""
-        for path in self.files:
-            role = self._roles[path]
-            if role == "categories":
-                continue
-            tag = source_tag(path)
-            with open_text(path) as f:
-                reader = csv.reader(f, delimiter=";")
-                next(reader)
-                for row in reader:
-                    yield self._row(row, role, tag, reader.line_num)
+    def event_files(self) -> list[tuple[Path, CsvSpec]]:
+        """Views, then purchases."""
+        return [(path, _LAYOUTS[self._roles[path]]) for path in self.files if self._roles[path] != "categories"]
 
-    def _row(self, row: list[str], role: str, tag: str, line: int) -> EventFields | Reject:
-        where = f"{tag}:{line}"
-        names = _VIEWS if role == "views" else _PURCHASES
-        if len(row) != len(names):
-            return Reject("bad_row", where, f"expected {len(names)} fields, got {len(row)}", csv_raw(row, ";"))
-        fields = dict(zip(names, (v.strip() for v in row), strict=True))
-        session, item = fields["sessionid"], fields["itemid"]
-        if not session:
-            return Reject("missing_session", where, "empty sessionId", csv_raw(row, ";"))
-        if not item:
-            return Reject("missing_item", where, "empty itemId", csv_raw(row, ";"))
-        try:
-            ts = self._time(fields["eventdate"], fields["timeframe"])
-        except (ValueError, OverflowError):
-            detail = f"eventdate {fields['eventdate']!r} / timeframe {fields['timeframe']!r}"
-            return Reject("bad_timestamp", where, detail, csv_raw(row, ";"))
-        user = fields["userid"]
+    def event(self, row: Row, ts: datetime) -> EventFields:
+        """A view, or a purchase with its order number; a session without a user id is its own user."""
+        session, user = row["sessionid"], row["userid"]
+        purchase = "ordernumber" in row  # only the purchases layout has the column
         event: EventFields = {
-            "event_id": event_id(self.format_name, tag, line),
             "user_id": user if user not in _NO_USER else f"s{session}",
-            "item_id": item,
-            "type": "view" if role == "views" else "purchase",
+            "item_id": row["itemid"],
+            "type": "purchase" if purchase else "view",
             "ts": ts,
             "session_id": session,
         }
-        if role == "purchases":
-            event["context"] = {"ordernumber": fields["ordernumber"]}
+        if purchase:
+            event["context"] = {"ordernumber": row["ordernumber"]}
         return event
-
-    def _time(self, day_text: str, timeframe: str) -> datetime:
-        day = self._days.get(day_text)
-        if day is None:
-            day = self._days[day_text] = _day(day_text)
-        offset_ms = int(timeframe)
-        if offset_ms < 0:
-            msg = "negative timeframe"
-            raise ValueError(msg)
-        return day + timedelta(milliseconds=offset_ms)
 
     def items(self) -> Iterator[ItemFields]:
         """Every item of `product-categories.csv` with its category id."""

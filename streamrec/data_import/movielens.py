@@ -11,20 +11,11 @@ Reject reasons: `bad_row` (not 4 fields), `missing_user`, `missing_item`, `bad_r
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
-from streamrec.data_import.common import (
-    DataImportError,
-    EventFields,
-    ItemFields,
-    Reject,
-    SourceReader,
-    event_id,
-    from_unix_seconds,
-    open_text,
-    pick_file,
-    source_tag,
-)
+from streamrec.data_import.common import EventFields, ItemFields, from_unix_seconds, open_text, pick_file
+from streamrec.data_import.delimited import Check, CsvReader, CsvSpec, Header, Row, missing
 
 __all__ = ["MovielensReader"]
 
@@ -33,12 +24,28 @@ _GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
 )  # fmt: skip
+_RATINGS = frozenset({"1", "2", "3", "4", "5"})
 
 
-class MovielensReader(SourceReader):
+class MovielensReader(CsvReader):
     """Reads `u.data` (+ `u.item`, `u.genre` of the same folder)."""
 
     format_name = "movielens"
+    spec = CsvSpec(
+        columns=("user", "item", "rating", "timestamp"),
+        delimiter="\t",
+        header=Header.NONE,
+        quoted=False,  # u.data has no quoting; blank lines are skipped, not rejected
+        bad_row="expected {count} tab-separated fields, got {got}",
+        wrong_layout="{path}: not a MovieLens u.data file (first line has {got} tab fields, expected {count})",
+        checks=(
+            missing("user", "missing_user", "user id"),
+            missing("item", "missing_item", "item id"),
+            Check("bad_rating", "rating", lambda value: value not in _RATINGS, "rating {value!r} not in 1..5"),
+        ),
+        time=("timestamp",),
+        parse_time=from_unix_seconds,
+    )
 
     def locate(self, src: Path) -> list[Path]:
         """`u.data`, then `u.item` and `u.genre` when `src` is the folder and they exist."""
@@ -46,41 +53,14 @@ class MovielensReader(SourceReader):
         extra = [src / name for name in ("u.item", "u.genre")] if src.is_dir() else []
         return [data, *[p for p in extra if p.is_file()]]
 
-    def rows(self) -> Iterator[EventFields | Reject]:
-        """One row per rating line."""
-        path = self.files[0]
-        tag = source_tag(path)
-        with open_text(path) as f:
-            for line_no, text in enumerate(f, start=1):
-                fields = text.rstrip("\r\n").split("\t")
-                if line_no == 1 and len(fields) != 4:
-                    msg = f"{path}: not a MovieLens u.data file (first line has {len(fields)} tab fields, expected 4)"
-                    raise DataImportError(msg)
-                if text.strip():
-                    yield self._row(fields, text.rstrip("\r\n"), tag, line_no)
-
-    def _row(self, fields: list[str], raw: str, tag: str, line: int) -> EventFields | Reject:
-        where = f"{tag}:{line}"
-        if len(fields) != 4:
-            return Reject("bad_row", where, f"expected 4 tab-separated fields, got {len(fields)}", raw)
-        user, item, rating_text, ts_text = (v.strip() for v in fields)
-        if not user:
-            return Reject("missing_user", where, "empty user id", raw)
-        if not item:
-            return Reject("missing_item", where, "empty item id", raw)
-        if rating_text not in {"1", "2", "3", "4", "5"}:
-            return Reject("bad_rating", where, f"rating {rating_text!r} not in 1..5", raw)
-        try:
-            ts = from_unix_seconds(ts_text)
-        except (ValueError, OverflowError):
-            return Reject("bad_timestamp", where, f"timestamp {ts_text!r}", raw)
+    def event(self, row: Row, ts: datetime) -> EventFields:
+        """A rating as an engagement click, the rating kept in `context`."""
         return {
-            "event_id": event_id(self.format_name, tag, line),
-            "user_id": user,
-            "item_id": item,
+            "user_id": row["user"],
+            "item_id": row["item"],
             "type": "click",
             "ts": ts,
-            "context": {"rating": int(rating_text)},
+            "context": {"rating": int(row["rating"])},
         }
 
     def items(self) -> Iterator[ItemFields]:

@@ -22,30 +22,20 @@ Catalog: every StockCode seen (except non-product codes); `title` = its most fre
 
 from __future__ import annotations
 
-import csv
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from streamrec.data_import.common import (
-    DataImportError,
-    EventFields,
-    ItemFields,
-    Reject,
-    SourceReader,
-    csv_raw,
-    event_id,
-    open_text,
-    pick_file,
-    source_tag,
-)
+from streamrec.data_import.common import EventFields, ItemFields
+from streamrec.data_import.delimited import Check, CsvReader, CsvSpec, Refusal, Row, required
 
 __all__ = ["NON_PRODUCT_CODES", "OnlineRetailReader", "parse_uk_time"]
 
-_HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
+_COLUMNS = ("InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country")
 _LONDON = ZoneInfo("Europe/London")
 NON_PRODUCT_CODES = frozenset(
     {"POST", "DOT", "C2", "M", "m", "D", "S", "B", "BANK CHARGES", "AMAZONFEE", "CRUK", "ADJUST", "ADJUST2"}
@@ -60,82 +50,68 @@ def parse_uk_time(text: str) -> datetime:
     return local.astimezone(UTC)
 
 
-class OnlineRetailReader(SourceReader):
+# Minute resolution: ~20k distinct invoice times over 540k lines, so each is parsed once.
+_invoice_time = lru_cache(maxsize=1 << 16)(parse_uk_time)
+
+
+def _cancelled(invoice: str) -> bool:
+    return invoice.upper().startswith("C")
+
+
+class OnlineRetailReader(CsvReader):
     """Reads the Online Retail invoice-lines csv (`*.csv.gz` or `*.csv`)."""
 
     format_name = "online-retail"
+    patterns = ("online_retail*.csv*", "*.csv.gz")
+    what = "Online Retail invoice lines"
+    spec = CsvSpec(
+        columns=_COLUMNS,
+        wrong_layout="{path}: not an Online Retail file (header {header}, expected {names})",
+        checks=(
+            Check("cancellation", "InvoiceNo", _cancelled, "InvoiceNo {value!r}"),
+            *required(CustomerID="missing_user", StockCode="missing_item"),
+        ),
+        time=("InvoiceDate",),
+        parse_time=_invoice_time,
+    )
 
     def __init__(self, src: Path) -> None:
         super().__init__(src)
         self._titles: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._prices: defaultdict[str, list[float]] = defaultdict(list)
-        self._times: dict[str, datetime] = {}  # minute resolution: ~20k distinct values, parse each once
 
-    def locate(self, src: Path) -> list[Path]:
-        """The one invoice-lines csv of the folder."""
-        return [pick_file(src, ["online_retail*.csv*", "*.csv.gz"], "Online Retail invoice lines")]
-
-    def rows(self) -> Iterator[EventFields | Reject]:
-        """One row per invoice line."""
-        path = self.files[0]
-        tag = source_tag(path)
-        with open_text(path, encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header] != _HEADER:
-                msg = f"{path}: not an Online Retail file (header {header}, expected {_HEADER})"
-                raise DataImportError(msg)
-            for row in reader:
-                yield self._row(row, tag, reader.line_num)
-
-    def _row(self, row: list[str], tag: str, line: int) -> EventFields | Reject:
-        where = f"{tag}:{line}"
-        if len(row) != len(_HEADER):
-            return Reject("bad_row", where, f"expected 8 fields, got {len(row)}", csv_raw(row))
-        invoice, code, description, qty_text, date_text, price_text, customer, country = (v.strip() for v in row)
-        cancelled = invoice.upper().startswith("C")
-        if code and code not in NON_PRODUCT_CODES:
-            self._observe(code, description, price_text, cancelled)
-        reject = _check(invoice, code, customer, cancelled)
-        if reject is not None:
-            return Reject(reject[0], where, reject[1], csv_raw(row))
-        try:
-            ts = self._time(date_text)
-        except ValueError:
-            return Reject("bad_timestamp", where, f"InvoiceDate {date_text!r}", csv_raw(row))
-        quantity = _to_int(qty_text)
-        if quantity is None or quantity <= 0:
-            return Reject("bad_quantity", where, f"Quantity {qty_text!r} on a sale line", csv_raw(row))
-        price = _to_float(price_text)
-        if price is None or not price >= 0:  # `not >=` also catches NaN
-            return Reject("bad_price", where, f"UnitPrice {price_text!r}", csv_raw(row))
-        if code in NON_PRODUCT_CODES:
-            return Reject("non_product", where, f"StockCode {code!r} ({description})", csv_raw(row))
-        return {
-            "event_id": event_id(self.format_name, tag, line),
-            "user_id": customer.removesuffix(".0"),  # the original Excel/parquet column is a float
-            "item_id": code,
-            "type": "purchase",
-            "ts": ts,
-            "session_id": invoice,
-            "context": {"quantity": quantity, "unit_price": price, "country": country},
-        }
-
-    def _time(self, text: str) -> datetime:
-        ts = self._times.get(text)
-        if ts is None:
-            ts = self._times[text] = parse_uk_time(text)
-        return ts
-
-    def _observe(self, code: str, description: str, price_text: str, cancelled: bool) -> None:
+    def observe(self, row: Row) -> None:
         """Catalog evidence from every line, whether or not it becomes an event."""
+        code, description = row["StockCode"], row["Description"]
+        if not code or code in NON_PRODUCT_CODES:
+            return
         if description:
             self._titles[code][description] += 1
         else:
             self._titles[code]  # noqa: B018 - registers a code that never has a description
-        price = None if cancelled else _to_float(price_text)
+        price = None if _cancelled(row["InvoiceNo"]) else _to_float(row["UnitPrice"])
         if price is not None and price >= 0:
             self._prices[code].append(price)
+
+    def event(self, row: Row, ts: datetime) -> EventFields | Refusal:
+        """A purchase, unless the quantity, the price or the product code says it is not a sale of a product."""
+        quantity = _to_int(row["Quantity"])
+        if quantity is None or quantity <= 0:
+            return Refusal("bad_quantity", f"Quantity {row['Quantity']!r} on a sale line")
+        price = _to_float(row["UnitPrice"])
+        if price is None or not price >= 0:  # `not >=` also catches NaN
+            return Refusal("bad_price", f"UnitPrice {row['UnitPrice']!r}")
+        code = row["StockCode"]
+        if code in NON_PRODUCT_CODES:
+            return Refusal("non_product", f"StockCode {code!r} ({row['Description']})")
+        return {
+            "user_id": row["CustomerID"].removesuffix(".0"),  # the original Excel/parquet column is a float
+            "item_id": code,
+            "type": "purchase",
+            "ts": ts,
+            "session_id": row["InvoiceNo"],
+            "context": {"quantity": quantity, "unit_price": price, "country": row["Country"]},
+        }
 
     def items(self) -> Iterator[ItemFields]:
         """Every product code with its most frequent description and median price."""
@@ -147,16 +123,6 @@ class OnlineRetailReader(SourceReader):
                 "title": title[:_MAX_TITLE] if title else None,
                 "price": statistics.median(prices) if prices else None,
             }
-
-
-def _check(invoice: str, code: str, customer: str, cancelled: bool) -> tuple[str, str] | None:
-    if cancelled:
-        return "cancellation", f"InvoiceNo {invoice!r}"
-    if not customer:
-        return "missing_user", "empty CustomerID"
-    if not code:
-        return "missing_item", "empty StockCode"
-    return None
 
 
 def _to_int(text: str) -> int | None:

@@ -11,27 +11,16 @@ Reject reasons: `bad_row`, `missing_user`, `missing_item`, `unknown_type`, `bad_
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from streamrec.data_import.common import (
-    DataImportError,
-    EventFields,
-    ItemFields,
-    Reject,
-    SourceReader,
-    csv_raw,
-    event_id,
-    open_text,
-    pick_file,
-    source_tag,
-)
+from streamrec.data_import.common import EventFields, ItemFields
+from streamrec.data_import.delimited import CsvReader, CsvSpec, Row, required, unknown_type
 
 __all__ = ["Rees46Reader"]
 
-_HEADER = [
+_COLUMNS = (
     "event_time",
     "event_type",
     "product_id",
@@ -41,7 +30,7 @@ _HEADER = [
     "price",
     "user_id",
     "user_session",
-]
+)
 _TYPES = {"view": "view", "cart": "add_to_cart", "remove_from_cart": "remove_from_cart", "purchase": "purchase"}
 
 
@@ -52,57 +41,35 @@ def _parse_time(text: str) -> datetime:
     return datetime.strptime(text[:-4], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
 
 
-class Rees46Reader(SourceReader):
+class Rees46Reader(CsvReader):
     """Reads one REES46 monthly csv (or a sample of it)."""
 
     format_name = "rees46"
+    patterns = ("*.csv", "*.csv.gz")
+    what = "REES46 events csv"
+    spec = CsvSpec(
+        columns=_COLUMNS,
+        wrong_layout="{path}: not a REES46 events file (header {header}, expected {names})",
+        checks=(*required(user_id="missing_user", product_id="missing_item"), unknown_type("event_type", _TYPES)),
+        time=("event_time",),
+        parse_time=_parse_time,
+        time_error_detail=True,
+    )
 
     def __init__(self, src: Path) -> None:
         super().__init__(src)
         self._items: dict[str, ItemFields] = {}
 
-    def locate(self, src: Path) -> list[Path]:
-        """The one csv of the folder."""
-        return [pick_file(src, ["*.csv", "*.csv.gz"], "REES46 events csv")]
-
-    def rows(self) -> Iterator[EventFields | Reject]:
-        """One row per event line."""
-        path = self.files[0]
-        tag = source_tag(path)
-        with open_text(path) as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header] != _HEADER:
-                msg = f"{path}: not a REES46 events file (header {header}, expected {_HEADER})"
-                raise DataImportError(msg)
-            for row in reader:
-                yield self._row(row, tag, reader.line_num)
-
-    def _row(self, row: list[str], tag: str, line: int) -> EventFields | Reject:
-        where = f"{tag}:{line}"
-        if len(row) != len(_HEADER):
-            return Reject("bad_row", where, f"expected 9 fields, got {len(row)}", csv_raw(row))
-        when, kind_text, item, category_id, code, brand, price_text, user, session = (v.strip() for v in row)
-        if not user:
-            return Reject("missing_user", where, "empty user_id", csv_raw(row))
-        if not item:
-            return Reject("missing_item", where, "empty product_id", csv_raw(row))
-        kind = _TYPES.get(kind_text)
-        if kind is None:
-            return Reject("unknown_type", where, f"event_type {kind_text!r}", csv_raw(row))
-        try:
-            ts = _parse_time(when)
-        except ValueError as exc:
-            return Reject("bad_timestamp", where, str(exc), csv_raw(row))
-        price = _price(price_text)
-        self._items[item] = _item(item, category_id, code, brand, price)
+    def event(self, row: Row, ts: datetime) -> EventFields:
+        """The event with its price; the product's catalog entry is updated (last row wins)."""
+        item, price = row["product_id"], _price(row["price"])
+        self._items[item] = _item(item, row["category_id"], row["category_code"], row["brand"], price)
         return {
-            "event_id": event_id(self.format_name, tag, line),
-            "user_id": user,
+            "user_id": row["user_id"],
             "item_id": item,
-            "type": kind,
+            "type": _TYPES[row["event_type"]],
             "ts": ts,
-            "session_id": session or None,
+            "session_id": row["user_session"] or None,
             "context": {"price": price} if price is not None else {},
         }
 

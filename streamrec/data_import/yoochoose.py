@@ -11,26 +11,12 @@ Reject reasons: `bad_row`, `missing_session`, `missing_item`, `bad_timestamp`.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
-from pathlib import Path
+from datetime import datetime
 
-from streamrec.data_import.common import (
-    DataImportError,
-    EventFields,
-    Reject,
-    SourceReader,
-    csv_raw,
-    event_id,
-    from_unix_ms,
-    open_text,
-    pick_file,
-    source_tag,
-)
+from streamrec.data_import.common import EventFields, from_unix_ms
+from streamrec.data_import.delimited import CsvReader, CsvSpec, Row, required
 
 __all__ = ["YoochooseReader", "parse_seconds_ms"]
-
-_HEADER = ["SessionId", "ItemId", "Time"]
 
 
 def parse_seconds_ms(text: str) -> int:
@@ -42,46 +28,27 @@ def parse_seconds_ms(text: str) -> int:
     return int(whole) * 1000 + int(frac.ljust(3, "0") if frac else "0")
 
 
-class YoochooseReader(SourceReader):
+def _clicked_at(text: str) -> datetime:
+    return from_unix_ms(parse_seconds_ms(text))
+
+
+class YoochooseReader(CsvReader):
     """Reads one session-rec YooChoose split (`*.tsv`/`*.txt`)."""
 
     format_name = "yoochoose"
+    patterns = ("*train_full*", "*.tsv", "*.txt")
+    what = "YooChoose clicks"
+    spec = CsvSpec(
+        columns=("SessionId", "ItemId", "Time"),
+        delimiter="\t",
+        wrong_layout="{path}: not a session-rec YooChoose file (header {header}, expected {names})",
+        checks=required(SessionId="missing_session", ItemId="missing_item"),
+        time=("Time",),
+        parse_time=_clicked_at,
+        time_error_detail=True,
+    )
 
-    def locate(self, src: Path) -> list[Path]:
-        """`*train_full*` of a folder, else its single tsv."""
-        return [pick_file(src, ["*train_full*", "*.tsv", "*.txt"], "YooChoose clicks")]
-
-    def rows(self) -> Iterator[EventFields | Reject]:
-        """One row per click."""
-        path = self.files[0]
-        tag = source_tag(path)
-        with open_text(path) as f:
-            reader = csv.reader(f, delimiter="\t")
-            header = next(reader, None)
-            if header is None or [h.strip() for h in header] != _HEADER:
-                msg = f"{path}: not a session-rec YooChoose file (header {header}, expected {_HEADER})"
-                raise DataImportError(msg)
-            for row in reader:
-                yield self._row(row, tag, reader.line_num)
-
-    def _row(self, row: list[str], tag: str, line: int) -> EventFields | Reject:
-        where = f"{tag}:{line}"
-        if len(row) != len(_HEADER):
-            return Reject("bad_row", where, f"expected 3 fields, got {len(row)}", csv_raw(row, "\t"))
-        session, item, time_text = (v.strip() for v in row)
-        if not session:
-            return Reject("missing_session", where, "empty SessionId", csv_raw(row, "\t"))
-        if not item:
-            return Reject("missing_item", where, "empty ItemId", csv_raw(row, "\t"))
-        try:
-            ts = from_unix_ms(parse_seconds_ms(time_text))
-        except (ValueError, OverflowError) as exc:
-            return Reject("bad_timestamp", where, str(exc), csv_raw(row, "\t"))
-        return {
-            "event_id": event_id(self.format_name, tag, line),
-            "user_id": f"s{session}",
-            "item_id": item,
-            "type": "click",
-            "ts": ts,
-            "session_id": session,
-        }
+    def event(self, row: Row, ts: datetime) -> EventFields:
+        """A click of the session-as-user."""
+        session = row["SessionId"]
+        return {"user_id": f"s{session}", "item_id": row["ItemId"], "type": "click", "ts": ts, "session_id": session}

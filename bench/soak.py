@@ -7,15 +7,18 @@ Redis's memory is this run's alone, with a generated catalog over a fixed user/i
 Without `--model-dir` the worker serves the baseline blend and no learner runs (its figure prints as nan); with a
 model store (e.g. one `make demo` or `streamrec train` wrote) the worker serves its current model and `streamrec
 learner` fine-tunes it from the same stream. At the end the per-user applied counters in Redis are compared with
-what was produced: `lost` = events never applied, `duplicated` = events applied more than once.
+what was produced: `lost` = events never applied, `duplicated` = events applied more than once, counted once the
+worker has caught up (at most `--drain-seconds`; `drain_s` is how long that took, so a worker that fell behind
+shows as late, not as lossy). `--warm-events N` first applies N events per user, unmeasured, so the run starts
+with full histories (50 events per user are kept): then memory growth is the system's, not histories filling.
 
 Growth figures compare the mean of the first and the last 5 minutes (after a 2-minute warm-up; shorter runs use
 the first and last fifth), so one garbage-collection peak does not decide them.
 
-    nice -n 10 .venv/bin/python bench/soak.py --minutes 30 --rate 200
+    nice -n 10 .venv/bin/python bench/soak.py --minutes 30 --rate 200 [--users 1000 --warm-events 50 --model-dir M]
 
 Last line: `RESULT minutes=... rate=... rss_growth_pct=... learner_rss_growth_pct=... redis_memory_growth_pct=...
-p99_ms_first_5min=... p99_ms_last_5min=... lost=... duplicated=...`.
+p99_ms_first_5min=... p99_ms_last_5min=... lost=... duplicated=... drain_s=...`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import Proc, Resolver, Stream, _rec_trigger, catalog, quantile, send, start_worker, watch  # noqa: E402
 
-from contracts import Settings  # noqa: E402
+from contracts import Event, Settings  # noqa: E402
 from feature_store import FeatureStore  # noqa: E402
 from streamrec.child_processes import free_port, worker_env  # noqa: E402
 from streamrec.stack import LocalStack  # noqa: E402
@@ -115,6 +118,23 @@ async def audit(redis_url: str, produced: dict[str, int]) -> tuple[int, int]:
         await client.aclose()
 
 
+def _counts(events: list[Event]) -> dict[str, int]:
+    produced: dict[str, int] = {}
+    for e in events:
+        produced[e.user_id] = produced.get(e.user_id, 0) + 1
+    return produced
+
+
+async def caught_up(redis_url: str, produced: dict[str, int], timeout: float) -> tuple[int, int]:
+    """`audit` once nothing is missing any more, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    lost, duplicated = await audit(redis_url, produced)
+    while lost and time.monotonic() < deadline:
+        await asyncio.sleep(5.0)
+        lost, duplicated = await audit(redis_url, produced)
+    return lost, duplicated
+
+
 async def bench(args: argparse.Namespace) -> None:
     """Bring up, run the worker under load for `--minutes`, report."""
     with tempfile.TemporaryDirectory(prefix="streamrec-soak-stack-") as state:
@@ -131,7 +151,9 @@ async def _soak(args: argparse.Namespace, bootstrap: str, redis_url: str) -> Non
     settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url)
     client = aioredis.Redis.from_url(redis_url)
     await FeatureStore(client).upsert_items(catalog(args.items))
-    events = Stream(args.users, args.items, args.seed).take(int(args.rate * args.minutes * 60))
+    stream = Stream(args.users, args.items, args.seed)
+    warm = stream.take(args.users * args.warm_events)  # applied before the clock starts: histories are full
+    events = stream.take(int(args.rate * args.minutes * 60))
     samples = Samples()
     with tempfile.TemporaryDirectory(prefix="streamrec-soak-") as tmp:
         model = {"STREAMREC_MODEL_DIR": str(args.model_dir)} if args.model_dir else {}
@@ -141,6 +163,11 @@ async def _soak(args: argparse.Namespace, bootstrap: str, redis_url: str) -> Non
         named = dict(zip(("worker", "learner"), procs, strict=False))
         try:
             await asyncio.sleep(args.startup_seconds)  # the worker joins its group before the clock starts
+            if warm:
+                began = time.monotonic()
+                await send(settings, warm, None, {})
+                left_over, _ = await caught_up(redis_url, _counts(warm), args.drain_seconds)
+                print(f"warm-up: {len(warm)} events, {left_over} not applied after {time.monotonic() - began:.0f} s")
             sent: dict[str, float] = {}
             resolver = Resolver(events, sent)
             stop, start = asyncio.Event(), time.monotonic()
@@ -155,15 +182,16 @@ async def _soak(args: argparse.Namespace, bootstrap: str, redis_url: str) -> Non
             await watcher
             stop.set()
             await sampler
+            # A worker that fell behind is still applying: `lost` is what is missing once it has caught up (or
+            # after --drain-seconds), so a backlog is not counted as loss; `drain_s` says how far behind it was.
+            drained = time.monotonic()
+            lost, duplicated = await caught_up(redis_url, _counts([*warm, *events]), args.drain_seconds)
+            drain_s = time.monotonic() - drained
         finally:
             for p in procs:
                 p.stop()
-    produced: dict[str, int] = {}
-    for e in events:
-        produced[e.user_id] = produced.get(e.user_id, 0) + 1
-    lost, duplicated = await audit(redis_url, produced)
     await client.aclose()
-    report(args, samples, timed, lost, duplicated, resolver.left)
+    report(args, samples, timed, lost, duplicated, resolver.left, drain_s)
 
 
 @dataclass
@@ -189,7 +217,9 @@ def start_learner(settings: Settings, workdir: Path, model: dict[str, str]) -> P
     return Proc(proc)
 
 
-def report(args: argparse.Namespace, s: Samples, timed: TimedResolver, lost: int, duplicated: int, left: int) -> None:
+def report(
+    args: argparse.Namespace, s: Samples, timed: TimedResolver, lost: int, duplicated: int, left: int, drain_s: float
+) -> None:
     """Print the series summary and the RESULT line."""
     first, last = windows(args.minutes)
     p99 = [1000 * quantile(timed.by_window(w), 0.99) for w in (first, last)]
@@ -202,7 +232,8 @@ def report(args: argparse.Namespace, s: Samples, timed: TimedResolver, lost: int
     print(
         f"RESULT minutes={args.minutes:g} rate={args.rate:g} rss_growth_pct={rss:.1f} "
         f"learner_rss_growth_pct={learner:.1f} redis_memory_growth_pct={redis_growth:.1f} "
-        f"p99_ms_first_5min={p99[0]:.0f} p99_ms_last_5min={p99[1]:.0f} lost={lost} duplicated={duplicated}"
+        f"p99_ms_first_5min={p99[0]:.0f} p99_ms_last_5min={p99[1]:.0f} lost={lost} duplicated={duplicated} "
+        f"drain_s={drain_s:.0f}"
     )
 
 
@@ -215,6 +246,8 @@ def main() -> None:
     p.add_argument("--items", type=int, default=20000)
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--startup-seconds", type=float, default=20.0)
+    p.add_argument("--warm-events", type=int, default=0, help="events per user applied before the clock starts")
+    p.add_argument("--drain-seconds", type=float, default=900.0, help="longest wait for a behind worker to catch up")
     p.add_argument("--model-dir", type=Path, default=None, help="model store to serve and fine-tune (adds the learner)")
     asyncio.run(bench(p.parse_args()))
 

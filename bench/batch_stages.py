@@ -62,6 +62,9 @@ def serving(args: argparse.Namespace, workdir: Path) -> ServingModel:
     """The scorer and explainer under test, as the worker would load them."""
     if args.scorer == "blend":
         return baseline_serving()
+    import torch  # noqa: PLC0415
+
+    torch.set_num_threads(Settings().scorer_threads)  # as `streamrec worker`
     store = ModelStore(train_bench_model(args, workdir))
     current = store.current_dir()
     assert current is not None

@@ -192,7 +192,7 @@ class ModelStore:
         tmp = self.root / f".incoming-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            for name in (manifest.weights_file, MANIFEST_FILE):
+            for name in (manifest.weights_file, *manifest.extra_files, MANIFEST_FILE):
                 shutil.copy2(Path(source) / name, tmp / name)
             os.replace(tmp, target)
         finally:

@@ -10,13 +10,15 @@ its position in that source's list (log1p, `depth` when unlisted) and a listed f
 current item (count, conditional probability, reverse count) and from the last 3 distinct items; repeat
 features (in history, events ago, interaction count, last event type, seconds since); item popularity (training
 count, recent decayed popularity from `ItemContext.popular`); session length and the gap between its last two
-events. Scales are logarithmic so one standardisation fits every dataset.
+events; category features (same category as the current item, share of the last 10 events in its category,
+the user's decayed category affinity; zero without categories). Scales are logarithmic so one standardisation
+fits every dataset.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,7 +36,7 @@ FEATURES: tuple[str, ...] = (
     "sk_log", "sk_rel", "sk_rank", "sk_listed",
     "co_log", "co_rel", "co_rank", "co_listed",
     "hist_in", "hist_ago", "hist_count", "hist_view", "hist_click", "hist_cart", "hist_purchase", "hist_secs",
-    "prev_item", "pop_log", "pop_recent", "sess_len", "sess_gap",
+    "prev_item", "pop_log", "pop_recent", "sess_len", "sess_gap", "cat_same", "cat_share", "cat_affinity",
 )  # fmt: skip
 _COL = {name: n for n, name in enumerate(FEATURES)}
 _TYPE_COL = {
@@ -54,6 +56,7 @@ class Sources:
     co_scores: Sequence[float]  # their scores
     recent_popularity: np.ndarray  # (V,) decayed popularity per count row (0 when not in `ItemContext.popular`)
     blocked: np.ndarray  # (V,) bool: unavailable or just bought
+    category: Mapping[str, str] = field(default_factory=dict)  # item id -> category (`ItemContext.item_category`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ def build_candidates(user: UserState, parts: CountParts, sources: Sources, depth
         _source_features(out, cands, lists, t, tr, sk, sources, size, depth)
         _transition_features(out, cands, parts, context, current)
         _user_features(out, cands, user, hist, parts, sources)
+        _category_features(out, cands, user, parts, sources.category)
     return CandidateSet(cands, out.astype(np.float32))
 
 
@@ -212,3 +216,20 @@ def _user_features(
     out[:, _COL["sess_len"]] = np.log1p(n)
     if n > 1:
         out[:, _COL["sess_gap"]] = np.log1p(max(0.0, now - user.events[-2].ts.timestamp()))
+
+
+def _category_features(
+    out: np.ndarray, cands: np.ndarray, user: UserState, parts: CountParts, category: Mapping[str, str]
+) -> None:
+    if not category:
+        return
+    recent = [category.get(e.item_id) for e in user.events[-10:] if e.item_id is not None]
+    current = recent[-1] if recent and user.events[-1].item_id is not None else None
+    shares = {c: recent.count(c) / len(recent) for c in set(recent) if c is not None}
+    for c, row in enumerate(cands.tolist()):
+        kind = category.get(parts.vocab[row])
+        if kind is None:
+            continue
+        out[c, _COL["cat_same"]] = float(kind == current)
+        out[c, _COL["cat_share"]] = shares.get(kind, 0.0)
+        out[c, _COL["cat_affinity"]] = np.log1p(max(0.0, user.category_affinity.get(kind, 0.0)))

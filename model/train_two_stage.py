@@ -23,7 +23,8 @@ from contracts import Event, Item
 from model.backends.eager import EagerTorchBackend
 from model.count_parts import CountParts
 from model.interactions import InteractionIndex
-from model.ranker import RankerConfig, RankerMLP, fit_ranker
+from model.rank_features import FEATURES
+from model.ranker import RankerConfig, RankerEnsemble, fit_ranker, list_ndcg
 from model.scoring import ItemContext
 from model.torch_scorer import TorchScorer
 from model.train import Progress, TrainConfig, TrainResult, train, validation_split
@@ -49,7 +50,7 @@ class TwoStageResult:
 
     transformer: TrainResult  # the served transformer (refitted unless `train.refit` is off)
     parts: CountParts
-    ranker: RankerMLP
+    ranker: RankerEnsemble
     metrics: dict[str, float]  # validation metrics: transformer alone and ranker
     training: dict[str, Any]
 
@@ -105,6 +106,10 @@ def train_two_stage(
         say(f"ranker epoch {epoch}: loss {loss:.4f}, held-out ndcg@10 {ndcg:.4f}")
 
     ranker, ranker_metrics = fit_ranker(examples, config.ranker, ranker_report)
+    for name in ("t_logp", "tr_log", "sk_log"):  # one source alone on the same lists, for comparison
+        column = FEATURES.index(name)
+        alone = sum(list_ndcg(f[:, column], gold) for f, gold in examples) / max(len(examples), 1)
+        say(f"validation ndcg@10 of {name} alone over the candidates: {alone:.4f}")
     served, served_parts = validated, parts
     if config.train.refit:
         epochs = int(validated.training["best_epoch"])

@@ -3,7 +3,7 @@
 Stage 1 (`CandidateBuilder`): one transformer forward per micro-batch gives its top list and its log-softmax
 over the whole vocabulary; the counting parts (`model.count_parts`: transitions, V-SKNN, item counts) and the
 feature store's co-occurrence and popularity (`ItemContext`) add theirs; `model.rank_features` forms the union
-and one feature row per candidate. Stage 2 (`TwoStageScorer`): `model.ranker.RankerMLP` scores the rows and the
+and one feature row per candidate. Stage 2 (`TwoStageScorer`): `model.ranker.RankerEnsemble` scores the rows and the
 top `k` are served. The current item is never a candidate (it is excluded in stage 1, as
 `model.exclude.ExcludeCurrentItem` does for other scorers); unavailable and just-bought items neither.
 
@@ -22,7 +22,7 @@ from contracts import Reason, ReasonKind
 from model.cooccurrence import CooccurrenceScorer
 from model.count_parts import CountParts
 from model.rank_features import CandidateSet, Sources, build_candidates
-from model.ranker import RankerMLP
+from model.ranker import RankerEnsemble
 from model.recency import item_label
 from model.scoring import ItemContext, ScoredItem, UserState
 from model.splits import TestPoint
@@ -69,7 +69,7 @@ class CandidateBuilder:
             blocked = unavailable.copy()
             blocked[[r for r in map(index.get, user.purchased_recently) if r is not None]] = True
             co = [(index[s.item_id], s.score) for s in co_lists[u] if s.item_id in index]
-            sources = Sources(t_all[u], [r for r, _ in co], [v for _, v in co], recent, blocked)
+            sources = Sources(t_all[u], [r for r, _ in co], [v for _, v in co], recent, blocked, items.item_category)
             sets.append(build_candidates(user, self.parts, sources, self.depth))
         return sets, [{s.item_id: s for s in row} for row in listed]
 
@@ -77,7 +77,7 @@ class CandidateBuilder:
 class TwoStageScorer:
     """Stage 2: the learned ranker over `CandidateBuilder`'s sets; a `Scorer`."""
 
-    def __init__(self, builder: CandidateBuilder, ranker: RankerMLP, version: str | None = None) -> None:
+    def __init__(self, builder: CandidateBuilder, ranker: RankerEnsemble, version: str | None = None) -> None:
         """Args: stage 1, the fitted ranker, version label (default: derived from the transformer's)."""
         self.builder = builder
         self.ranker = ranker

@@ -55,7 +55,8 @@ def _features(blocked: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
     mask = np.zeros(4, dtype=bool)
     mask[[parts.index[i] for i in blocked]] = True
     t_logp = np.asarray([-1.0, -2.0, -3.0, -4.0])  # b a c d
-    sources = Sources(t_logp, [parts.index["d"]], [3.0], np.zeros(4), mask)
+    category = {"a": "x", "b": "x", "c": "y", "d": "x"}
+    sources = Sources(t_logp, [parts.index["d"]], [3.0], np.zeros(4), mask, category)
     found = build_candidates(_user(), parts, sources, depth=50)
     return {
         parts.vocab[int(r)]: dict(zip(FEATURES, row.tolist(), strict=True))
@@ -94,6 +95,9 @@ def test_features_have_the_hand_computed_values() -> None:
     for item, values in expected.items():
         for name, value in values.items():
             assert f[item][name] == pytest.approx(value, abs=1e-6), (item, name)
+    # categories of the events c a b: y x x; the current item's is x
+    assert [f[i]["cat_same"] for i in "acd"] == [1.0, 0.0, 1.0]
+    assert [f[i]["cat_share"] for i in "acd"] == pytest.approx([2 / 3, 1 / 3, 2 / 3])
     for item in f:  # per-user context: 3 events, 60 s between the last two
         assert f[item]["sess_len"] == pytest.approx(np.log1p(3))
         assert f[item]["sess_gap"] == pytest.approx(np.log1p(60))

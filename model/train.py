@@ -338,12 +338,12 @@ def resolve_loss(config: TrainConfig, vocab: ItemVocab) -> TrainConfig:
 
 
 def validation_split(
-    ordered: Sequence[Event], catalog: Mapping[str, Item], config: TrainConfig, max_points: int
+    ordered: Sequence[Event], catalog: Mapping[str, Item], config: TrainConfig, max_points: int | None
 ) -> tuple[list[Event], Sequence[TestPoint], datetime]:
     """(events before the validation window, its targets, window start) for time-ordered `ordered`.
 
     `config.valid_protocol` chooses the window (newest `valid_fraction`, or every user's last item for `loo`);
-    at most `max_points` targets, subsampled with `config.seed`.
+    at most `max_points` targets (None: all), subsampled with `config.seed`.
     """
     if config.valid_protocol == "loo":
         split = loo_split(ordered, catalog, target="test", max_points=max_points, seed=config.seed)
@@ -407,16 +407,23 @@ def train(
     else:
         model.load_state_dict(best[3])
     model.eval()
+    training = _settings(config, data, len(history), best[1])
+    metrics = {**best[2], "valid_points": float(len(data.points))}
+    return TrainResult(model, vocab, metrics, history, data.cutoff, training)
+
+
+def _settings(config: TrainConfig, data: _Prepared, epochs_run: int, best_epoch: int) -> dict[str, Any]:
+    """What the manifest records about a validated run."""
     training = {
-        "loss": config.loss, "epochs_run": len(history), "best_epoch": best[1], "seed": config.seed,
+        "loss": config.loss, "epochs_run": epochs_run, "best_epoch": best_epoch, "seed": config.seed,
         "lr": config.lr, "batch_size": config.batch_size, "valid_fraction": config.valid_fraction,
         "valid_points": len(data.points), "train_sequences": int(data.windows.items.shape[0]),
         "train_events": data.n_fit, "cutoff": data.cutoff.isoformat(), "refit": config.refit,
+        "train_targets": config.train_targets, "max_train_seconds": config.max_train_seconds,
     }  # fmt: skip
     if config.refit:
         training["refit_events"] = len(data.everything)
-    metrics = {**best[2], "valid_points": float(len(data.points))}
-    return TrainResult(model, vocab, metrics, history, data.cutoff, training)
+    return training
 
 
 def _refit_only(

@@ -4,8 +4,8 @@
    (`model.train.train`, next-new targets).
 2. The counting parts (`model.count_parts`) are fitted on the same events, so on the validation window every
    part is as far from its data as it will be from the test (or serving) events.
-3. The ranker (`model.ranker`) is fitted on the validation window's targets (up to `ranker_points`), with its
-   own early stopping on a held-out share of them.
+3. The ranker (`model.ranker`) is fitted on the validation window's targets (up to `ranker_points` whose item
+   the parts know), with its own early stopping on held-out shares of them.
 4. Refit (default): the transformer is retrained from scratch on all events for the epoch count early stopping
    chose, and the counting parts are refitted on all events; the ranker is kept (its features are
    scale-free: log counts, ranks, relative scores).
@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from contracts import Event, Item
 from model.backends.eager import EagerTorchBackend
 from model.count_parts import CountParts
@@ -26,6 +28,7 @@ from model.interactions import InteractionIndex
 from model.rank_features import FEATURES
 from model.ranker import RankerConfig, RankerEnsemble, fit_ranker, list_ndcg
 from model.scoring import ItemContext
+from model.splits import TestPoint
 from model.torch_scorer import TorchScorer
 from model.train import Progress, TrainConfig, TrainResult, train, validation_split
 from model.two_stage import CandidateBuilder, TwoStageScorer, training_examples
@@ -73,6 +76,19 @@ def fit_context(events: Sequence[Event], catalog: Mapping[str, Item], protocol: 
     return InteractionIndex.build(events, catalog).item_context(unavailable=unavailable)
 
 
+def _learnable(points: Sequence[TestPoint], parts: CountParts, limit: int, seed: int) -> list[TestPoint]:
+    """Up to `limit` points (seeded subsample) whose target the parts know.
+
+    A target first seen inside the validation window can be no candidate (as a test target outside the training
+    items is a miss), so it teaches the ranker nothing; on Taobao, whose window spans days, most are such.
+    """
+    known = [p for p in points if p.target in parts.index]
+    if len(known) <= limit:
+        return known
+    keep = np.sort(np.random.default_rng(seed).choice(len(known), size=limit, replace=False))
+    return [known[i] for i in keep.tolist()]
+
+
 def train_two_stage(
     events: Sequence[Event],
     catalog: Mapping[str, Item],
@@ -92,8 +108,9 @@ def train_two_stage(
     say(f"transformer: best epoch {validated.training['best_epoch']}, validation ndcg@10 "
         f"{validated.metrics['ndcg@10']:.4f} ({time.monotonic() - started:.0f} s)")  # fmt: skip
     ordered = sorted(events, key=lambda e: e.ts)
-    fit, points, _ = validation_split(ordered, catalog, config.train, config.ranker_points)
+    fit, every_point, _ = validation_split(ordered, catalog, config.train, None)
     parts = CountParts.fit(fit)
+    points = _learnable(every_point, parts, config.ranker_points, config.train.seed)
     model = validated.model
     torch_scorer = TorchScorer(EagerTorchBackend(model, "cpu"), validated.vocab, model.config, "validation")
     builder = CandidateBuilder(torch_scorer, parts, config.depth)

@@ -86,7 +86,8 @@ class RankerMLP(nn.Module):
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Scores of a (n, F) float array, in eval mode."""
         self.eval()
-        return self(torch.from_numpy(np.asarray(features, dtype=np.float32))).numpy()
+        scores: np.ndarray = self(torch.from_numpy(np.asarray(features, dtype=np.float32))).numpy()
+        return scores
 
 
 class RankerEnsemble(nn.Module):
@@ -123,6 +124,7 @@ def list_ndcg(scores: np.ndarray, gold: int, k: int = 10) -> float:
 
 
 def _listwise_loss(model: RankerMLP, lists: Sequence[tuple[Tensor, int]]) -> Tensor:
+    """Mean over lists of -log softmax(target) within its own list (a segment log-sum-exp over the flat rows)."""
     features = torch.cat([f for f, _ in lists])  # (sum n, F)
     sizes = torch.tensor([len(f) for f, _ in lists])
     segment = torch.repeat_interleave(torch.arange(len(lists)), sizes)  # (sum n,)
@@ -131,7 +133,8 @@ def _listwise_loss(model: RankerMLP, lists: Sequence[tuple[Tensor, int]]) -> Ten
     top = torch.zeros(len(lists)).scatter_reduce(0, segment, z.detach(), "amax", include_self=False)
     total = torch.zeros(len(lists)).index_add(0, segment, torch.exp(z - top[segment]))
     gold = offsets + torch.tensor([g for _, g in lists])
-    return (torch.log(total) + top - z[gold]).mean()
+    loss: Tensor = (torch.log(total) + top - z[gold]).mean()
+    return loss
 
 
 def fit_ranker(
@@ -212,7 +215,7 @@ def _epoch(
     for start in range(0, len(order), config.batch_points):
         loss = _listwise_loss(model, [lists[i] for i in order[start : start + config.batch_points]])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         total, steps = total + float(loss.detach()), steps + 1
     return total / max(steps, 1)

@@ -131,7 +131,7 @@ def train_two_stage(
     if config.train.refit:
         epochs = int(validated.training["best_epoch"])
         say(f"refit on all {len(ordered)} events: transformer {epochs} epochs, counting parts")
-        served = train(events, catalog, dataclasses.replace(config.train, refit_epochs=epochs), on_progress)
+        served = train(events, catalog, dataclasses.replace(config.train, refit_epochs=epochs), on_progress=on_progress)
         served_parts = CountParts.fit(ordered)
     seconds = time.monotonic() - started
     metrics = {**validated.metrics, **ranker_metrics, "ranker_coverage": covered}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from contracts import Event, Item
     from model.train import Progress as TrainProgress
@@ -176,7 +176,7 @@ def _train_and_save(
     catalog: dict[str, Item],
     config: TrainConfig,
     two_stage: bool,
-    fingerprint: dict[str, object],
+    fingerprint: Mapping[str, object],
 ) -> None:
     """Run the training under a progress display and write the model directory."""
     from contracts import StreamrecError

@@ -2,11 +2,12 @@
 next to the transformer alone and every baseline.
 
 Run: `.venv/bin/python bench/model_quality.py DIR [DIR ...] [--loo] [--protocol=time] [--test-days=N]
-[key=value ...]` on imported directories (`streamrec data import`). Time split (default protocol `next-new`, as
-`streamrec evaluate --data DIR`): test = the last 24 h (`--test-days=N`: the last N days), the model trains on
-the events before it (as `streamrec train --exclude-last-days N`); `--protocol=time` makes every test event a
-target (the protocol before issue 11); `--loo`: each user's last item is the test target and the model never
-sees it (as `streamrec train --protocol loo` / `evaluate --protocol loo`).
+[--cutoff=ISO] [key=value ...]` on imported directories (`streamrec data import`). Time split (default protocol
+`next-new`, as `streamrec evaluate --data DIR`): test = the last 24 h (`--test-days=N`: the last N days;
+`--cutoff=ISO`: from that time on, as `evaluate --cutoff`), the model trains on the events before it (as
+`streamrec train --exclude-last-days N` / `--until ISO`); `--protocol=time` makes every test event a target
+(the protocol before issue 11); `--loo`: each user's last item is the test target and the model never sees it
+(as `streamrec train --protocol loo` / `evaluate --protocol loo`).
 
 The model is what `streamrec train` builds with no flags (`model.train_two_stage.train_two_stage` with the
 default `TwoStageConfig`). `key=value` overrides `ModelConfig` / `TrainConfig` / `TwoStageConfig` fields, or
@@ -21,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,10 @@ def _split(directory: Path, flags: dict[str, str]) -> Split:
     if "--loo" in flags:
         return loo_split(events, catalog)
     days = float(flags.get("--test-days") or 1)
-    history, test = split_at(events, max(e.ts for e in events) - timedelta(days=days))
+    cutoff = max(e.ts for e in events) - timedelta(days=days)
+    if flags.get("--cutoff"):
+        cutoff = datetime.fromisoformat(flags["--cutoff"])
+    history, test = split_at(events, cutoff)
     return time_split(history, test, catalog, targets="every" if flags.get("--protocol") == "time" else "next-new")
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from contracts import ChecksumMismatch, Event, EventType, ModelError, Settings
-from model.artifacts import load_model
+from model.artifacts import load_model, load_scorer
 from model.count_parts import CountParts
 from model.evaluate import split_context
 from model.rank_features import FEATURES, Sources, build_candidates
@@ -173,3 +173,16 @@ def test_the_store_copies_and_verifies_every_two_stage_file(two_stage_dir: Path,
     (copied / "ranker.safetensors").write_bytes(b"tampered")
     with pytest.raises(ChecksumMismatch):
         load_model(copied)
+
+
+def test_a_fine_tune_of_a_two_stage_version_stays_two_stage(two_stage_dir: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    parent = store.promote(two_stage_dir)
+    loaded = store.load(parent.version)
+    with torch.no_grad():
+        next(loaded.model.parameters()).add_(0.01)  # stands in for the learner's fine-tuning steps
+    child = store.save(loaded.model, loaded.vocab, parent_version=parent.version)
+    assert child.two_stage == parent.two_stage and child.extra_files == parent.extra_files
+    assert child.version != parent.version
+    scorer = load_scorer(store.path(child.version), backend="torch", device="cpu")
+    assert isinstance(scorer, TwoStageScorer) and scorer.version == child.version

@@ -193,7 +193,6 @@ def _train_and_save(
                 lambda report, log: train_two_stage(events, catalog, TwoStageConfig(config), report, log)
             )
             manifest = save_two_stage(out, result, data=fingerprint)
-            alone = result.transformer
         else:
             encoder = MiniLMEncoder() if config.model.text_tower else None
             alone = _with_progress(lambda report, _: train(events, catalog, config, encoder, report))
@@ -207,7 +206,7 @@ def _train_and_save(
     extra = f", ranker held-out ndcg@10={ranker:.4f}" if ranker is not None else ""
     typer.echo(
         f"saved {manifest.version} to {out}: transformer validation ndcg@10={manifest.metrics['ndcg@10']:.4f} "
-        f"(best epoch {alone.training['best_epoch']}/{alone.training['epochs_run']}){extra}"
+        f"(best epoch {manifest.training['best_epoch']}/{manifest.training['epochs_run']}){extra}"
     )
 
 

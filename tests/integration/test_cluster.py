@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from contracts import Event, ServiceUnavailable, Settings
-from feature_store import FeatureConfig, FeatureStore
+from feature_store import FeatureConfig, FeatureStore, Position
 from feature_store.store import store_client
 from streamrec.redis_cluster import RedisClusterProcs
 from streams.settle import is_retriable
@@ -101,6 +101,11 @@ async def test_master_killed_mid_stream_every_event_applied_exactly_once(
     store = FeatureStore(cluster_client, FeatureConfig(namespace=cluster_namespace))
     events = ws.generated_events(6000, users=300, prefix="f")
     batches = [events[at : at + 100] for at in range(0, len(events), 100)]
+    # Where the worker read each event (one partition here): a retried batch is then recognised by the watermarks.
+    places = [
+        [Position("events", 0, at + n) for n in range(len(b))]
+        for at, b in zip(range(0, len(events), 100), batches, strict=True)
+    ]
     users = sorted({e.user_id for e in events})
     victim = _master_of(redis_cluster, cluster_client, store.keys.user_stats(users[0]))
     (replica,) = redis_cluster.replicas()[victim]
@@ -110,11 +115,11 @@ async def test_master_killed_mid_stream_every_event_applied_exactly_once(
 
     async def writer() -> None:
         # What the worker does (streams/settle.py): a transient error retries the same batch after a pause.
-        for batch in batches:
+        for batch, at in zip(batches, places, strict=True):
             started = time.monotonic()
             while True:
                 try:
-                    await store.apply_events(batch)
+                    await store.apply_events(batch, at)
                     break
                 except Exception as exc:
                     if not is_retriable(exc):

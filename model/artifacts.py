@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -28,6 +29,9 @@ from model.text_tower import MiniLMEncoder, TextEncoder
 from model.torch_scorer import TorchScorer
 from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
+
+if TYPE_CHECKING:
+    from model.two_stage import TwoStageScorer
 
 __all__ = [
     "MANIFEST_FILE",
@@ -63,6 +67,12 @@ class Manifest(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, description="Fingerprint of the training data.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Validation metrics, e.g. ndcg@10.")
     training: dict[str, Any] = Field(default_factory=dict, description="Training settings (loss, epochs, seed).")
+    extra_files: dict[str, str] = Field(
+        default_factory=dict, description="Further files of the model (name -> sha256), e.g. the two-stage parts."
+    )
+    two_stage: dict[str, Any] | None = Field(
+        default=None, description="Two-stage settings (`model.two_stage_store`); None for a transformer alone."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +110,14 @@ def save_model(
     metrics: dict[str, float] | None = None,
     training: dict[str, Any] | None = None,
     parent_version: str | None = None,
+    extra_files: Sequence[str] = (),
+    two_stage: dict[str, Any] | None = None,
 ) -> Manifest:
-    """Write `model.safetensors` then `manifest.json` into `out_dir` (each via an atomic rename)."""
+    """Write `model.safetensors` then `manifest.json` into `out_dir` (each via an atomic rename).
+
+    `extra_files` (already in `out_dir`) are checksummed into the manifest; the version then hashes them too
+    (`two-stage-<sha12>` with `two_stage` settings), so a new ranker over the same weights is a new version.
+    """
     if vocab.capacity != model.config.n_items:
         msg = f"vocabulary capacity {vocab.capacity} != model rows {model.config.n_items}"
         raise ModelError(msg)
@@ -111,8 +127,13 @@ def save_model(
     state = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
     _write_atomically(weights, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
     sha = file_sha256(weights)
+    extras = {name: file_sha256(out / name) for name in extra_files}
+    version = f"transformer-{sha[:12]}"
+    if extras or two_stage is not None:
+        combined = hashlib.sha256("".join([sha, *(extras[n] for n in sorted(extras))]).encode()).hexdigest()
+        version = f"two-stage-{combined[:12]}"
     manifest = Manifest(
-        version=f"transformer-{sha[:12]}",
+        version=version,
         created_at=datetime.now(UTC),
         parent_version=parent_version,
         config=dataclasses.asdict(model.config),
@@ -121,6 +142,8 @@ def save_model(
         data=data or {},
         metrics=metrics or {},
         training=training or {},
+        extra_files=extras,
+        two_stage=two_stage,
     )
     _write_atomically(out / MANIFEST_FILE, lambda p: p.write_text(manifest.model_dump_json(indent=2)))
     return manifest
@@ -151,6 +174,18 @@ def _check_shapes(tensors: dict[str, torch.Tensor], model: SeqRecModel, where: P
         raise ModelError(msg)
 
 
+def _check_extra_files(directory: Path, manifest: Manifest) -> None:
+    for name, sha in manifest.extra_files.items():
+        path = directory / name
+        if path.suffix != ".safetensors" or path.parent.resolve() != directory.resolve() or not path.is_file():
+            msg = f"{directory}: extra file {name!r} is missing or not a safetensors file in the directory"
+            raise ModelError(msg)
+        actual = file_sha256(path)
+        if actual != sha:
+            msg = f"{path}: sha256 {actual} != manifest {sha}"
+            raise ChecksumMismatch(msg)
+
+
 def load_model(model_dir: Path) -> LoadedModel:
     """Load and verify a model directory (see the module docstring for the checks).
 
@@ -171,6 +206,7 @@ def load_model(model_dir: Path) -> LoadedModel:
     if actual != manifest.sha256:
         msg = f"{weights}: sha256 {actual} != manifest {manifest.sha256}"
         raise ChecksumMismatch(msg)
+    _check_extra_files(directory, manifest)
     try:
         config = ModelConfig(**manifest.config)
     except (TypeError, ValueError) as exc:
@@ -191,8 +227,10 @@ def load_scorer(
     device: str = "auto",
     text_encoder: TextEncoder | None = None,
     max_batch: int = 256,
-) -> TorchScorer:
+) -> TorchScorer | TwoStageScorer:
     """A ready `Scorer` for a model directory (used by `streamrec evaluate --model` and the worker).
+
+    A two-stage directory (manifest `two_stage`) gives a `model.two_stage.TwoStageScorer` around the transformer.
 
     Args:
         model_dir: Directory with `manifest.json` + `model.safetensors`.
@@ -208,4 +246,9 @@ def load_scorer(
     queries = None
     if loaded.model.config.text_tower:
         queries = QueryCache(text_encoder or MiniLMEncoder())
-    return TorchScorer(engine, loaded.vocab, loaded.model.config, loaded.manifest.version, queries, max_batch)
+    scorer = TorchScorer(engine, loaded.vocab, loaded.model.config, loaded.manifest.version, queries, max_batch)
+    if loaded.manifest.two_stage is None:
+        return scorer
+    from model.two_stage_store import load_two_stage  # local: the store module imports this one
+
+    return load_two_stage(loaded.path, loaded.manifest, scorer)

@@ -192,7 +192,7 @@ class ModelStore:
         tmp = self.root / f".incoming-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            for name in (manifest.weights_file, MANIFEST_FILE):
+            for name in (manifest.weights_file, *manifest.extra_files, MANIFEST_FILE):
                 shutil.copy2(Path(source) / name, tmp / name)
             os.replace(tmp, target)
         finally:
@@ -200,17 +200,34 @@ class ModelStore:
         return manifest
 
     def save(self, model: SeqRecModel, vocab: ItemVocab, **kwargs: Any) -> Manifest:
-        """Write a model straight into the store (`model.artifacts.save_model` kwargs); not made current."""
+        """Write a model straight into the store (`model.artifacts.save_model` kwargs); not made current.
+
+        A fine-tune of a two-stage version (`parent_version`) keeps the parent's counting parts and ranker: the
+        new transformer is served inside the same two-stage model.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".incoming-{uuid.uuid4().hex}"
         try:
-            manifest = save_model(tmp, model, vocab, **kwargs)
+            carried = self._carry_two_stage(kwargs.get("parent_version"), tmp)
+            manifest = save_model(tmp, model, vocab, **carried, **kwargs)
             target = self.path(manifest.version)
             if not (target / MANIFEST_FILE).is_file():
                 os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return manifest
+
+    def _carry_two_stage(self, parent: str | None, tmp: Path) -> dict[str, Any]:
+        """Copy a two-stage parent's extra files into `tmp`; the `save_model` kwargs that list them."""
+        if parent is None:
+            return {}
+        manifest = self.manifest(parent)
+        if manifest.two_stage is None:
+            return {}
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in manifest.extra_files:
+            shutil.copy2(self.path(parent) / name, tmp / name)
+        return {"extra_files": tuple(manifest.extra_files), "two_stage": manifest.two_stage}
 
     def set_current(
         self,

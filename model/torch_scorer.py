@@ -120,7 +120,7 @@ class TorchScorer:
         """Top-`k` items per user, best first, in input order."""
         out: list[list[ScoredItem]] = []
         for start in range(0, len(users), self._max_batch):
-            out.extend(self._score_batch(users[start : start + self._max_batch], items, k))
+            out.extend(self._score_batch(users[start : start + self._max_batch], items, k)[0])
         return out
 
     def _blocked(self, items: ItemContext, rows: int, device: torch.device) -> Tensor:
@@ -130,9 +130,29 @@ class TorchScorer:
         blocked[unavailable] = True
         return blocked.to(device)
 
-    def _score_batch(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
+    def score_with_logits(
+        self, users: Sequence[UserState], items: ItemContext, k: int
+    ) -> tuple[list[list[ScoredItem]], Tensor]:
+        """`score`'s lists and the (B, V) log-softmax over every vocabulary row (blocked rows -inf), one forward.
+
+        The two-stage re-ranker (`model.two_stage`) reads the transformer's log-probability of candidates that
+        its top-`k` does not hold.
+        """
+        lists: list[list[ScoredItem]] = []
+        logits: list[Tensor] = []
+        for start in range(0, len(users), self._max_batch):
+            part, full = self._score_batch(users[start : start + self._max_batch], items, k, with_logits=True)
+            lists.extend(part)
+            assert full is not None  # noqa: S101 (asked for)
+            logits.append(full)
+        rows = self.backend.item_table().shape[0]
+        return lists, torch.cat(logits) if logits else torch.empty((0, rows))
+
+    def _score_batch(
+        self, users: Sequence[UserState], items: ItemContext, k: int, with_logits: bool = False
+    ) -> tuple[list[list[ScoredItem]], Tensor | None]:
         if not users:
-            return []
+            return [], None
         batch, encoded = batch_from_states(users, self.vocab, self.config, self._queries)
         table = self.backend.item_table()  # (V, C)
         vectors, copy = self.backend.encode(batch)  # (B, C), (B, T)
@@ -141,6 +161,11 @@ class TorchScorer:
         blocked = self._blocked(items, table.shape[0], table.device)
         item_rows = batch.items.to(table.device)
         values, rows = chunked_topk(vectors, table, k, blocked, purchased, self._chunk_size, item_rows, copy)
+        full = None
+        if with_logits:  # the same scores for every row: (B, V), blocked rows -inf, then log-softmax
+            full = (vectors @ table.T).float()
+            full.index_put_((torch.arange(len(users))[:, None].expand_as(item_rows), item_rows), copy.float(), True)
+            full = torch.log_softmax(full.masked_fill(blocked, float("-inf")), dim=1).cpu()
         values, rows, copy = values.float().cpu(), rows.cpu(), copy.float().cpu()
         if not self._with_evidence:
             item = self.vocab.item
@@ -149,9 +174,10 @@ class TorchScorer:
                 for vu, ru in zip(values.tolist(), rows.tolist(), strict=True)
             ]
         normed = torch.nn.functional.normalize(table.float(), dim=-1)
-        return [
+        lists = [
             self._explain(user, encoded[u], values[u], rows[u], copy[u], normed, items) for u, user in enumerate(users)
         ]
+        return lists, full
 
     def _explain(
         self,

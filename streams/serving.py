@@ -1,7 +1,8 @@
 """The serving model of a worker: a (scorer, explainer) pair, loaded from the model store, replaced as one.
 
-A transformer version is explained by `Explainer.for_scorer(scorer)` (its backend, vocabulary and config); the
-baseline blend by `Explainer()`. The two always change together: the worker reads `Runtime.serving` once per
+A transformer version is explained by `Explainer.for_scorer(scorer)` (its backend, vocabulary and config), a
+two-stage version (the default of `streamrec train`) through its transformer; the baseline blend by
+`Explainer()`. The two always change together: the worker reads `Runtime.serving` once per
 micro-batch, so a batch is scored and explained by one model and stamped with that model's version.
 
 `load_serving` does everything that can fail or take time (checksum, shapes, backend build, a one-user smoke
@@ -22,6 +23,7 @@ from model.artifacts import MANIFEST_FILE, Manifest, load_scorer
 from model.baselines import default_blend
 from model.scoring import ItemContext, PastEvent, Scorer, UserState
 from model.store import ModelStore
+from model.two_stage import TwoStageScorer
 
 __all__ = ["SCORER_MAX_BATCH", "ServingModel", "baseline_serving", "initial_serving", "load_serving"]
 
@@ -75,7 +77,8 @@ def load_serving(model_dir: Path, settings: Settings, expected_sha256: str | Non
         if len(scorer.score([_SMOKE], ItemContext(), 1)) != 1:
             msg = f"{model_dir}: smoke score returned no list"
             raise ModelError(msg)
-        explainer = Explainer.for_scorer(scorer)
+        # a two-stage model is explained through its transformer (attribution over the same encoder)
+        explainer = Explainer.for_scorer(scorer.transformer if isinstance(scorer, TwoStageScorer) else scorer)
     except ModelError:
         raise
     except Exception as exc:  # any other failure still means "this model cannot serve"

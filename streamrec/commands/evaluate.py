@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -78,6 +78,7 @@ def _split(
     test_fraction: float | None,
     max_points: int | None,
     seed: int,
+    test_days: float | None = None,
 ) -> Split:
     from model.splits import (
         cutoff_at_fraction,
@@ -110,6 +111,8 @@ def _split(
         raise typer.BadParameter(msg, param_hint="--data")
     if cutoff is not None:
         at = _parse_cutoff(cutoff)
+    elif test_days:
+        at = max(e.ts for e in events) - timedelta(days=test_days)
     else:
         at = cutoff_at_fraction(events, test_fraction) if test_fraction else cutoff_last_day(events)
     train, held_out = split_at(events, at)
@@ -165,6 +168,9 @@ def register(app: typer.Typer) -> None:
         test_fraction: Annotated[
             float | None, typer.Option(help="With --data: newest fraction of events as test.")
         ] = None,
+        test_days: Annotated[
+            float | None, typer.Option(min=0.0, help="With --data: the last N days as test (default 1).")
+        ] = None,
         max_points: Annotated[int | None, typer.Option(min=1, help="Subsample at most this many test points.")] = None,
         seed: Annotated[int, typer.Option(help="Seed for subsampling and the bootstrap.")] = 0,
         bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples per confidence interval.")] = 1000,
@@ -182,7 +188,7 @@ def register(app: typer.Typer) -> None:
             msg = "nothing to evaluate: --baseline none and no --model"
             raise typer.BadParameter(msg, param_hint="--baseline")
         try:
-            split = _split(protocol, history, test, data, cutoff, test_fraction, max_points, seed)
+            split = _split(protocol, history, test, data, cutoff, test_fraction, max_points, seed, test_days)
             report = run(split, scorers, EvalConfig(bootstrap=bootstrap, seed=seed))
         except (FileNotFoundError, StreamrecError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -1,21 +1,23 @@
-"""`streamrec train`: fine-tune the transformer on an imported directory and write a model directory."""
+"""`streamrec train`: train the two-stage model (transformer + counting parts + learned ranker) on an imported
+directory and write a model directory; `--transformer-only` writes the transformer alone."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from contracts import Event, Item
-    from model.text_tower import TextEncoder
     from model.train import Progress as TrainProgress
-    from model.train import TrainConfig, TrainResult
+    from model.train import TrainConfig
+
+T = TypeVar("T")
 
 __all__ = ["register"]
 
@@ -38,6 +40,7 @@ class Targets(StrEnum):
 class Loss(StrEnum):
     """Training loss."""
 
+    AUTO = "auto"
     SOFTMAX = "softmax"
     SAMPLED = "sampled"
 
@@ -61,7 +64,9 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Path, typer.Option(help="Imported directory (events.jsonl.gz, catalog.jsonl.gz).")],
         out: Annotated[Path, typer.Option(help="Model directory to write (model.safetensors + manifest.json).")],
         epochs: int = typer.Option(30, min=1, help="Most epochs (early stopping on validation NDCG@10)."),
-        loss: Annotated[Loss, typer.Option(help="Full softmax over the catalog, or sampled softmax.")] = Loss.SOFTMAX,
+        loss: Annotated[
+            Loss, typer.Option(help="Full softmax, sampled softmax, or auto (sampled above 20,000 items).")
+        ] = Loss.AUTO,
         text_tower: bool = typer.Option(False, "--text-tower/--no-text-tower", help="Add MiniLM item/query text."),
         seed: int = typer.Option(0, help="Seed (init, shuffling, dropout, validation subsample)."),
         until: str | None = typer.Option(None, help="Train only on events before this ISO time (naive = UTC)."),
@@ -69,20 +74,29 @@ def register(app: typer.Typer) -> None:
         exclude_last_day: bool = typer.Option(
             False, help="Train only on events before the last 24 h (matches `streamrec evaluate --data`)."
         ),
+        exclude_last_days: float = typer.Option(
+            0.0, min=0.0, help="Train only on events before the last N days (`streamrec evaluate --test-days N`)."
+        ),
         max_len: int = typer.Option(50, min=1, help="Events per user sequence."),
         d_model: int = typer.Option(64, min=8, help="Hidden size."),
         layers: int = typer.Option(2, min=1, help="Transformer blocks."),
-        batch_size: int = typer.Option(128, min=1, help="Sequences per step."),
-        lr: float = typer.Option(1e-3, help="AdamW learning rate."),
-        negatives: int = typer.Option(512, min=1, help="Sampled negatives per step (--loss sampled)."),
+        batch_size: int = typer.Option(256, min=1, help="Sequences per step."),
+        lr: float = typer.Option(3e-3, help="AdamW learning rate."),
+        negatives: int = typer.Option(1024, min=1, help="Sampled negatives per step (sampled loss)."),
         patience: int = typer.Option(3, min=1, help="Epochs without a better validation NDCG@10 before stopping."),
-        valid_fraction: float = typer.Option(0.1, help="Newest share of training events used for validation."),
+        valid_fraction: float = typer.Option(0.2, help="Newest share of training events used for validation."),
+        max_train_seconds: float = typer.Option(
+            420.0, min=0.0, help="No validated epoch starts after this many seconds (0: no cap)."
+        ),
+        two_stage: bool = typer.Option(
+            True, "--two-stage/--transformer-only", help="Candidates re-ranked by a learned ranker (default)."
+        ),
         max_valid_points: int = typer.Option(2000, min=1, help="Validation targets at most."),
         dropout: float = typer.Option(0.2, min=0.0, max=0.9, help="Dropout (embeddings, attention, residual)."),
         weight_decay: float = typer.Option(0.01, min=0.0, help="AdamW weight decay."),
         copy_head: bool = typer.Option(True, "--repeat-head/--no-repeat-head", help="Pointer over own past items."),
         refit: bool = typer.Option(
-            False, help="After early stopping, retrain for the best epoch count on training + validation events."
+            True, help="After early stopping, retrain for the best epoch count on training + validation events."
         ),
         protocol: Annotated[
             Protocol,
@@ -95,88 +109,109 @@ def register(app: typer.Typer) -> None:
         train_targets: Annotated[
             Targets,
             typer.Option(help="every: every next event is a target; next-new: not the re-clicks of the current item."),
-        ] = Targets.EVERY,
+        ] = Targets.NEXT_NEW,
     ) -> None:
-        """Train the sequential transformer (CPU is fine) and save it with a verified manifest."""
+        """Train the two-stage model (CPU is fine) and save it with a verified manifest.
+
+        Defaults are the tested ones for every dataset: next-new targets, early stopping on the newest
+        --valid-fraction, the ranker fitted on that window, then everything refitted on all events.
+        """
         import torch
 
-        from contracts import StreamrecError
-        from model.artifacts import save_model
-        from model.splits import cutoff_last_day, load_catalog, load_events, loo_split
-        from model.text_tower import MiniLMEncoder
-        from model.train import TrainConfig, data_fingerprint
-        from model.train import train as run
+        from model.train import TrainConfig
         from model.transformer import ModelConfig
 
         torch.manual_seed(seed)
-        try:
-            events = load_events(data)
-            catalog = load_catalog(data)
-        except (FileNotFoundError, StreamrecError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
-        limit = _parse_until(until) or (cutoff_last_day(events) if exclude_last_day and events else None)
-        if limit is not None:
-            events = [e for e in events if e.ts < limit]
-        first = _parse_until(since)
-        if first is not None:
-            events = [e for e in events if e.ts >= first]
-        if protocol is Protocol.LOO:
-            events = sorted(loo_split(events, catalog).train, key=lambda e: e.ts)  # never see the test targets
+        if text_tower and two_stage:
+            msg = "the two-stage model has no text tower yet: add --transformer-only"
+            raise typer.BadParameter(msg, param_hint="--text-tower")
+        events, catalog, window = _load(data, until, since, 1.0 if exclude_last_day else exclude_last_days, protocol)
+        model = ModelConfig(
+            max_len=max_len, d_model=d_model, n_layers=layers, dropout=dropout, text_tower=text_tower,
+            copy_head=copy_head,
+        )  # fmt: skip
         config = TrainConfig(
-            model=ModelConfig(
-                max_len=max_len,
-                d_model=d_model,
-                n_layers=layers,
-                dropout=dropout,
-                text_tower=text_tower,
-                copy_head=copy_head,
-            ),
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            n_negatives=negatives,
-            patience=patience,
-            loss=loss.value,
-            seed=seed,
-            valid_fraction=valid_fraction,
-            valid_protocol=protocol.value,
-            weight_decay=weight_decay,
-            max_valid_points=max_valid_points,
-            train_targets=train_targets.value,
-            text_cache_dir=out / ".text-cache",
-            refit=refit,
-        )
-        encoder = MiniLMEncoder() if text_tower else None
-        try:
-            result = _run_with_progress(run, events, catalog, config, encoder)
-        except (ValueError, StreamrecError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
-        fingerprint = {
-            **data_fingerprint(data),
-            "until": limit.isoformat() if limit else None,
-            "since": first.isoformat() if first else None,
-            "protocol": protocol.value,
-            "events": len(events),
-        }
-        manifest = save_model(
-            out, result.model, result.vocab, data=fingerprint, metrics=result.metrics, training=result.training
-        )
-        typer.echo(
-            f"saved {manifest.version} to {out}: validation ndcg@10={result.metrics['ndcg@10']:.4f} "
-            f"(best epoch {result.training['best_epoch']}/{result.training['epochs_run']})"
-        )
+            model=model, epochs=epochs, batch_size=batch_size, lr=lr, n_negatives=negatives, patience=patience,
+            loss=loss.value, seed=seed, valid_fraction=valid_fraction, valid_protocol=protocol.value,
+            weight_decay=weight_decay, max_valid_points=max_valid_points, train_targets=train_targets.value,
+            text_cache_dir=out / ".text-cache", refit=refit, max_train_seconds=max_train_seconds or None,
+        )  # fmt: skip
+        fingerprint = {**window, "protocol": protocol.value, "events": len(events)}
+        _train_and_save(data, out, events, catalog, config, two_stage, fingerprint)
 
 
-def _run_with_progress(
-    run: Callable[..., TrainResult],
+def _load(
+    data: Path, until: str | None, since: str | None, last_days: float, protocol: Protocol
+) -> tuple[list[Event], dict[str, Item], dict[str, str | None]]:
+    """Events and catalog of `data` restricted to the training window, and that window for the manifest."""
+    from datetime import timedelta
+
+    from contracts import StreamrecError
+    from model.splits import load_catalog, load_events, loo_split
+
+    try:
+        events = load_events(data)
+        catalog = load_catalog(data)
+    except (FileNotFoundError, StreamrecError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    limit = _parse_until(until)
+    if limit is None and last_days > 0 and events:
+        limit = max(e.ts for e in events) - timedelta(days=last_days)
+    if limit is not None:
+        events = [e for e in events if e.ts < limit]
+    first = _parse_until(since)
+    if first is not None:
+        events = [e for e in events if e.ts >= first]
+    if protocol is Protocol.LOO:
+        events = sorted(loo_split(events, catalog).train, key=lambda e: e.ts)  # never see the test targets
+    window = {"until": limit.isoformat() if limit else None, "since": first.isoformat() if first else None}
+    return events, catalog, window
+
+
+def _train_and_save(
+    data: Path,
+    out: Path,
     events: list[Event],
     catalog: dict[str, Item],
     config: TrainConfig,
-    encoder: TextEncoder | None,
-) -> TrainResult:
-    """Call `model.train.train` under a rich progress bar showing live loss and validation NDCG@10."""
+    two_stage: bool,
+    fingerprint: Mapping[str, object],
+) -> None:
+    """Run the training under a progress display and write the model directory."""
+    from contracts import StreamrecError
+    from model.artifacts import save_model
+    from model.text_tower import MiniLMEncoder
+    from model.train import data_fingerprint, train
+    from model.train_two_stage import TwoStageConfig, train_two_stage
+    from model.two_stage_store import save_two_stage
+
+    fingerprint = {**data_fingerprint(data), **fingerprint}
+    try:
+        if two_stage:
+            result = _with_progress(
+                lambda report, log: train_two_stage(events, catalog, TwoStageConfig(config), report, log)
+            )
+            manifest = save_two_stage(out, result, data=fingerprint)
+        else:
+            encoder = MiniLMEncoder() if config.model.text_tower else None
+            alone = _with_progress(lambda report, _: train(events, catalog, config, encoder, report))
+            manifest = save_model(
+                out, alone.model, alone.vocab, data=fingerprint, metrics=alone.metrics, training=alone.training
+            )
+    except (ValueError, StreamrecError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    ranker = manifest.metrics.get("ranker_holdout_ndcg@10")
+    extra = f", ranker held-out ndcg@10={ranker:.4f}" if ranker is not None else ""
+    typer.echo(
+        f"saved {manifest.version} to {out}: transformer validation ndcg@10={manifest.metrics['ndcg@10']:.4f} "
+        f"(best epoch {manifest.training['best_epoch']}/{manifest.training['epochs_run']}){extra}"
+    )
+
+
+def _with_progress(run: Callable[[Callable[[TrainProgress], None], Callable[[str], None]], T]) -> T:
+    """Call `run(report, log)` under a rich progress bar showing live loss and validation NDCG@10."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
@@ -196,4 +231,4 @@ def _run_with_progress(
                 bar.update(task, ndcg=f"{p.ndcg:.4f}")
                 bar.console.log(f"epoch {p.epoch}: loss {p.loss:.4f}, validation ndcg@10 {p.ndcg:.4f}")
 
-        return run(events, catalog, config, text_encoder=encoder, on_progress=report)
+        return run(report, bar.console.log)

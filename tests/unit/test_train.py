@@ -84,6 +84,8 @@ def test_cli_trains_and_writes_a_loadable_model(tmp_path: Path) -> None:
     assert manifest["training"]["seed"] == 1 and "ndcg@10" in manifest["metrics"]
     assert manifest["data"]["events.jsonl.gz"] and manifest["data"]["until"] is not None
     assert load_scorer(out, backend="torch", device="cpu").version == manifest["version"]
+    assert manifest["two_stage"] is not None and manifest["training"]["refit"]  # the default model: two-stage
+    assert "ranker held-out ndcg@10" in result.output
 
 
 def test_cli_missing_data_exits_non_zero(tmp_path: Path) -> None:

@@ -1,0 +1,235 @@
+"""Candidates and ranking features of the two-stage model, one user at a time (numpy, no torch).
+
+Candidates: the union of the top-`depth` lists of the transformer, the transition scores (`model.transitions`),
+V-SKNN (`model.sknn`), co-occurrence (`ItemContext.cooccurring`) and the user's own distinct earlier items
+(newest first), without the current item (never served, `model.exclude`) and blocked items. All indices are
+rows of the `CountParts` vocabulary (the items of the training events).
+
+Features (`FEATURES`, one row per candidate): per source the score (log-scaled and relative to the user's best),
+its position in that source's list (log1p, `depth` when unlisted) and a listed flag; transition counts from the
+current item (count, conditional probability, reverse count) and from the last 3 distinct items; repeat
+features (in history, events ago, interaction count, last event type, seconds since); item popularity (training
+count, recent decayed popularity from `ItemContext.popular`); session length and the gap between its last two
+events; category features (same category as the current item, share of the last 10 events in its category,
+the user's decayed category affinity; zero without categories). Scales are logarithmic so one standardisation
+fits every dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from contracts import EventType
+from model.count_parts import CountParts
+from model.scoring import UserState
+from model.sessions import context_items, top_rows
+
+__all__ = ["FEATURES", "CandidateSet", "Sources", "build_candidates"]
+
+FEATURES: tuple[str, ...] = (
+    "t_logp", "t_gap", "t_rank", "t_listed",
+    "tr_log", "tr_share", "tr_rank", "tr_listed",
+    "last_log", "last_prob", "last3_log", "rev_log",
+    "sk_log", "sk_rel", "sk_rank", "sk_listed",
+    "co_log", "co_rel", "co_rank", "co_listed",
+    "hist_in", "hist_ago", "hist_count", "hist_view", "hist_click", "hist_cart", "hist_purchase", "hist_secs",
+    "prev_item", "pop_log", "pop_recent", "sess_len", "sess_gap", "cat_same", "cat_share", "cat_affinity",
+)  # fmt: skip
+_COL = {name: n for n, name in enumerate(FEATURES)}
+_TYPE_COL = {
+    EventType.VIEW: "hist_view",
+    EventType.CLICK: "hist_click",
+    EventType.ADD_TO_CART: "hist_cart",
+    EventType.PURCHASE: "hist_purchase",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """The per-user inputs that do not come from `CountParts`."""
+
+    t_logp: np.ndarray | None  # (V,) transformer log-probability per count row (-inf: blocked), None without one
+    co_rows: Sequence[int]  # co-occurrence list, best first (count rows)
+    co_scores: Sequence[float]  # their scores
+    recent_popularity: np.ndarray  # (V,) decayed popularity per count row (0 when not in `ItemContext.popular`)
+    blocked: np.ndarray  # (V,) bool: unavailable or just bought
+    category: Mapping[str, str] = field(default_factory=dict)  # item id -> category (`ItemContext.item_category`)
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateSet:
+    """One user's candidates and their features."""
+
+    rows: np.ndarray  # (n,) count rows
+    features: np.ndarray  # (n, len(FEATURES)) float32
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    """Per item of the user's events: latest position, count, latest type and time."""
+
+    last: dict[int, int]
+    count: dict[int, int]
+    kind: dict[int, EventType]
+    ts: dict[int, float]
+    newest_first: list[int]  # distinct items, newest first
+
+
+def _history(user: UserState, index: Mapping[str, int]) -> _History:
+    last: dict[int, int] = {}
+    count: dict[int, int] = {}
+    kind: dict[int, EventType] = {}
+    ts: dict[int, float] = {}
+    for position, event in enumerate(user.events):
+        row = index.get(event.item_id) if event.item_id is not None else None
+        if row is None:
+            continue
+        last[row], kind[row], ts[row] = position, event.type, event.ts.timestamp()
+        count[row] = count.get(row, 0) + 1
+    newest_first = sorted(last, key=lambda r: -last[r])
+    return _History(last, count, kind, ts, newest_first)
+
+
+def _top_finite(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` largest finite entries, best first (ties: lower index)."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if finite.size > k:
+        finite = finite[np.argpartition(-scores[finite], k - 1)[:k]]
+    return finite[np.lexsort((finite, -scores[finite]))]
+
+
+def _positions(listed: np.ndarray, cands: np.ndarray, size: int, depth: int) -> np.ndarray:
+    """Position of each candidate in `listed` (`depth` when absent)."""
+    at = np.full(size, depth, dtype=np.float64)
+    at[listed[:depth]] = np.arange(min(depth, len(listed)))
+    out: np.ndarray = at[cands]
+    return out
+
+
+def _union(lists: Sequence[np.ndarray | Sequence[int]], exclude: np.ndarray) -> np.ndarray:
+    """Distinct rows of `lists` in first-seen order, without `exclude` (bool mask)."""
+    merged = np.concatenate([np.asarray(x, dtype=np.int64) for x in lists])
+    _, first = np.unique(merged, return_index=True)
+    merged = merged[np.sort(first)]
+    kept: np.ndarray = merged[~exclude[merged]]
+    return kept
+
+
+def build_candidates(user: UserState, parts: CountParts, sources: Sources, depth: int = 50) -> CandidateSet:
+    """The candidates of `user` and their features (module docstring)."""
+    size = len(parts.vocab)
+    hist = _history(user, parts.index)
+    context = [r for r, _ in context_items(user, parts.index, 5)]
+    current = parts.index.get(user.events[-1].item_id or "") if user.events else None
+    tr = np.zeros(size)
+    if context:
+        tr = np.asarray(parts.transitions[context].T @ (0.5 ** np.arange(len(context)))).ravel()
+    sk = parts.sknn.item_scores(user)
+    sk = np.zeros(size) if sk is None else sk
+    t = sources.t_logp if sources.t_logp is not None else np.zeros(size)
+    lists = {
+        "t": _top_finite(t, depth) if sources.t_logp is not None else np.zeros(0, dtype=np.int64),
+        "tr": top_rows(tr, depth),
+        "sk": top_rows(sk, depth),
+        "co": np.asarray(sources.co_rows[:depth], dtype=np.int64),
+    }
+    exclude = sources.blocked.copy()
+    if current is not None:
+        exclude[current] = True
+    cands = _union([*lists.values(), hist.newest_first[:depth]], exclude)
+    out = np.zeros((len(cands), len(FEATURES)), dtype=np.float64)
+    if len(cands):
+        _source_features(out, cands, lists, t, tr, sk, sources, size, depth)
+        _transition_features(out, cands, parts, context, current)
+        _user_features(out, cands, user, hist, parts, sources)
+        _category_features(out, cands, user, parts, sources.category)
+    return CandidateSet(cands, out.astype(np.float32))
+
+
+def _source_features(
+    out: np.ndarray,
+    cands: np.ndarray,
+    lists: Mapping[str, np.ndarray],
+    t: np.ndarray,
+    tr: np.ndarray,
+    sk: np.ndarray,
+    sources: Sources,
+    size: int,
+    depth: int,
+) -> None:
+    for name in ("t", "tr", "sk", "co"):
+        rank = _positions(lists[name], cands, size, depth)
+        out[:, _COL[f"{name}_rank"]] = np.log1p(rank)
+        out[:, _COL[f"{name}_listed"]] = rank < depth
+    logp = t[cands]
+    out[:, _COL["t_logp"]] = logp
+    out[:, _COL["t_gap"]] = logp - logp.max()
+    total = tr.sum()
+    out[:, _COL["tr_log"]] = np.log1p(tr[cands])
+    out[:, _COL["tr_share"]] = tr[cands] / total if total > 0 else 0.0
+    best = sk.max() if sk.size else 0.0
+    out[:, _COL["sk_log"]] = np.log1p(sk[cands])
+    out[:, _COL["sk_rel"]] = sk[cands] / best if best > 0 else 0.0
+    co = np.zeros(size)
+    co[np.asarray(sources.co_rows, dtype=np.int64)] = np.asarray(sources.co_scores, dtype=np.float64)
+    best_co = co.max() if co.size else 0.0
+    out[:, _COL["co_log"]] = np.log1p(np.maximum(co[cands], 0.0))
+    out[:, _COL["co_rel"]] = co[cands] / best_co if best_co > 0 else 0.0
+
+
+def _transition_features(
+    out: np.ndarray, cands: np.ndarray, parts: CountParts, context: list[int], current: int | None
+) -> None:
+    if current is not None:
+        row = np.asarray(parts.transitions[current].todense()).ravel()
+        degree = parts.out_degree[current]
+        out[:, _COL["last_log"]] = np.log1p(row[cands])
+        out[:, _COL["last_prob"]] = row[cands] / degree if degree > 0 else 0.0
+        out[:, _COL["rev_log"]] = np.log1p(np.asarray(parts.reverse[current].todense()).ravel()[cands])
+    if context:
+        last3 = np.asarray(parts.transitions[context[:3]].sum(axis=0)).ravel()
+        out[:, _COL["last3_log"]] = np.log1p(last3[cands])
+
+
+def _user_features(
+    out: np.ndarray, cands: np.ndarray, user: UserState, hist: _History, parts: CountParts, sources: Sources
+) -> None:
+    n = len(user.events)
+    now = user.events[-1].ts.timestamp() if n else 0.0
+    earlier = [r for r in hist.newest_first if user.events and r != parts.index.get(user.events[-1].item_id or "")]
+    previous = earlier[0] if earlier else None
+    for c, row in enumerate(cands.tolist()):
+        if row in hist.last:
+            out[c, _COL["hist_in"]] = 1.0
+            out[c, _COL["hist_ago"]] = np.log1p(n - 1 - hist.last[row])
+            out[c, _COL["hist_count"]] = np.log1p(hist.count[row])
+            out[c, _COL["hist_secs"]] = np.log1p(max(0.0, now - hist.ts[row]))
+            column = _TYPE_COL.get(hist.kind[row])
+            if column is not None:
+                out[c, _COL[column]] = 1.0
+        out[c, _COL["prev_item"]] = float(row == previous)
+    out[:, _COL["pop_log"]] = np.log1p(parts.item_counts[cands])
+    out[:, _COL["pop_recent"]] = np.log1p(sources.recent_popularity[cands])
+    out[:, _COL["sess_len"]] = np.log1p(n)
+    if n > 1:
+        out[:, _COL["sess_gap"]] = np.log1p(max(0.0, now - user.events[-2].ts.timestamp()))
+
+
+def _category_features(
+    out: np.ndarray, cands: np.ndarray, user: UserState, parts: CountParts, category: Mapping[str, str]
+) -> None:
+    if not category:
+        return
+    recent = [category.get(e.item_id) for e in user.events[-10:] if e.item_id is not None]
+    current = recent[-1] if recent and user.events[-1].item_id is not None else None
+    shares = {c: recent.count(c) / len(recent) for c in set(recent) if c is not None}
+    for c, row in enumerate(cands.tolist()):
+        kind = category.get(parts.vocab[row])
+        if kind is None:
+            continue
+        out[c, _COL["cat_same"]] = float(kind == current)
+        out[c, _COL["cat_share"]] = shares.get(kind, 0.0)
+        out[c, _COL["cat_affinity"]] = np.log1p(max(0.0, user.category_affinity.get(kind, 0.0)))

@@ -1,0 +1,146 @@
+"""Two-stage model: candidates from the transformer and the counting parts, re-ranked by a learned MLP.
+
+Stage 1 (`CandidateBuilder`): one transformer forward per micro-batch gives its top list and its log-softmax
+over the whole vocabulary; the counting parts (`model.count_parts`: transitions, V-SKNN, item counts) and the
+feature store's co-occurrence and popularity (`ItemContext`) add theirs; `model.rank_features` forms the union
+and one feature row per candidate. Stage 2 (`TwoStageScorer`): `model.ranker.RankerEnsemble` scores the rows and the
+top `k` are served. The current item is never a candidate (it is excluded in stage 1, as
+`model.exclude.ExcludeCurrentItem` does for other scorers); unavailable and just-bought items neither.
+
+Explanations: an item the transformer listed keeps the transformer's evidence and reasons (what `explain/`
+attributes); otherwise the strongest counting reason (seen before, bought/opened after the current item, similar
+sessions). `transformer` is exposed so the explainer can attribute through the transformer's encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from contracts import Reason, ReasonKind
+from model.cooccurrence import CooccurrenceScorer
+from model.count_parts import CountParts
+from model.rank_features import CandidateSet, Sources, build_candidates
+from model.ranker import RankerEnsemble
+from model.recency import item_label
+from model.scoring import ItemContext, ScoredItem, UserState
+from model.splits import TestPoint
+from model.torch_scorer import TorchScorer
+
+__all__ = ["CandidateBuilder", "TwoStageScorer", "training_examples"]
+
+_SCORE_BATCH = 256  # users per transformer forward and co-occurrence call
+
+
+class CandidateBuilder:
+    """Stage 1: candidate sets with features for a micro-batch (module docstring)."""
+
+    def __init__(self, transformer: TorchScorer, parts: CountParts, depth: int = 50) -> None:
+        """Args: the transformer scorer, counting parts fitted on the same events, items per source list."""
+        self.transformer = transformer
+        self.parts = parts
+        self.depth = depth
+        rows = [transformer.vocab.index(item) for item in parts.vocab]
+        self._rows = np.asarray([r or 0 for r in rows], dtype=np.int64)  # count row -> transformer row (0: none)
+        self._cooccurrence = CooccurrenceScorer()
+
+    def build(
+        self, users: Sequence[UserState], items: ItemContext
+    ) -> tuple[list[CandidateSet], list[dict[str, ScoredItem]]]:
+        """Per user: the candidate set, and the transformer's explained top list by item id."""
+        if not users:
+            return [], []
+        listed, logp = self.transformer.score_with_logits(users, items, self.depth)
+        co_lists = self._cooccurrence.score(users, items, self.depth)
+        index = self.parts.index
+        size = len(self.parts.vocab)
+        unavailable = np.zeros(size, dtype=bool)
+        unavailable[[r for r in map(index.get, items.unavailable) if r is not None]] = True
+        recent = np.zeros(size)
+        for item_id, value in items.popular:
+            row = index.get(item_id)
+            if row is not None:
+                recent[row] = max(value, 0.0)
+        t_all = logp.numpy()[:, self._rows]  # (B, V_counts)
+        t_all[:, self._rows == 0] = -np.inf
+        sets = []
+        for u, user in enumerate(users):
+            blocked = unavailable.copy()
+            blocked[[r for r in map(index.get, user.purchased_recently) if r is not None]] = True
+            co = [(index[s.item_id], s.score) for s in co_lists[u] if s.item_id in index]
+            sources = Sources(t_all[u], [r for r, _ in co], [v for _, v in co], recent, blocked, items.item_category)
+            sets.append(build_candidates(user, self.parts, sources, self.depth))
+        return sets, [{s.item_id: s for s in row} for row in listed]
+
+
+class TwoStageScorer:
+    """Stage 2: the learned ranker over `CandidateBuilder`'s sets; a `Scorer`."""
+
+    def __init__(self, builder: CandidateBuilder, ranker: RankerEnsemble, version: str | None = None) -> None:
+        """Args: stage 1, the fitted ranker, version label (default: derived from the transformer's)."""
+        self.builder = builder
+        self.ranker = ranker
+        self._version = version or f"two-stage({builder.transformer.version})"
+
+    @property
+    def version(self) -> str:
+        """Model version stamped on recommendations."""
+        return self._version
+
+    @property
+    def transformer(self) -> TorchScorer:
+        """The transformer part (what `explain.Explainer.for_scorer` attributes through)."""
+        return self.builder.transformer
+
+    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
+        """Top-`k` candidates per user by ranker score, best first, in input order."""
+        out: list[list[ScoredItem]] = []
+        for start in range(0, len(users), _SCORE_BATCH):
+            batch = users[start : start + _SCORE_BATCH]
+            sets, listed = self.builder.build(batch, items)
+            for user, candidates, by_id in zip(batch, sets, listed, strict=True):
+                scores = self.ranker.predict(candidates.features) if len(candidates.rows) else np.zeros(0)
+                order = np.lexsort((np.arange(len(scores)), -scores))[:k]
+                out.append([self._explain(user, items, candidates, int(i), float(scores[i]), by_id) for i in order])
+        return out
+
+    def _explain(
+        self,
+        user: UserState,
+        items: ItemContext,
+        candidates: CandidateSet,
+        at: int,
+        score: float,
+        by_id: dict[str, ScoredItem],
+    ) -> ScoredItem:
+        item_id = self.builder.parts.vocab[int(candidates.rows[at])]
+        known = by_id.get(item_id)
+        if known is not None:
+            return ScoredItem(item_id, score, known.evidence, known.reasons)
+        positions = [p for p, e in enumerate(user.events) if e.item_id == item_id]
+        if positions:
+            reason = Reason(kind=ReasonKind.SEEN_BEFORE, detail="you looked at it earlier", weight=1.0)
+            return ScoredItem(item_id, score, ((positions[-1], 1.0),), (reason,))
+        current = user.events[-1].item_id if user.events else None
+        if current is not None:
+            detail = f"shoppers often open it after {item_label(current, items)}"
+            reason = Reason(kind=ReasonKind.SIMILAR_TO, detail=detail[:512], weight=1.0)
+            return ScoredItem(item_id, score, ((len(user.events) - 1, 1.0),), (reason,))
+        reason = Reason(kind=ReasonKind.SIMILAR_TO, detail="shoppers with sessions like yours chose it", weight=1.0)
+        return ScoredItem(item_id, score, (), (reason,))
+
+
+def training_examples(
+    builder: CandidateBuilder, points: Sequence[TestPoint], items: ItemContext
+) -> list[tuple[np.ndarray, int]]:
+    """(features, index of the target among the candidates or -1) per point, for `model.ranker.fit_ranker`."""
+    examples: list[tuple[np.ndarray, int]] = []
+    for start in range(0, len(points), _SCORE_BATCH):
+        chunk = points[start : start + _SCORE_BATCH]
+        sets, _ = builder.build([p.state for p in chunk], items)
+        for point, candidates in zip(chunk, sets, strict=True):
+            target = builder.parts.index.get(point.target)
+            hits = np.flatnonzero(candidates.rows == target) if target is not None else np.zeros(0)
+            examples.append((candidates.features, int(hits[0]) if hits.size else -1))
+    return examples

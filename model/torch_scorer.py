@@ -169,10 +169,11 @@ class TorchScorer:
         values, rows, copy = values.float().cpu(), rows.cpu(), copy.float().cpu()
         if not self._with_evidence:
             item = self.vocab.item
-            return [
+            plain = [
                 [ScoredItem(item(r), v) for v, r in zip(vu, ru, strict=True) if v != float("-inf")]
                 for vu, ru in zip(values.tolist(), rows.tolist(), strict=True)
             ]
+            return plain, full
         normed = torch.nn.functional.normalize(table.float(), dim=-1)
         lists = [
             self._explain(user, encoded[u], values[u], rows[u], copy[u], normed, items) for u, user in enumerate(users)

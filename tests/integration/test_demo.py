@@ -37,7 +37,7 @@ def test_quick_demo_prints_explained_recommendations_and_stops_what_it_started(
     out = run.stdout
     # Panels of replayed users' recommendations: reason text (counted non-empty below), reasons, evidence.
     assert "reasons: " in out and "evidence: " in out
-    assert re.search(r"worker serves transformer-[0-9a-f]+", out), "the trained model was not served"
+    assert re.search(r"worker serves (?:two-stage|transformer)-[0-9a-f]+", out), "the trained model was not served"
     summary = re.search(r"(\d[\d,]*) recommendations for (\d+) users \((\d[\d,]*) with explanation text", out)
     assert summary and int(summary.group(2)) > 0 and summary.group(3) != "0", out[-2000:]
     assert "stopped worker" in out

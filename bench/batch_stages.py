@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--scorer", choices=("transformer", "blend"), default="transformer")
+    parser.add_argument("--scorer", choices=("transformer", "two-stage", "blend"), default="transformer")
     parser.add_argument("--train-events", type=int, default=60_000, help="events the bench model trains on")
     asyncio.run(bench(parser.parse_args()))
 

@@ -18,7 +18,9 @@ Prints a CPU calibration (a fixed pure-Python loop) and the load average, becaus
 `--scorer transformer` (the default) serves the fine-tuned transformer, as a production worker does: the bench
 first trains one on `--train-events` events of the same generator (another seed; same users and catalog, so
 every catalog item has a row), one epoch, and makes it the `CURRENT` of a temporary model store the worker
-loads (`STREAMREC_MODEL_DIR`). `--scorer blend` serves the baseline blend (the fallback of an empty store).
+loads (`STREAMREC_MODEL_DIR`). `--scorer two-stage` serves what plain `streamrec train` builds (the same
+transformer re-ranked with the counting parts by the learned ranker). `--scorer blend` serves the baseline
+blend (the fallback of an empty store).
 Explanations are on in both. Per event: the worker's CPU (`worker_us_per_event`, backlog phase, its own
 process) and Redis's (`redis_us_per_event`, the server's `INFO cpu` over the same phase; the server is shared
 with anything else using the stack, so an upper bound).
@@ -239,8 +241,12 @@ class Proc:
 
 
 def train_bench_model(args: argparse.Namespace, workdir: Path) -> Path:
-    """A transformer trained on the generator's events (seed + 1), made `CURRENT` of a new model store; the store."""
-    from model.store import ModelStore  # noqa: PLC0415 (torch: only for --scorer transformer)
+    """A model trained on the generator's events (seed + 1), made `CURRENT` of a new model store; the store.
+
+    `--scorer transformer`: the transformer alone; `--scorer two-stage`: what plain `streamrec train` builds
+    (transformer candidates + counting parts re-ranked by the learned ranker), without the refit, to save time.
+    """
+    from model.store import ModelStore  # noqa: PLC0415 (torch: only for a trained scorer)
     from model.train import Progress, TrainConfig, train  # noqa: PLC0415
 
     events = Stream(args.users, args.items, args.seed + 1).take(args.train_events)
@@ -252,12 +258,19 @@ def train_bench_model(args: argparse.Namespace, workdir: Path) -> Path:
         if p.ndcg is not None:
             print(f"bench model: epoch {p.epoch} loss {p.loss:.3f} validation NDCG@10 {p.ndcg:.4f}")
 
-    result = train(events, items, config, on_progress=progress)
     store = ModelStore(workdir / "models")
-    manifest = store.save(result.model, result.vocab, metrics=result.metrics, training=result.training)
+    if args.scorer == "two-stage":
+        from model.train_two_stage import TwoStageConfig, train_two_stage  # noqa: PLC0415
+        from model.two_stage_store import save_two_stage  # noqa: PLC0415
+
+        two = train_two_stage(events, items, TwoStageConfig(train=config, ranker_points=3000), progress, print)
+        save_two_stage(workdir / "two-stage", two)
+        manifest = store.add(workdir / "two-stage")
+    else:
+        result = train(events, items, config, on_progress=progress)
+        manifest = store.save(result.model, result.vocab, metrics=result.metrics, training=result.training)
     store.set_current(manifest.version)
-    print(f"bench model {manifest.version}: {len(events)} events, {result.vocab.capacity} rows, "
-          f"{time.perf_counter() - start:.0f} s to train")  # fmt: skip
+    print(f"bench model {manifest.version}: {len(events)} events, {time.perf_counter() - start:.0f} s to train")
     return store.root
 
 
@@ -343,7 +356,7 @@ async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespac
     """Backlog through the worker, then the fixed-rate latency phase."""
     backlog = stream.take(args.backlog)
     await send(settings, backlog, None, {})
-    env = {"STREAMREC_MODEL_DIR": str(train_bench_model(args, workdir))} if args.scorer == "transformer" else {}
+    env = {"STREAMREC_MODEL_DIR": str(train_bench_model(args, workdir))} if args.scorer != "blend" else {}
     worker = start_worker(settings, workdir, **env)
     redis_url = settings.redis_url.get_secret_value()
     try:
@@ -532,7 +545,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=600.0, help="longest wait for a backlog, seconds")
-    parser.add_argument("--scorer", choices=("transformer", "blend"), default="transformer")
+    parser.add_argument("--scorer", choices=("transformer", "two-stage", "blend"), default="transformer")
     parser.add_argument("--train-events", type=int, default=60_000, help="events the bench model trains on")
     try:
         asyncio.run(bench(parser.parse_args()))

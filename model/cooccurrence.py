@@ -54,6 +54,10 @@ class _Lookup:
     def name(self, index: int) -> str:
         return self._table.vocab[index] if self._table is not None else self._names[index]
 
+    def names(self) -> Sequence[str]:
+        """Index -> item id for every index `arrays` has returned so far."""
+        return self._table.vocab if self._table is not None else self._names
+
 
 class _Rows:
     """The batch's (candidate, source position, contribution) rows, grouped by candidate in their original order.
@@ -74,6 +78,9 @@ class _Rows:
             self._lists = (self.starts.tolist(), self.pos[self.order].tolist(), self.contrib[self.order].tolist())
         starts, pos, contrib = self._lists
         return pos[starts[j] : starts[j + 1]], contrib[starts[j] : starts[j + 1]]
+
+
+_Sources = list[tuple[str, float, list[tuple[int, float]]]]  # (item, summed weight, its (event index, weight)s)
 
 
 class CooccurrenceScorer:
@@ -102,11 +109,54 @@ class CooccurrenceScorer:
         return explain_all(self.rank(users, items, k))
 
     def rank(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
-        """As `score`, explanations deferred until a candidate's `scored()` is called.
+        """As `score`, explanations deferred until a candidate's `scored()` is called."""
+        ranked = self._ranked(users, items)
+        out: list[list[Candidate]] = [[] for _ in users]
+        if ranked is None:
+            return out
+        lookup, sources, rows, order, totals, cands, bounds = ranked
+        depth = 4 * k + 16
+        for u, user in enumerate(users):
+            picked = out[u]
+            for j in order[bounds[u] : min(bounds[u + 1], bounds[u] + depth)]:
+                item_id = lookup.name(cands[j])
+                if is_blocked(item_id, user, items):
+                    continue
+                total = totals[j]
+                explain = partial(self._explain, user, items, item_id, total, sources[u], rows, j)
+                picked.append(Candidate(item_id, total, explain))
+                if len(picked) == k:
+                    break
+        return out
 
-        The whole batch is scored in a few numpy calls: every user's (neighbour, contribution) rows are
-        concatenated, keyed by (user, neighbour), summed in their original order (`bincount`) and ranked by
-        (-total, neighbour index) per user.
+    def top(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[tuple[str, float]]]:
+        """`rank`'s (item id, score) lists without explanations (the two-stage model's candidate source)."""
+        ranked = self._ranked(users, items)
+        out: list[list[tuple[str, float]]] = [[] for _ in users]
+        if ranked is None:
+            return out
+        lookup, _, _, order, totals, cands, bounds = ranked
+        depth, names, unavailable = 4 * k + 16, lookup.names(), items.unavailable
+        for u, user in enumerate(users):
+            picked, bought = out[u], user.purchased_recently
+            for j in order[bounds[u] : min(bounds[u + 1], bounds[u] + depth)]:
+                item_id = names[cands[j]]
+                if item_id in unavailable or item_id in bought:  # `is_blocked`, inlined (the hot loop)
+                    continue
+                picked.append((item_id, totals[j]))
+                if len(picked) == k:
+                    break
+        return out
+
+    def _ranked(
+        self, users: Sequence[UserState], items: ItemContext
+    ) -> tuple[_Lookup, list[_Sources], _Rows, list[int], list[float], list[int], list[int]] | None:
+        """The batch scored in a few numpy calls (None without any neighbour).
+
+        Every user's (neighbour, contribution) rows are concatenated, keyed by (user, neighbour), summed in their
+        original order (`bincount`) and ranked by (-total, neighbour index) per user. Returns the lookup, the
+        users' sources, the rows, and as lists: the ranked unique (user, neighbour) keys, their totals, their
+        neighbour indices and each user's bounds in the ranking.
         """
         lookup = _Lookup(items.cooccurring)
         sources = [self._sources(user) for user in users]
@@ -121,9 +171,8 @@ class CooccurrenceScorer:
                     weights.append(weight)
                     owners.append(u)
                     positions.append(at)
-        out: list[list[Candidate]] = [[] for _ in users]
         if not found_idx:
-            return out
+            return None
         sizes = np.fromiter((a.size for a in found_idx), dtype=np.int64, count=len(found_idx))
         cands = np.concatenate(found_idx).astype(np.int64, copy=False)
         contrib = np.concatenate(found_w).astype(np.float64, copy=False) * np.repeat(np.asarray(weights), sizes)
@@ -146,22 +195,9 @@ class CooccurrenceScorer:
         ranked = ranked[np.argsort(owner_of[ranked], kind="stable")]
         bounds = np.searchsorted(owner_of[ranked], np.arange(len(users) + 1)).tolist()
         rows = _Rows(order, starts, pos, contrib)
-        ranked_list, totals_list, cand_list = ranked.tolist(), totals.tolist(), cand_of.tolist()
-        depth = 4 * k + 16
-        for u, user in enumerate(users):
-            picked = out[u]
-            for j in ranked_list[bounds[u] : min(bounds[u + 1], bounds[u] + depth)]:
-                item_id = lookup.name(cand_list[j])
-                if is_blocked(item_id, user, items):
-                    continue
-                total = totals_list[j]
-                explain = partial(self._explain, user, items, item_id, total, sources[u], rows, j)
-                picked.append(Candidate(item_id, total, explain))
-                if len(picked) == k:
-                    break
-        return out
+        return lookup, sources, rows, ranked.tolist(), totals.tolist(), cand_of.tolist(), bounds
 
-    def _sources(self, user: UserState) -> list[tuple[str, float, list[tuple[int, float]]]]:
+    def _sources(self, user: UserState) -> _Sources:
         """Distinct items of the user's events with summed positive weight and their (index, weight) events."""
         weights = weight_list(user, self._recency)
         by_item: dict[str, list[tuple[int, float]]] = {}

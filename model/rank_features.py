@@ -21,13 +21,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from contracts import EventType
 from model.count_parts import CountParts
 from model.scoring import UserState
 from model.sessions import context_items, top_rows
 
-__all__ = ["FEATURES", "CandidateSet", "Sources", "build_candidates"]
+__all__ = ["FEATURES", "CandidateSet", "Sources", "build_candidates", "category_codes"]
 
 FEATURES: tuple[str, ...] = (
     "t_logp", "t_gap", "t_rank", "t_listed",
@@ -57,6 +58,22 @@ class Sources:
     recent_popularity: np.ndarray  # (V,) decayed popularity per count row (0 when not in `ItemContext.popular`)
     blocked: np.ndarray  # (V,) bool: unavailable or just bought
     category: Mapping[str, str] = field(default_factory=dict)  # item id -> category (`ItemContext.item_category`)
+    t_top: np.ndarray | None = None  # the `depth` largest `t_logp` rows in any order (one batched top-k), if known
+    # `category` per count row as codes (-1: none) and code by name; built once per batch (`category_codes`)
+    codes: tuple[np.ndarray, Mapping[str, int]] | None = None
+
+
+def category_codes(
+    category: Mapping[str, str], index: Mapping[str, int], size: int
+) -> tuple[np.ndarray, dict[str, int]]:
+    """(size,) category code of each count row (-1: none) and the code of each category name."""
+    codes = np.full(size, -1, dtype=np.int64)
+    names: dict[str, int] = {}
+    for item_id, kind in category.items():
+        row = index.get(item_id)
+        if row is not None:
+            codes[row] = names.setdefault(kind, len(names))
+    return codes, names
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +110,29 @@ def _history(user: UserState, index: Mapping[str, int]) -> _History:
     return _History(last, count, kind, ts, newest_first)
 
 
-def _top_finite(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the `k` largest finite entries, best first (ties: lower index)."""
-    finite = np.flatnonzero(np.isfinite(scores))
-    if finite.size > k:
-        finite = finite[np.argpartition(-scores[finite], k - 1)[:k]]
-    return finite[np.lexsort((finite, -scores[finite]))]
+def _top_finite(scores: np.ndarray, k: int, top: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the `k` largest finite entries, best first (ties: lower index); `top`: those k, unordered."""
+    if top is not None:
+        finite: np.ndarray = top[np.isfinite(scores[top])]
+    else:
+        finite = np.flatnonzero(np.isfinite(scores))
+        if finite.size > k:
+            finite = finite[np.argpartition(-scores[finite], k - 1)[:k]]
+    ordered: np.ndarray = finite[np.lexsort((finite, -scores[finite]))]
+    return ordered
+
+
+def _weighted_rows(matrix: sp.csr_matrix, rows: Sequence[int], weights: np.ndarray, size: int) -> np.ndarray:
+    """(size,) sum of weights[k] * matrix[rows[k]], from the CSR arrays (scipy's row slicing cost ~100 µs a call).
+
+    Counts times powers of two add exactly, so this equals the matrix product bit for bit.
+    """
+    out = np.zeros(size)
+    indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+    for row, weight in zip(rows, weights.tolist(), strict=True):
+        start, end = indptr[row], indptr[row + 1]
+        out[indices[start:end]] += data[start:end] * weight
+    return out
 
 
 def _positions(listed: np.ndarray, cands: np.ndarray, size: int, depth: int) -> np.ndarray:
@@ -124,14 +158,12 @@ def build_candidates(user: UserState, parts: CountParts, sources: Sources, depth
     hist = _history(user, parts.index)
     context = [r for r, _ in context_items(user, parts.index, 5)]
     current = parts.index.get(user.events[-1].item_id or "") if user.events else None
-    tr = np.zeros(size)
-    if context:
-        tr = np.asarray(parts.transitions[context].T @ (0.5 ** np.arange(len(context)))).ravel()
+    tr = _weighted_rows(parts.transitions, context, 0.5 ** np.arange(len(context)), size)
     sk = parts.sknn.item_scores(user)
     sk = np.zeros(size) if sk is None else sk
     t = sources.t_logp if sources.t_logp is not None else np.zeros(size)
     lists = {
-        "t": _top_finite(t, depth) if sources.t_logp is not None else np.zeros(0, dtype=np.int64),
+        "t": _top_finite(t, depth, sources.t_top) if sources.t_logp is not None else np.zeros(0, dtype=np.int64),
         "tr": top_rows(tr, depth),
         "sk": top_rows(sk, depth),
         "co": np.asarray(sources.co_rows[:depth], dtype=np.int64),
@@ -145,7 +177,7 @@ def build_candidates(user: UserState, parts: CountParts, sources: Sources, depth
         _source_features(out, cands, lists, t, tr, sk, sources, size, depth)
         _transition_features(out, cands, parts, context, current)
         _user_features(out, cands, user, hist, parts, sources)
-        _category_features(out, cands, user, parts, sources.category)
+        _category_features(out, cands, user, parts, sources)
     return CandidateSet(cands, out.astype(np.float32))
 
 
@@ -183,14 +215,15 @@ def _source_features(
 def _transition_features(
     out: np.ndarray, cands: np.ndarray, parts: CountParts, context: list[int], current: int | None
 ) -> None:
+    size = len(parts.vocab)
     if current is not None:
-        row = np.asarray(parts.transitions[current].todense()).ravel()
+        row = _weighted_rows(parts.transitions, [current], np.ones(1), size)
         degree = parts.out_degree[current]
         out[:, _COL["last_log"]] = np.log1p(row[cands])
         out[:, _COL["last_prob"]] = row[cands] / degree if degree > 0 else 0.0
-        out[:, _COL["rev_log"]] = np.log1p(np.asarray(parts.reverse[current].todense()).ravel()[cands])
+        out[:, _COL["rev_log"]] = np.log1p(_weighted_rows(parts.reverse, [current], np.ones(1), size)[cands])
     if context:
-        last3 = np.asarray(parts.transitions[context[:3]].sum(axis=0)).ravel()
+        last3 = _weighted_rows(parts.transitions, context[:3], np.ones(min(3, len(context))), size)
         out[:, _COL["last3_log"]] = np.log1p(last3[cands])
 
 
@@ -201,16 +234,20 @@ def _user_features(
     now = user.events[-1].ts.timestamp() if n else 0.0
     earlier = [r for r in hist.newest_first if user.events and r != parts.index.get(user.events[-1].item_id or "")]
     previous = earlier[0] if earlier else None
-    for c, row in enumerate(cands.tolist()):
-        if row in hist.last:
-            out[c, _COL["hist_in"]] = 1.0
-            out[c, _COL["hist_ago"]] = np.log1p(n - 1 - hist.last[row])
-            out[c, _COL["hist_count"]] = np.log1p(hist.count[row])
-            out[c, _COL["hist_secs"]] = np.log1p(max(0.0, now - hist.ts[row]))
-            column = _TYPE_COL.get(hist.kind[row])
-            if column is not None:
-                out[c, _COL[column]] = 1.0
-        out[c, _COL["prev_item"]] = float(row == previous)
+    at = {row: c for c, row in enumerate(cands.tolist())}  # candidate row -> its line in `out`
+    for row, last in hist.last.items():
+        c = at.get(row)
+        if c is None:
+            continue
+        out[c, _COL["hist_in"]] = 1.0
+        out[c, _COL["hist_ago"]] = np.log1p(n - 1 - last)
+        out[c, _COL["hist_count"]] = np.log1p(hist.count[row])
+        out[c, _COL["hist_secs"]] = np.log1p(max(0.0, now - hist.ts[row]))
+        column = _TYPE_COL.get(hist.kind[row])
+        if column is not None:
+            out[c, _COL[column]] = 1.0
+    if previous is not None and previous in at:
+        out[at[previous], _COL["prev_item"]] = 1.0
     out[:, _COL["pop_log"]] = np.log1p(parts.item_counts[cands])
     out[:, _COL["pop_recent"]] = np.log1p(sources.recent_popularity[cands])
     out[:, _COL["sess_len"]] = np.log1p(n)
@@ -219,17 +256,24 @@ def _user_features(
 
 
 def _category_features(
-    out: np.ndarray, cands: np.ndarray, user: UserState, parts: CountParts, category: Mapping[str, str]
+    out: np.ndarray, cands: np.ndarray, user: UserState, parts: CountParts, sources: Sources
 ) -> None:
+    category = sources.category
     if not category:
         return
+    codes, names = sources.codes or category_codes(category, parts.index, len(parts.vocab))
     recent = [category.get(e.item_id) for e in user.events[-10:] if e.item_id is not None]
     current = recent[-1] if recent and user.events[-1].item_id is not None else None
-    shares = {c: recent.count(c) / len(recent) for c in set(recent) if c is not None}
-    for c, row in enumerate(cands.tolist()):
-        kind = category.get(parts.vocab[row])
-        if kind is None:
-            continue
-        out[c, _COL["cat_same"]] = float(kind == current)
-        out[c, _COL["cat_share"]] = shares.get(kind, 0.0)
-        out[c, _COL["cat_affinity"]] = np.log1p(max(0.0, user.category_affinity.get(kind, 0.0)))
+    per_code = np.zeros((3, len(names) + 1))  # same-as-current, share of recent, affinity; last column: none
+    if current is not None and current in names:
+        per_code[0, names[current]] = 1.0
+    for kind in set(recent):
+        if kind is not None and kind in names:
+            per_code[1, names[kind]] = recent.count(kind) / len(recent)
+    for kind, value in user.category_affinity.items():
+        if kind in names:
+            per_code[2, names[kind]] = np.log1p(max(0.0, value))
+    kinds = codes[cands]  # -1 (no category) reads the last column, all zeros
+    out[:, _COL["cat_same"]] = per_code[0, kinds]
+    out[:, _COL["cat_share"]] = per_code[1, kinds]
+    out[:, _COL["cat_affinity"]] = per_code[2, kinds]

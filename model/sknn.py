@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from contracts import Event, Reason, ReasonKind
 from model.recency import is_blocked
@@ -74,7 +73,12 @@ class SessionKnnScorer:
         return picked + [ScoredItem(item_id=i, score=0.0, reasons=(trending,)) for i in filler]
 
     def item_scores(self, user: UserState) -> np.ndarray | None:
-        """(V,) V-SKNN score of every fitted item for `user`, or None without known items or neighbours."""
+        """(V,) V-SKNN score of every fitted item for `user`, or None without known items or neighbours.
+
+        Reads the CSR arrays directly (scipy's fancy indexing cost ~10x more per user). Every sum is taken in the
+        order a sparse product would take it (items ascending within a sequence, neighbours in rank order), so
+        the scores equal the matrix form bit for bit (a test pins it).
+        """
         rows = [self._seq.index.get(e.item_id) for e in user.events if e.item_id is not None]
         known = [r for r in rows if r is not None]
         if not known:
@@ -83,20 +87,26 @@ class SessionKnnScorer:
         latest = {r: p for p, r in enumerate(known, start=1)}  # item -> its latest 1-based position in s
         distinct = np.fromiter(latest, dtype=np.int64, count=len(latest))
         position = np.fromiter(latest.values(), dtype=np.float64, count=len(latest))
-        weight = np.zeros(len(self._seq.vocab))  # (V,) position weight p / L of each current item
-        weight[distinct] = position / n
-        steps = np.zeros(len(self._seq.vocab))  # (V,) 1 / (steps back from the end of s) of each current item
-        steps[distinct] = 1.0 / (n + 1 - position)
-        candidates = np.unique(self._sessions_of[distinct].indices)
-        if candidates.size == 0:
+        order = np.argsort(distinct)
+        distinct, position = distinct[order], position[order]
+        holders = self._sessions_of  # (V, N)
+        sizes = holders.indptr[distinct + 1] - holders.indptr[distinct]
+        if not sizes.sum():
             return None
+        sessions = np.concatenate([holders.indices[holders.indptr[r] : holders.indptr[r + 1]] for r in distinct])
+        candidates, inverse = np.unique(sessions, return_inverse=True)
+        # (m,) numerator: position weights p / L of the shared items, summed item by item in ascending order
+        shared = np.bincount(inverse, weights=np.repeat(position / n, sizes), minlength=candidates.size)
+        decay = np.zeros(candidates.size)  # (m,) 1 / (steps back from the end of s) of the newest shared item
+        np.maximum.at(decay, inverse, np.repeat(1.0 / (n + 1 - position), sizes))
         if candidates.size > self._sample_size:  # the most recent sequences (ties: lower index)
-            order = np.lexsort((candidates, -self._seq.last_ts[candidates]))
-            candidates = candidates[order[: self._sample_size]]
-        part: sp.csr_matrix = self._incidence[candidates]  # (m, V)
-        sim = np.asarray(part @ weight).ravel() / np.sqrt(distinct.size * self._sizes[candidates])  # (m,)
+            keep = np.lexsort((candidates, -self._seq.last_ts[candidates]))[: self._sample_size]  # newest first
+            candidates, shared, decay = candidates[keep], shared[keep], decay[keep]
+        sim = shared / np.sqrt(distinct.size * self._sizes[candidates])  # (m,)
         best = top_rows(sim, self._k)
-        neighbours = part[best]  # (k', V)
-        decay = np.asarray(neighbours.multiply(steps).max(axis=1).todense()).ravel()  # (k',) newest shared item
-        scores: np.ndarray = np.asarray(neighbours.T @ (sim[best] * decay)).ravel()
+        incidence = self._incidence
+        starts, ends = incidence.indptr[candidates[best]], incidence.indptr[candidates[best] + 1]
+        items = np.concatenate([incidence.indices[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
+        weights = np.repeat(sim[best] * decay[best], ends - starts)
+        scores: np.ndarray = np.bincount(items, weights=weights, minlength=len(self._seq.vocab))
         return scores

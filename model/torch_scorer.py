@@ -148,24 +148,42 @@ class TorchScorer:
         rows = self.backend.item_table().shape[0]
         return lists, torch.cat(logits) if logits else torch.empty((0, rows))
 
+    @property
+    def with_evidence(self) -> bool:
+        """Whether scored items carry evidence and reasons (off when the explainer attributes)."""
+        return self._with_evidence
+
+    def log_probabilities(self, users: Sequence[UserState], items: ItemContext) -> Tensor:
+        """`score_with_logits`'s (B, V) log-softmax alone: no top-`k` search, no lists (the two-stage hot path)."""
+        logits: list[Tensor] = []
+        for start in range(0, len(users), self._max_batch):
+            _, full = self._score_batch(users[start : start + self._max_batch], items, 0, with_logits=True)
+            assert full is not None  # noqa: S101 (asked for)
+            logits.append(full)
+        rows = self.backend.item_table().shape[0]
+        return torch.cat(logits) if logits else torch.empty((0, rows))
+
     def _score_batch(
         self, users: Sequence[UserState], items: ItemContext, k: int, with_logits: bool = False
     ) -> tuple[list[list[ScoredItem]], Tensor | None]:
+        """Top-`k` lists (none when `k` is 0) and, `with_logits`, the (B, V) log-softmax."""
         if not users:
             return [], None
         batch, encoded = batch_from_states(users, self.vocab, self.config, self._queries)
         table = self.backend.item_table()  # (V, C)
         vectors, copy = self.backend.encode(batch)  # (B, C), (B, T)
         vectors = vectors.to(table.dtype)
-        purchased = [[r for r in map(self.vocab.index, u.purchased_recently) if r is not None] for u in users]
         blocked = self._blocked(items, table.shape[0], table.device)
         item_rows = batch.items.to(table.device)
-        values, rows = chunked_topk(vectors, table, k, blocked, purchased, self._chunk_size, item_rows, copy)
         full = None
         if with_logits:  # the same scores for every row: (B, V), blocked rows -inf, then log-softmax
             full = (vectors @ table.T).float()
             full.index_put_((torch.arange(len(users))[:, None].expand_as(item_rows), item_rows), copy.float(), True)
             full = torch.log_softmax(full.masked_fill(blocked, float("-inf")), dim=1).cpu()
+        if k == 0:
+            return [], full
+        purchased = [[r for r in map(self.vocab.index, u.purchased_recently) if r is not None] for u in users]
+        values, rows = chunked_topk(vectors, table, k, blocked, purchased, self._chunk_size, item_rows, copy)
         values, rows, copy = values.float().cpu(), rows.cpu(), copy.float().cpu()
         if not self._with_evidence:
             item = self.vocab.item

@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from contracts import Reason, ReasonKind
 from model.cooccurrence import CooccurrenceScorer
 from model.count_parts import CountParts
-from model.rank_features import CandidateSet, Sources, build_candidates
+from model.rank_features import CandidateSet, Sources, build_candidates, category_codes
 from model.ranker import RankerEnsemble
 from model.recency import item_label
 from model.scoring import ItemContext, ScoredItem, UserState
@@ -31,6 +32,8 @@ from model.torch_scorer import TorchScorer
 __all__ = ["CandidateBuilder", "TwoStageScorer", "training_examples"]
 
 _SCORE_BATCH = 256  # users per transformer forward and co-occurrence call
+_SEEN_BEFORE = Reason(kind=ReasonKind.SEEN_BEFORE, detail="you looked at it earlier", weight=1.0)
+_SIMILAR_SESSIONS = Reason(kind=ReasonKind.SIMILAR_TO, detail="shoppers with sessions like yours chose it", weight=1.0)
 
 
 class CandidateBuilder:
@@ -51,8 +54,12 @@ class CandidateBuilder:
         """Per user: the candidate set, and the transformer's explained top list by item id."""
         if not users:
             return [], []
-        listed, logp = self.transformer.score_with_logits(users, items, self.depth)
-        co_lists = self._cooccurrence.score(users, items, self.depth)
+        if self.transformer.with_evidence:  # keep the transformer's evidence and reasons for the items it lists
+            listed, logp = self.transformer.score_with_logits(users, items, self.depth)
+            by_id = [{s.item_id: s for s in row} for row in listed]
+        else:  # the explainer attributes through the transformer: its log-probabilities are all that is read
+            logp, by_id = self.transformer.log_probabilities(users, items), [{} for _ in users]
+        co_lists = self._cooccurrence.top(users, items, self.depth)  # ids and scores; no explanations built
         index = self.parts.index
         size = len(self.parts.vocab)
         unavailable = np.zeros(size, dtype=bool)
@@ -62,16 +69,23 @@ class CandidateBuilder:
             row = index.get(item_id)
             if row is not None:
                 recent[row] = max(value, 0.0)
+        codes = category_codes(items.item_category, index, size)  # once per batch, not per candidate
         t_all = logp.numpy()[:, self._rows]  # (B, V_counts)
         t_all[:, self._rows == 0] = -np.inf
+        depth = min(self.depth, size)
+        t_top = torch.from_numpy(t_all).topk(depth, dim=1).indices.numpy() if depth else None  # one call, not B
         sets = []
         for u, user in enumerate(users):
             blocked = unavailable.copy()
             blocked[[r for r in map(index.get, user.purchased_recently) if r is not None]] = True
-            co = [(index[s.item_id], s.score) for s in co_lists[u] if s.item_id in index]
-            sources = Sources(t_all[u], [r for r, _ in co], [v for _, v in co], recent, blocked, items.item_category)
+            co = [(index[i], v) for i, v in co_lists[u] if i in index]
+            co_rows, co_scores = [r for r, _ in co], [v for _, v in co]
+            top = t_top[u] if t_top is not None else None
+            sources = Sources(
+                t_all[u], co_rows, co_scores, recent, blocked, items.item_category, t_top=top, codes=codes
+            )
             sets.append(build_candidates(user, self.parts, sources, self.depth))
-        return sets, [{s.item_id: s for s in row} for row in listed]
+        return sets, by_id
 
 
 class TwoStageScorer:
@@ -96,13 +110,23 @@ class TwoStageScorer:
     def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
         """Top-`k` candidates per user by ranker score, best first, in input order."""
         out: list[list[ScoredItem]] = []
+        after: dict[str, Reason] = {}  # this call's "opened after <current item>" reasons, one per item
         for start in range(0, len(users), _SCORE_BATCH):
             batch = users[start : start + _SCORE_BATCH]
             sets, listed = self.builder.build(batch, items)
-            for user, candidates, by_id in zip(batch, sets, listed, strict=True):
-                scores = self.ranker.predict(candidates.features) if len(candidates.rows) else np.zeros(0)
+            # One ranker forward for the whole batch (per-user calls cost more in torch overhead than the math).
+            sizes = [len(c.rows) for c in sets]
+            flat = self.ranker.predict(np.concatenate([c.features for c in sets])) if sum(sizes) else np.zeros(0)
+            per_user = np.split(flat, np.cumsum(sizes)[:-1])
+            for user, candidates, by_id, scores in zip(batch, sets, listed, per_user, strict=True):
                 order = np.lexsort((np.arange(len(scores)), -scores))[:k]
-                out.append([self._explain(user, items, candidates, int(i), float(scores[i]), by_id) for i in order])
+                last = {e.item_id: p for p, e in enumerate(user.events)}  # item -> its newest event index
+                out.append(
+                    [
+                        self._explain(user, items, candidates, int(i), float(scores[i]), by_id, last, after)
+                        for i in order
+                    ]
+                )
         return out
 
     def _explain(
@@ -113,22 +137,23 @@ class TwoStageScorer:
         at: int,
         score: float,
         by_id: dict[str, ScoredItem],
+        last: dict[str | None, int],
+        after: dict[str, Reason],
     ) -> ScoredItem:
         item_id = self.builder.parts.vocab[int(candidates.rows[at])]
         known = by_id.get(item_id)
         if known is not None:
             return ScoredItem(item_id, score, known.evidence, known.reasons)
-        positions = [p for p, e in enumerate(user.events) if e.item_id == item_id]
-        if positions:
-            reason = Reason(kind=ReasonKind.SEEN_BEFORE, detail="you looked at it earlier", weight=1.0)
-            return ScoredItem(item_id, score, ((positions[-1], 1.0),), (reason,))
+        position = last.get(item_id)
+        if position is not None:
+            return ScoredItem(item_id, score, ((position, 1.0),), (_SEEN_BEFORE,))
         current = user.events[-1].item_id if user.events else None
         if current is not None:
-            detail = f"shoppers often open it after {item_label(current, items)}"
-            reason = Reason(kind=ReasonKind.SIMILAR_TO, detail=detail[:512], weight=1.0)
-            return ScoredItem(item_id, score, ((len(user.events) - 1, 1.0),), (reason,))
-        reason = Reason(kind=ReasonKind.SIMILAR_TO, detail="shoppers with sessions like yours chose it", weight=1.0)
-        return ScoredItem(item_id, score, (), (reason,))
+            if current not in after:  # records are frozen: one per current item, not one per candidate
+                detail = f"shoppers often open it after {item_label(current, items)}"
+                after[current] = Reason(kind=ReasonKind.SIMILAR_TO, detail=detail[:512], weight=1.0)
+            return ScoredItem(item_id, score, ((len(user.events) - 1, 1.0),), (after[current],))
+        return ScoredItem(item_id, score, (), (_SIMILAR_SESSIONS,))
 
 
 def training_examples(

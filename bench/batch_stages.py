@@ -8,13 +8,20 @@ a warm-up of `--warmup` events in batches of 1024, then `--rounds` batches of ea
 whole call (this process), and of Redis (`INFO cpu`, the server's own CPU over the same calls), so it shows
 whether a bigger batch makes an event cheaper (a fixed per-batch cost) or not.
 
+Then the codecs side by side on the same records and recommendations (those of the timed batches, `--rounds`
+passes, interleaved): decode + validate per event with the pydantic path (`streams.validation.validate_event`,
+what the decode stage ran before the compiled codec) and the worker's (`decode_event`: msgspec, pydantic only for
+rejected records), and encode per recommendation with `model_dump_json` and `contracts.codec.encode_recommendation`
+(the recommend agent's); the encoded documents are checked equal.
+
 `--scorer transformer` (default) scores with a transformer trained by the bench first, loaded as the worker loads
 one (`streams.serving.load_serving`: the automatic backend, its explainer); `--scorer blend` with the baseline
 blend.
 
     nice -n 10 .venv/bin/python bench/batch_stages.py --sizes 16 128 1024 --rounds 6 [--scorer blend]
 
-Last line: `RESULT scorer=... us_per_event_<size>=... redis_us_per_event_<size>=... ...` (medians; process CPU).
+Last line: `RESULT scorer=... us_per_event_<size>=... redis_us_per_event_<size>=... ... decode_us_pydantic=...
+decode_us_msgspec=... encode_us_pydantic=... encode_us_msgspec=...` (medians; process CPU).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import statistics
 import sys
 import tempfile
@@ -34,7 +42,8 @@ import redis.asyncio as aioredis
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import Stream, calibration_seconds, catalog, train_bench_model  # noqa: E402 (the pipeline bench's)
 
-from contracts import Settings  # noqa: E402
+from contracts import DeadLetter, Recommendation, Settings  # noqa: E402
+from contracts.codec import WireEvent, encode_recommendation  # noqa: E402
 from feature_store import FeatureConfig, FeatureStore, store_client  # noqa: E402
 from model.exclude import ExcludeCurrentItem  # noqa: E402
 from model.store import ModelStore  # noqa: E402
@@ -44,7 +53,7 @@ from streamrec.stack_config import StackConfig  # noqa: E402
 from streams.batch import BatchConfig, BatchOutcome, process_batch  # noqa: E402
 from streams.runtime import gc_paused  # noqa: E402
 from streams.serving import ServingModel, baseline_serving, load_serving  # noqa: E402
-from streams.validation import RawRecord  # noqa: E402
+from streams.validation import RawRecord, decode_event, validate_event  # noqa: E402
 
 _STAGES = ("decode", "features_write", "features_read", "score", "explain")
 
@@ -85,6 +94,8 @@ async def bench(args: argparse.Namespace) -> None:
         stream, offset = Stream(args.users, args.items, args.seed), 0
         scorer, explainer = ExcludeCurrentItem(served.scorer), served.explainer  # as `Runtime.ranker`
 
+        measured: list[list[RawRecord]] = []
+
         async def one(size: int) -> tuple[BatchOutcome, float, float]:
             nonlocal offset
             events = stream.take(size)
@@ -93,6 +104,7 @@ async def bench(args: argparse.Namespace) -> None:
                 for i, e in enumerate(events)
             ]
             offset += size
+            measured.append(records)
             redis_before, start = await _redis_cpu(client), time.process_time()
             with gc_paused():
                 outcome = await process_batch(
@@ -111,6 +123,7 @@ async def bench(args: argparse.Namespace) -> None:
         gc.set_threshold(50_000, 20, 100)  # as `streamrec worker`
         for _ in range(args.warmup // 1024):
             await one(1024)
+        measured.clear()
         rows: dict[int, list[tuple[BatchOutcome, float, float]]] = {s: [] for s in args.sizes}
         for _ in range(args.rounds):
             for size in args.sizes:
@@ -130,7 +143,51 @@ async def bench(args: argparse.Namespace) -> None:
         whole, redis_cpu = med([c / size * 1e6 for _, c, _ in runs]), med([r / size * 1e6 for _, _, r in runs])
         print(f"{size:6d} {users:6.0f} " + " ".join(f"{v:14.0f}" for v in stages) + f" {whole:7.0f} {redis_cpu:6.0f}")
         result += [f"us_per_event_{size}={whole:.0f}", f"redis_us_per_event_{size}={redis_cpu:.0f}"]
+    recs = [r for runs in rows.values() for o, _, _ in runs for r in o.recommendations]
+    result += codecs(measured, recs, args.rounds)
     print(f"RESULT scorer={args.scorer} " + " ".join(result))
+
+
+def codecs(batches: list[list[RawRecord]], recs: list[Recommendation], rounds: int) -> list[str]:
+    """Both codecs on the same records and recommendations, interleaved; prints µs of CPU per event / per rec."""
+    config, now = BatchConfig(), datetime.now(UTC)
+    limits = {"max_bytes": config.max_event_bytes, "max_future_skew": config.max_future_skew, "now": now}
+    events = sum(len(b) for b in batches)
+    for r in recs:
+        assert json.loads(encode_recommendation(r)) == json.loads(r.model_dump_json()), r.user_id
+    for record in (r for b in batches for r in b):  # the same verdicts (all valid here)
+        assert type(validate_event(record, **limits)) is not DeadLetter
+        assert type(decode_event(record, **limits)) is WireEvent
+    decoders = {"pydantic": validate_event, "msgspec": decode_event}
+    encoders = {"pydantic": lambda r: r.model_dump_json().encode(), "msgspec": encode_recommendation}
+    spent: dict[str, list[float]] = {f"{kind}_{name}": [] for kind in ("decode", "encode") for name in decoders}
+    for _ in range(rounds):
+        for name, decode in decoders.items():
+            with gc_paused():
+                start = time.process_time()
+                for batch in batches:
+                    for record in batch:
+                        decode(record, **limits)
+                spent[f"decode_{name}"].append((time.process_time() - start) / events * 1e6)
+        for name, encode in encoders.items():
+            with gc_paused():
+                start = time.process_time()
+                for r in recs:
+                    encode(r)
+                spent[f"encode_{name}"].append((time.process_time() - start) / len(recs) * 1e6)
+    med = {k: statistics.median(v) for k, v in spent.items()}
+    size, per_event = statistics.mean(len(encode_recommendation(r)) for r in recs), len(recs) / events
+    print(f"codecs, same inputs, {rounds} interleaved passes, median µs of CPU:")
+    print(
+        f"  decode + validate per event ({events} events): pydantic path {med['decode_pydantic']:.1f}, "
+        f"msgspec {med['decode_msgspec']:.1f} (x{med['decode_pydantic'] / med['decode_msgspec']:.1f})"
+    )
+    print(
+        f"  encode per recommendation ({len(recs)} recs, {size:.0f} B): pydantic {med['encode_pydantic']:.1f}, "
+        f"msgspec {med['encode_msgspec']:.1f} (x{med['encode_pydantic'] / med['encode_msgspec']:.1f}); "
+        f"per event {med['encode_pydantic'] * per_event:.1f} -> {med['encode_msgspec'] * per_event:.1f}"
+    )
+    return [f"{k}_us={v:.2f}" for k, v in med.items()]
 
 
 def main() -> None:

@@ -37,7 +37,8 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from contracts import Event, EventType, Item, ItemContext, PastEvent, ServiceUnavailable, UserState
+from contracts import EventType, Item, ItemContext, PastEvent, ServiceUnavailable, UserState
+from contracts.codec import EventFields
 from feature_store.cache import TtlCache
 from feature_store.cluster import StoreClient, cluster_client, load_scripts, transient
 from feature_store.config import FeatureConfig
@@ -61,7 +62,7 @@ def _script(name: str) -> str:
     return files("feature_store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
-def _stored_json(event: Event) -> str:
+def _stored_json(event: EventFields) -> str:
     doc = {
         "event_id": event.event_id,
         "item_id": event.item_id,
@@ -157,7 +158,7 @@ class FeatureStore:
         pipe.evalsha(self._sha[name], len(keys), *keys, *args)
 
     async def apply_events(
-        self, events: Sequence[Event], positions: Sequence[Position | None] | None = None
+        self, events: Sequence[EventFields], positions: Sequence[Position | None] | None = None
     ) -> ApplyResult:
         """Apply a micro-batch in event order; replays change nothing.
 
@@ -183,7 +184,7 @@ class FeatureStore:
         return ApplyResult(tuple(applied), tuple(duplicates))
 
     async def _apply_user_side(
-        self, events: Sequence[Event], positions: Sequence[Position | None], categories: dict[str, str]
+        self, events: Sequence[EventFields], positions: Sequence[Position | None], categories: dict[str, str]
     ) -> tuple[list[int], list[list[str]]]:
         """One `apply_user_events` call per user (their events in order); per event its status and partners."""
         cfg, keys = self.config, self.keys
@@ -218,7 +219,7 @@ class FeatureStore:
 
     async def _apply_item_side(
         self,
-        events: Sequence[Event],
+        events: Sequence[EventFields],
         positions: Sequence[Position | None],
         partners: Sequence[list[str]],
         categories: dict[str, str],

@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from contracts import DeadLetter, Event, Explanation, Recommendation, RecommendedItem
+from contracts import DeadLetter, Explanation, Recommendation, RecommendedItem
+from contracts.codec import EventFields
 from explain.explainer import Explainer
 from feature_store import FeatureStore, Position
 from model.scoring import ItemContext, ScoredItem, Scorer
-from streams.validation import RawRecord, validate_event
+from streams.validation import RawRecord, decode_event
 
 __all__ = [
     "BatchConfig",
@@ -108,12 +109,12 @@ async def process_batch(
     out = BatchOutcome()
     timer = partial(_stage, out.stage_seconds, out.stage_cpu_seconds)
     now = clock()
-    events: list[Event] = []
+    events: list[EventFields] = []  # compiled-codec `WireEvent`s (a record only the pydantic path took: `Event`)
     positions: list[Position] = []  # where each event was read: the store's exactly-once watermarks
-    trigger: dict[str, tuple[Event, float]] = {}  # user -> latest event and its arrival
+    trigger: dict[str, tuple[EventFields, float]] = {}  # user -> latest event and its arrival
     with timer("decode"):
         for record, t in zip(records, arrived, strict=True):
-            checked = validate_event(
+            checked = decode_event(
                 record,
                 max_bytes=config.max_event_bytes,
                 max_future_skew=config.max_future_skew,

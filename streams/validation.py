@@ -1,9 +1,14 @@
-"""Edge validation: raw Kafka bytes become an `Event` or a `DeadLetter` with its reason, never an exception.
+"""Edge validation: raw Kafka bytes become an event or a `DeadLetter` with its reason, never an exception.
 
 Accepts exactly what `schemas/event.json` accepts (UTF-8 JSON without NaN/Infinity, `ts` an RFC 3339 string with
 an offset), plus the checks a schema cannot state: event time within [`min_time`, now + skew] and a record key
 equal to `user_id` (the partitioning that keeps each user's events in order). `tests/unit/test_validation_fuzz.py`
 holds it to that on arbitrary input.
+
+Two paths with one verdict: `validate_event` (pydantic, the contract itself) names the reason of every rejected
+record; `decode_event`, the worker's, first tries the compiled codec (`contracts.codec`, msgspec) and hands any
+record that codec or the checks here do not accept to `validate_event`, so a valid record never builds a pydantic
+object and a rejected one gets exactly the dead letter the pydantic path gives (`tests/unit/test_codec_parity.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts import DeadLetter, DeadLetterReason, Event, EventType
+from contracts.codec import EventFields, decode_event_fast
 from contracts.records import TIMESTAMP_PATTERN
 
 __all__ = [
@@ -25,6 +31,7 @@ __all__ = [
     "MAX_PAYLOAD_COPY_BYTES",
     "RawRecord",
     "dead_letter",
+    "decode_event",
     "processing_failed",
     "validate_event",
 ]
@@ -152,3 +159,30 @@ def validate_event(
         problem = "has no key" if record.key is None else "key differs from user_id"
         return reject(DeadLetterReason.KEY_MISMATCH, f"record {problem} (the key keeps a user's events in order)")
     return event
+
+
+def decode_event(
+    record: RawRecord,
+    *,
+    max_bytes: int,
+    max_future_skew: timedelta,
+    now: datetime,
+    min_time: datetime = _EPOCH,
+) -> EventFields | DeadLetter:
+    """`validate_event`'s verdict, reached by the compiled codec for a valid record (a `WireEvent`).
+
+    Any record the codec declines, or that fails the range and key checks, is judged again by `validate_event`:
+    its dead letter (reason and error) is the pydantic path's, and should the codec ever decline a record the
+    contract accepts, the record is still accepted (as an `Event`).
+    """
+    value = record.value
+    if value is not None and len(value) <= max_bytes:
+        event = decode_event_fast(value)
+        if (
+            event is not None
+            and min_time <= event.ts
+            and event.ts - now <= max_future_skew
+            and record.key == event.user_id.encode()
+        ):
+            return event
+    return validate_event(record, max_bytes=max_bytes, max_future_skew=max_future_skew, now=now, min_time=min_time)

@@ -9,6 +9,7 @@ from typing import Any
 import faust
 
 from contracts import Settings
+from contracts.codec import encode_recommendation
 from streams.agents import as_stream, delivered, unacked_unless_done
 from streams.batch import BatchOutcome
 from streams.runtime import Runtime, gc_paused
@@ -34,11 +35,12 @@ def attach_recommend_agent(
         async def deliver(outcome: BatchOutcome) -> None:
             # Recommendations (one per user of the batch) go straight to the producer: Faust's topic.send wraps
             # each record in pending/future messages and per-record sensor calls (~15 % of the worker's CPU
-            # outside the stages). Same topic, key, value, partitioner and acks=all.
+            # outside the stages). Same topic, key, value, partitioner and acks=all. The value is written by the
+            # compiled codec (`contracts.codec`: the document `model_dump_json` writes, ~2x cheaper).
             producer = await app.maybe_start_producer()
             pending = []
             for r in outcome.recommendations:
-                value = r.model_dump_json().encode()
+                value = encode_recommendation(r)
                 pending.append(await producer.send(recommendations, r.user_id.encode(), value, None, None, None))
                 if on_sent is not None:
                     on_sent(r.user_id, value)

@@ -186,3 +186,19 @@ def test_a_fine_tune_of_a_two_stage_version_stays_two_stage(two_stage_dir: Path,
     assert child.version != parent.version
     scorer = load_scorer(store.path(child.version), backend="torch", device="cpu")
     assert isinstance(scorer, TwoStageScorer) and scorer.version == child.version
+
+
+def test_a_batch_ranks_each_user_as_scoring_them_alone_would(two_stage_dir: Path) -> None:
+    # The serving path batches the transformer's top-k, the ranker forward and the category codes over users:
+    # none of that may leak between users of one batch.
+    scorer = load_scorer(two_stage_dir, backend="torch", device="cpu")
+    assert isinstance(scorer, TwoStageScorer)
+    events, catalog = synthetic_events(n_users=80, length=12), synthetic_catalog()
+    fit, held_out = split_at(events, events[-1].ts - timedelta(days=2))
+    split = time_split(fit, held_out, catalog, max_points=30, targets="every")
+    users, items = [p.state for p in split.points], split_context(split)
+    together = scorer.score(users, items, 10)
+    alone = [scorer.score([user], items, 10)[0] for user in users]
+    assert [[s.item_id for s in row] for row in together] == [[s.item_id for s in row] for row in alone]
+    for row_together, row_alone in zip(together, alone, strict=True):
+        assert [s.score for s in row_together] == pytest.approx([s.score for s in row_alone], abs=1e-5)

@@ -13,7 +13,9 @@ shows as late, not as lossy). `--warm-events N` first applies N events per user,
 with full histories (50 events per user are kept): then memory growth is the system's, not histories filling.
 
 Growth figures compare the mean of the first and the last 5 minutes (after a 2-minute warm-up; shorter runs use
-the first and last fifth), so one garbage-collection peak does not decide them.
+the first and last fifth), so one garbage-collection peak does not decide them. Before the RESULT line a table
+gives, per minute of the run, the p50/p99 latency of the events sent in that minute, the mean RSS of each process,
+Redis's memory and the 1-minute load average (the machine may be shared); `--log-dir` keeps the processes' logs.
 
     nice -n 10 .venv/bin/python bench/soak.py --minutes 30 --rate 200 [--users 1000 --warm-events 50 --model-dir M]
 
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
 import statistics
 import subprocess
 import sys
@@ -62,6 +66,7 @@ class Samples:
     worker_rss: list[tuple[float, float]] = field(default_factory=list)
     learner_rss: list[tuple[float, float]] = field(default_factory=list)
     redis_memory: list[tuple[float, float]] = field(default_factory=list)
+    load: list[tuple[float, float]] = field(default_factory=list)  # 1-minute load average
 
 
 def windows(minutes: float) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -97,6 +102,7 @@ async def sample(
         if "learner" in pids:
             samples.learner_rss.append((t, rss_bytes(pids["learner"])))
         samples.redis_memory.append((t, float((await client.info("memory"))["used_memory"])))
+        samples.load.append((t, os.getloadavg()[0]))
         try:
             await asyncio.wait_for(stop.wait(), _SAMPLE_S)
         except TimeoutError:
@@ -155,7 +161,9 @@ async def _soak(args: argparse.Namespace, bootstrap: str, redis_url: str) -> Non
     warm = stream.take(args.users * args.warm_events)  # applied before the clock starts: histories are full
     events = stream.take(int(args.rate * args.minutes * 60))
     samples = Samples()
-    with tempfile.TemporaryDirectory(prefix="streamrec-soak-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="streamrec-soak-") as scratch:
+        tmp = args.log_dir or scratch  # the worker's and the learner's logs
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         model = {"STREAMREC_MODEL_DIR": str(args.model_dir)} if args.model_dir else {}
         procs = [start_worker(settings, Path(tmp), **model)]
         if args.model_dir:
@@ -229,12 +237,26 @@ def report(
     for name, series in (("worker RSS", s.worker_rss), ("learner RSS", s.learner_rss), ("redis", s.redis_memory)):
         print(f"{name} MiB: first {mean_in(series, first) / 2**20:.1f}, last {mean_in(series, last) / 2**20:.1f}")
     print(f"events without a recommendation 120 s after the run: {left}")
+    print_minutes(args.minutes, s, timed)
     print(
         f"RESULT minutes={args.minutes:g} rate={args.rate:g} rss_growth_pct={rss:.1f} "
         f"learner_rss_growth_pct={learner:.1f} redis_memory_growth_pct={redis_growth:.1f} "
         f"p99_ms_first_5min={p99[0]:.0f} p99_ms_last_5min={p99[1]:.0f} lost={lost} duplicated={duplicated} "
         f"drain_s={drain_s:.0f}"
     )
+
+
+def print_minutes(minutes: float, s: Samples, timed: TimedResolver) -> None:
+    """Per-minute series: p50/p99 latency of the events sent that minute, mean RSS and Redis memory, load."""
+    print("minute  events  p50_ms  p99_ms  worker_MiB  learner_MiB  redis_MiB  load1")
+    for m in range(int(math.ceil(minutes))):
+        w = (60.0 * m, 60.0 * (m + 1))
+        lat = timed.by_window(w)
+        p50, p99 = (1000 * quantile(lat, q) if lat else math.nan for q in (0.5, 0.99))
+        mib = [mean_in(series, w) / 2**20 for series in (s.worker_rss, s.learner_rss, s.redis_memory)]
+        load = mean_in(s.load, w)
+        cells = f"{m:6d}  {len(lat):6d}  {p50:6.0f}  {p99:6.0f}"
+        print(f"{cells}  {mib[0]:10.1f}  {mib[1]:11.1f}  {mib[2]:9.1f}  {load:5.2f}")
 
 
 def main() -> None:
@@ -249,6 +271,7 @@ def main() -> None:
     p.add_argument("--warm-events", type=int, default=0, help="events per user applied before the clock starts")
     p.add_argument("--drain-seconds", type=float, default=900.0, help="longest wait for a behind worker to catch up")
     p.add_argument("--model-dir", type=Path, default=None, help="model store to serve and fine-tune (adds the learner)")
+    p.add_argument("--log-dir", type=Path, default=None, help="keep worker.log and learner.log here (default: temp)")
     asyncio.run(bench(p.parse_args()))
 
 

@@ -3,7 +3,8 @@
 One learner cycle (driven by `streams/learner/`) is: `grow_vocabulary` for items the model has never seen
 (spare rows first, a resized table when they run out; a titled item's row starts from the text tower, or from
 its text neighbours' rows, else from its category's mean), `fine_tune` for a few AdamW steps on fresh sequences
-mixed with sequences replayed from a `ReplayReservoir` (against forgetting), then `model.gate.gate`: candidate
+mixed with sequences replayed from a `ReplayReservoir` (against forgetting; sampled softmax on large vocabularies,
+as in offline training), then `model.gate.gate`: candidate
 vs serving vs anchor on the newest held-back window, ranked here by `Ranker` / `ndcg_values`. A non-finite
 loss, an exploding gradient norm or non-finite weights discard the update (`FineTuneResult.ok` False, with the
 reason).
@@ -17,6 +18,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ from model.splits import TestPoint
 from model.stream_buffer import UserSequence
 from model.text_tower import TextEncoder, item_text
 from model.torch_scorer import chunked_topk
+from model.train import SAMPLED_ABOVE
 from model.transformer import ModelConfig, SeqBatch, SeqRecModel, event_type_index
 from model.vocab import ItemVocab
 
@@ -45,6 +48,7 @@ __all__ = [
     "grow_vocabulary",
     "ndcg_at_10",
     "ndcg_values",
+    "resolve_loss",
 ]
 
 _SEARCH = event_type_index(EventType.SEARCH)
@@ -65,6 +69,11 @@ class ContinualConfig:
     reservoir_size: int = 5000  # sequences kept for replay
     holdout_fraction: float = 0.3  # newest share of a cycle's events held back for the gate
     growth: float = 0.25  # when spare rows run out, add this fraction of the capacity (at least 64 rows)
+    # "auto": sampled above `model.train.SAMPLED_ABOVE` rows, full softmax below (the offline trainer's rule). A
+    # full softmax step holds (P, V) logits and their gradient: ~280 MB each for 64 sequences x 50 positions x
+    # 22 k rows, and most of the learner's CPU, which the workers on the same cores then lack.
+    loss: Literal["softmax", "sampled", "auto"] = "auto"
+    n_negatives: int = 1024  # distinct uniform negative rows per step (sampled loss)
     seed: int = 0
 
 
@@ -286,6 +295,7 @@ def fine_tune(
     allowed[1 : len(vocab) + 1] = True  # padding and unclaimed rows are never targets
     optimizer = torch.optim.AdamW(candidate.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n_replay = round(config.batch_size * config.replay_fraction) if len(reservoir) else 0
+    sampled = resolve_loss(config, vocab) == "sampled"
     losses: list[float] = []
     worst = 0.0
     for _ in range(config.steps):
@@ -293,7 +303,9 @@ def fine_tune(
         batch, targets = encode_sequences(picked, vocab, candidate.config)
         if not bool((targets > 0).any()):
             continue
-        loss = candidate(batch, targets, candidates=allowed).loss
+        # Distinct known rows (without replacement), so the model's log(V/N) correction is exact.
+        negatives = 1 + torch.randperm(len(vocab))[: config.n_negatives] if sampled else None
+        loss = candidate(batch, targets, candidates=allowed, negatives=negatives).loss
         assert loss is not None  # noqa: S101 (targets were given)
         value = float(loss.detach())
         if not math.isfinite(value) or value > config.max_loss:
@@ -311,6 +323,13 @@ def fine_tune(
     if not all(bool(torch.isfinite(p).all()) for p in candidate.parameters()):
         return _discarded("non-finite weights after the update", losses, worst)
     return FineTuneResult(candidate.eval(), True, "ok", len(losses), losses[0], losses[-1], worst)
+
+
+def resolve_loss(config: ContinualConfig, vocab: ItemVocab) -> Literal["softmax", "sampled"]:
+    """The loss `fine_tune` uses: `config.loss`, with "auto" resolved by the vocabulary's row count."""
+    if config.loss != "auto":
+        return config.loss
+    return "sampled" if vocab.capacity > SAMPLED_ABOVE else "softmax"
 
 
 def _discarded(reason: str, losses: list[float], worst: float) -> FineTuneResult:

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-__all__ = ["register"]
+__all__ = ["lower_priority", "register"]
+
+
+def lower_priority(increment: int) -> int:
+    """Raise this process's nice value by `increment` (0: unchanged); returns the new nice value.
+
+    Call it before any thread starts: on Linux the nice value is per thread and new threads inherit it, so the
+    event loop, the cycle's executor thread and torch's workers all run at the lowered priority. A learner
+    sharing cores with workers then takes only the CPU they leave (a fine-tune cycle is CPU-bound for seconds;
+    serving latency is what suffers if the two compete as equals).
+    """
+    import os
+
+    return os.nice(increment)
 
 
 def register(app: typer.Typer) -> None:
@@ -44,6 +57,9 @@ def register(app: typer.Typer) -> None:
         effects_window: float = typer.Option(1800.0, min=1.0, help="Seconds after a recommendation a hit counts."),
         metrics_port: int = typer.Option(0, min=0, help="Serve Prometheus /metrics on this port (0 = off)."),
         threads: int = typer.Option(1, min=1, help="Torch CPU threads (leave the other cores to the workers)."),
+        nice: int = typer.Option(
+            10, min=0, max=19, help="Raise the learner's nice value by this much (the workers keep priority)."
+        ),
         loglevel: str = typer.Option("info", help="Log level."),
     ) -> None:
         """Fine-tune the serving model on the live stream; promote only versions that pass the gate."""
@@ -54,6 +70,7 @@ def register(app: typer.Typer) -> None:
         from contracts import Settings
         from streamrec.preflight import require_access
 
+        lower_priority(nice)  # first, before any thread exists (threads inherit it)
         settings = Settings()
         require_access(settings, "learner", kafka=True)  # before torch is imported: a refusal stops it in ~1 s
         import torch

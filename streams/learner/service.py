@@ -40,6 +40,7 @@ from model.continual import (
     fine_tune,
     grow_vocabulary,
     ndcg_at_10,
+    resolve_loss,
 )
 from model.gate import GateConfig, GateResult, gate
 from model.store import CurrentChanged, ModelStore
@@ -318,7 +319,7 @@ class Learner:
         model, vocab, added = grow_vocabulary(
             base.model, base.vocab, new, self._catalog, self._encoder if self._catalog else None, cfg.growth
         )
-        record["new_items"] = len(added)
+        record["new_items"], record["loss"] = len(added), resolve_loss(cfg, vocab)
         phase = time.perf_counter()
         tuned = fine_tune(model, vocab, data.train, self._reservoir, cfg)
         record["fine_tune_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()

@@ -19,10 +19,12 @@ from model.continual import (
     fine_tune,
     grow_vocabulary,
     ndcg_at_10,
+    resolve_loss,
 )
 from model.drifting_stream import drifting_stream
 from model.scoring import PastEvent
 from model.stream_buffer import StreamBuffer
+from model.train import SAMPLED_ABOVE
 from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
 
@@ -153,6 +155,46 @@ def test_fine_tune_learns_and_guards_discard_bad_updates() -> None:
         broken.item_emb.weight[1:] = float("nan")
     nan = fine_tune(broken, vocab, fresh, ReplayReservoir(10), ContinualConfig(steps=3))
     assert not nan.ok and "loss nan" in nan.reason and math.isnan(nan.loss_first)
+
+
+def _negatives_seen(
+    monkeypatch: pytest.MonkeyPatch, model: SeqRecModel, vocab: ItemVocab, config: ContinualConfig
+) -> list[torch.Tensor | None]:
+    seen: list[torch.Tensor | None] = []
+    forward = SeqRecModel.forward
+
+    def spy(self: SeqRecModel, *args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("negatives"))  # type: ignore[arg-type]
+        return forward(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SeqRecModel, "forward", spy)
+    fresh = [_ring(f"u{k}", k, 7) for k in range(16)]
+    assert fine_tune(model, vocab, fresh, ReplayReservoir(10), config).ok
+    return seen
+
+
+def test_fine_tune_samples_negatives_on_a_large_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A full softmax step holds (positions x rows) logits and their gradient: on the soak's 22 k rows it took
+    # ~1.2 GB more peak memory and ~8x the CPU of the sampled step, so above the offline trainer's threshold the
+    # learner samples, as `streamrec train` does.
+    big = ModelConfig(n_items=SAMPLED_ABOVE + 1, max_len=6, d_model=8, n_heads=2, n_layers=1, dropout=0.0)
+    torch.manual_seed(0)
+    vocab = ItemVocab([f"i{j}" for j in range(8)], capacity=big.n_items)
+    config = ContinualConfig(steps=3, batch_size=8, n_negatives=5)
+    assert resolve_loss(config, vocab) == "sampled"
+    seen = _negatives_seen(monkeypatch, SeqRecModel(big), vocab, config)
+    assert len(seen) == 3
+    for negatives in seen:
+        assert negatives is not None and negatives.shape == (5,)
+        assert len(set(negatives.tolist())) == 5 and 1 <= int(negatives.min()) and int(negatives.max()) <= len(vocab)
+
+
+def test_fine_tune_keeps_the_full_softmax_on_a_small_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, vocab = _model()
+    assert resolve_loss(ContinualConfig(), vocab) == "softmax"
+    assert _negatives_seen(monkeypatch, model, vocab, ContinualConfig(steps=2, batch_size=8)) == [None, None]
+    forced = _negatives_seen(monkeypatch, model, vocab, ContinualConfig(steps=1, batch_size=8, loss="sampled"))
+    assert forced[0] is not None and sorted(forced[0].tolist()) == list(range(1, len(vocab) + 1))  # all 8 known
 
 
 def test_drifting_stream_is_seeded_and_shifts() -> None:

@@ -3,12 +3,13 @@ directory and write a model directory; `--transformer-only` writes the transform
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+
+from streamrec.commands.common import iso_time
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -43,17 +44,6 @@ class Loss(StrEnum):
     AUTO = "auto"
     SOFTMAX = "softmax"
     SAMPLED = "sampled"
-
-
-def _parse_until(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        msg = f"not an ISO time: {text!r}"
-        raise typer.BadParameter(msg, param_hint="--until") from exc
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def register(app: typer.Typer) -> None:
@@ -155,12 +145,12 @@ def _load(
     except (FileNotFoundError, StreamrecError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    limit = _parse_until(until)
+    limit = None if until is None else iso_time(until, "--until")
     if limit is None and last_days > 0 and events:
         limit = max(e.ts for e in events) - timedelta(days=last_days)
     if limit is not None:
         events = [e for e in events if e.ts < limit]
-    first = _parse_until(since)
+    first = None if since is None else iso_time(since, "--since")
     if first is not None:
         events = [e for e in events if e.ts >= first]
     if protocol is Protocol.LOO:

@@ -230,7 +230,7 @@ class FeatureStore:
         pop_keys = [keys.popularity(), keys.popularity_counts(), keys.popularity_epoch(), keys.popularity_offsets()]
         pop_args: list[str | int | float] = [repr(cfg.popularity_half_life_seconds / _LN2)]
         buckets: dict[int, _Bucket] = {}
-        for e, p, mates in zip(events, positions, partners, strict=True):
+        for n, (e, p, mates) in enumerate(zip(events, positions, partners, strict=True)):
             weight = cfg.event_weights.get(e.type, 0.0)
             if e.item_id is None or weight <= 0:
                 continue
@@ -242,8 +242,8 @@ class FeatureStore:
             step = _Step(source, offset)
             for d, mate in enumerate(mates, start=1):
                 w = repr(1.0 / d)
-                _bucket(buckets, item).add(keys, step, item, mate, w)
-                _bucket(buckets, mate).add(keys, step, mate, item, w)
+                _bucket(buckets, item).add(keys, n, step, item, mate, w)
+                _bucket(buckets, mate).add(keys, n, step, mate, item, w)
         if len(pop_keys) == 4:
             return
 
@@ -481,16 +481,17 @@ class _Bucket:
         self.number = number
         self.lists: list[str] = []  # KEYS[1..m]
         self.index: dict[str, int] = {}  # item -> 1-based position in `lists`
-        self.steps: dict[int, tuple[_Step, list[str]]] = {}  # id(step) -> (step, flat (list index, neighbour, weight))
+        # event index in the batch -> (step, flat triples (list index, neighbour, weight))
+        self.steps: dict[int, tuple[_Step, list[str]]] = {}
 
-    def add(self, keys: Keys, step: _Step, item: str, neighbour: str, weight: str) -> None:
+    def add(self, keys: Keys, event: int, step: _Step, item: str, neighbour: str, weight: str) -> None:
         at = self.index.get(item)
         if at is None:
             self.lists.append(keys.item_cooccurrence(item))
             at = self.index[item] = len(self.lists)
-        found = self.steps.get(id(step))
+        found = self.steps.get(event)  # `event`: the event's index in the batch
         if found is None:
-            found = self.steps[id(step)] = (step, [])
+            found = self.steps[event] = (step, [])
         found[1].extend((str(at), neighbour, weight))
 
     def args(self) -> list[str | int]:

@@ -80,12 +80,23 @@ def serving(args: argparse.Namespace, workdir: Path) -> ServingModel:
     return load_serving(current, Settings())
 
 
+_Run = tuple[BatchOutcome, float, float]  # outcome, process CPU seconds, Redis CPU seconds
+
+
 async def bench(args: argparse.Namespace) -> None:
     """Warm up, then time the sizes round-robin."""
     print(f"cpu calibration: 10M-add loop {calibration_seconds():.2f} s (idle core ~0.4 s)")
     with tempfile.TemporaryDirectory(prefix="streamrec-stages-") as tmp:
         served = serving(args, Path(tmp))
     print(f"scorer {served.version}")
+    rows, measured = await _measure(args, served)
+    _report(args, rows, measured)
+
+
+async def _measure(
+    args: argparse.Namespace, served: ServingModel
+) -> tuple[dict[int, list[_Run]], list[list[RawRecord]]]:
+    """The runs of every size (after the warm-up) and the records of each measured batch."""
     info = LocalStack(StackConfig()).up()
     with leased_redis_db(info.redis_url, ttl_seconds=1800) as url:
         client = store_client(url)  # as `Runtime.store`
@@ -96,7 +107,7 @@ async def bench(args: argparse.Namespace) -> None:
 
         measured: list[list[RawRecord]] = []
 
-        async def one(size: int) -> tuple[BatchOutcome, float, float]:
+        async def one(size: int) -> _Run:
             nonlocal offset
             events = stream.take(size)
             records = [
@@ -124,11 +135,16 @@ async def bench(args: argparse.Namespace) -> None:
         for _ in range(args.warmup // 1024):
             await one(1024)
         measured.clear()
-        rows: dict[int, list[tuple[BatchOutcome, float, float]]] = {s: [] for s in args.sizes}
+        rows: dict[int, list[_Run]] = {s: [] for s in args.sizes}
         for _ in range(args.rounds):
             for size in args.sizes:
                 rows[size].append(await one(size))
         await client.aclose()
+    return rows, measured
+
+
+def _report(args: argparse.Namespace, rows: dict[int, list[_Run]], measured: list[list[RawRecord]]) -> None:
+    """The per-stage table and the RESULT line."""
 
     def med(values: list[float]) -> float:
         return statistics.median(values)

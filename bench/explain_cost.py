@@ -34,39 +34,30 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import sys
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from contracts import EventType
 from explain.explainer import Explainer, default_method
 from model.backends import EagerTorchBackend
-from model.scoring import ItemContext, PastEvent, UserState
+from model.scoring import ItemContext, UserState
 from model.torch_scorer import TorchScorer
 from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
 from streams.runtime import gc_paused
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scoring import synthetic_users  # noqa: E402 (the scoring bench's)
 
 
 def _synthetic(n_items: int, users: int, length: int) -> tuple[SeqRecModel, ItemVocab, list[UserState]]:
     torch.manual_seed(0)
     model = SeqRecModel(ModelConfig(n_items=n_items + 1, max_len=length)).eval()
     vocab = ItemVocab([f"i{n}" for n in range(n_items)], capacity=n_items + 1)
-    t = datetime(2024, 1, 1, tzinfo=UTC)
-    states = [
-        UserState(
-            f"u{u}",
-            tuple(
-                PastEvent(
-                    f"e{u}-{j}", f"i{(u * 131 + j * 17) % n_items}", EventType.VIEW, t + timedelta(seconds=30 * j)
-                )
-                for j in range(length)
-            ),
-        )
-        for u in range(users)
-    ]
+    states = synthetic_users(users, n_items, length)
     return model, vocab, states
 
 
@@ -104,8 +95,7 @@ def _fresh(items: ItemContext) -> ItemContext:
     )
 
 
-def main() -> None:
-    """Measure and print."""
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="Trained model directory (with --data).")
     parser.add_argument("--data", type=Path, default=None, help="Imported data directory (with --model).")
@@ -117,7 +107,47 @@ def main() -> None:
     parser.add_argument("--method", default=None, help="Attribution method (default: the backend's default).")
     parser.add_argument("--max-evidence", type=int, default=5, help="Evidence events per explained item.")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="Clock of the RESULT overhead.")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+_CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
+_Times = dict[str, dict[str, list[float]]]  # variant -> clock -> ms per round
+
+
+def _timed_rounds(
+    args: argparse.Namespace, scorer: TorchScorer, explainer: Explainer, users: list[UserState], items: ItemContext
+) -> _Times:
+    """ms per batch of each variant (`plain`, `explained`, `explain_only`) and clock, round 0 (warm-up) left out."""
+    n_batches = max(1, len(users) // args.batch)  # batches repeat when there are fewer users than rounds
+    gc.collect()
+    gc.freeze()
+    times: _Times = {v: {c: [] for c in _CLOCKS} for v in ("plain", "explained", "explain_only")}
+    for r in range(args.rounds + 1):  # round 0 warms up
+        first = (r % n_batches) * args.batch
+        batch = users[first : first + args.batch]
+        plain_items, explained_items = _fresh(items), _fresh(items)
+        # Out of the collector's view like the rest of the set-up: these hold the whole catalog (~50 k lists), a
+        # worker's per-batch context only the batch's items, so the collector walking them would be bench-only.
+        gc.freeze()
+        with gc_paused():  # as the worker runs a micro-batch (module docstring)
+            start = {c: f() for c, f in _CLOCKS.items()}
+            scorer.score(batch, plain_items, args.k)
+            middle = {c: f() for c, f in _CLOCKS.items()}
+            scored = scorer.score(batch, explained_items, args.k)
+            scored_at = {c: f() for c, f in _CLOCKS.items()}
+            explainer.explain(batch, explained_items, scored)
+            end = {c: f() for c, f in _CLOCKS.items()}
+        if r:
+            for c in _CLOCKS:
+                times["plain"][c].append(1000 * (middle[c] - start[c]))
+                times["explained"][c].append(1000 * (end[c] - middle[c]))
+                times["explain_only"][c].append(1000 * (end[c] - scored_at[c]))
+    return times
+
+
+def main() -> None:
+    """Measure and print."""
+    args = _args()
     torch.set_num_threads(args.threads)
     if args.model is not None and args.data is not None:
         model, vocab, users, items = _trained(args.model, args.data, args.batch * (args.rounds + 1))
@@ -129,42 +159,17 @@ def main() -> None:
     scorer = TorchScorer(backend, vocab, model.config, "bench")
     method = args.method or default_method(backend.name)
     explainer = Explainer.for_scorer(scorer, model, method=method, max_evidence=args.max_evidence)
-    n_batches = max(1, len(users) // args.batch)  # batches repeat when there are fewer users than rounds
-    gc.collect()
-    gc.freeze()
-    clocks = {"wall": time.perf_counter, "cpu": time.thread_time}
-    plain: dict[str, list[float]] = {c: [] for c in clocks}
-    explained: dict[str, list[float]] = {c: [] for c in clocks}
-    explain_only: dict[str, list[float]] = {c: [] for c in clocks}
-    for r in range(args.rounds + 1):  # round 0 warms up
-        first = (r % n_batches) * args.batch
-        batch = users[first : first + args.batch]
-        plain_items, explained_items = _fresh(items), _fresh(items)
-        # Out of the collector's view like the rest of the set-up: these hold the whole catalog (~50 k lists), a
-        # worker's per-batch context only the batch's items, so the collector walking them would be bench-only.
-        gc.freeze()
-        with gc_paused():  # as the worker runs a micro-batch (module docstring)
-            start = {c: f() for c, f in clocks.items()}
-            scorer.score(batch, plain_items, args.k)
-            middle = {c: f() for c, f in clocks.items()}
-            scored = scorer.score(batch, explained_items, args.k)
-            scored_at = {c: f() for c, f in clocks.items()}
-            explainer.explain(batch, explained_items, scored)
-            end = {c: f() for c, f in clocks.items()}
-        if r:
-            for c in clocks:
-                plain[c].append(1000 * (middle[c] - start[c]))
-                explained[c].append(1000 * (end[c] - middle[c]))
-                explain_only[c].append(1000 * (end[c] - scored_at[c]))
+    times = _timed_rounds(args, scorer, explainer, users, items)
+    plain, explained = times["plain"], times["explained"]
     ratio = {}
     print(f"catalog rows {model.config.n_items}, batch {args.batch}, k {args.k}, method {method}, {args.rounds} rounds")
-    for c in clocks:
+    for c in _CLOCKS:
         base, full = statistics.median(plain[c]), statistics.median(explained[c])
         ratio[c] = (full - base) / base
         print(f"[{c:4s}] scoring only:           {base:8.1f} ms/batch (median)")
         print(f"[{c:4s}] scoring + explanations: {full:8.1f} ms/batch (median)")
         print(f"[{c:4s}] explanation cost:       {(full - base) / (args.batch * args.k):8.3f} ms per explained item")
-        print(f"[{c:4s}] explain step alone:     {statistics.median(explain_only[c]):8.1f} ms/batch (median)")
+        print(f"[{c:4s}] explain step alone:     {statistics.median(times['explain_only'][c]):8.1f} ms/batch (median)")
         print(f"[{c:4s}] overhead:               {ratio[c]:8.3f}")
     base, full = statistics.median(plain[args.clock]), statistics.median(explained[args.clock])
     overhead = ratio[args.clock]

@@ -46,7 +46,6 @@ from typing import Any
 
 import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import Event, Settings
 from model.artifacts import save_model
@@ -61,7 +60,7 @@ from model.transformer import ModelConfig
 from streamrec.child_processes import free_port, leased_redis_db, terminate, worker_env
 from streamrec.stack import LocalStack, topic_specs
 from streamrec.stack_config import StackConfig
-from streamrec.stack_topics import ensure_topics
+from streamrec.stack_topics import delete_topics, ensure_topics
 from streams.learner.service import LOG_FILE
 
 MODELS = {"default": ModelConfig(), "small": ModelConfig(max_len=20, d_model=32, n_layers=1, n_heads=2)}
@@ -237,12 +236,7 @@ async def bench(args: argparse.Namespace) -> None:
         try:
             await _run(args, settings, store_dir, work, load[0])
         finally:
-            admin = AIOKafkaAdminClient(bootstrap_servers=info.bootstrap)
-            await admin.start()
-            try:
-                await admin.delete_topics([s.name for s in specs])
-            finally:
-                await admin.close()
+            await delete_topics(info.bootstrap, [s.name for s in specs])
 
 
 async def _run(args: argparse.Namespace, settings: Settings, store_dir: Path, work: Path, load: float) -> None:

@@ -66,7 +66,7 @@ from streamrec.child_processes import (
 )
 from streamrec.stack import LocalStack, topic_specs
 from streamrec.stack_config import StackConfig
-from streamrec.stack_topics import TopicSpec, ensure_topics
+from streamrec.stack_topics import TopicSpec, delete_topics, ensure_topics
 
 _KINDS = [EventType.VIEW] * 6 + [EventType.CLICK, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE]
 _STAGES = ("decode", "features_write", "features_read", "score", "explain")
@@ -424,11 +424,7 @@ async def run_passthrough(settings: Settings, stream: Stream, args: argparse.Nam
 
 def _per_cpu(samples: Sequence[tuple[float, float]], total: float) -> float:
     """Events per CPU-second between 10 % and 90 % of `total`, from (events, CPU s) samples."""
-    lo = next(((n, c) for n, c in samples if n >= 0.1 * total), None)
-    hi = next(((n, c) for n, c in samples if n >= 0.9 * total), None)
-    if lo is None or hi is None or hi[1] <= lo[1]:
-        return float("nan")
-    return (hi[0] - lo[0]) / (hi[1] - lo[1])
+    return slope([(cpu, n) for n, cpu in samples], total)  # `slope` with CPU seconds as the clock
 
 
 def _rec_trigger(value: bytes) -> tuple[str, str]:
@@ -499,7 +495,7 @@ async def bench(args: argparse.Namespace) -> None:
         print(f"topics {prefix}.*, {args.users} users, {args.items} items, backlog {args.backlog}, rate {args.rate}/s")
         worker = await run_worker(settings, stream, args, Path(tmp))
         pt = await run_passthrough(settings, stream, args, Path(tmp))
-        await _delete_topics(info.bootstrap, [s.name for s in specs] + [f"{prefix}.passthrough"])
+        await delete_topics(info.bootstrap, [s.name for s in specs] + [f"{prefix}.passthrough"])
 
     p50, p99 = (1000 * quantile(worker.latency_s, q) for q in (0.5, 0.99))
     pt50, pt99 = (1000 * quantile(pt.latency_s, q) for q in (0.5, 0.99))
@@ -518,17 +514,6 @@ async def bench(args: argparse.Namespace) -> None:
         f"redis_us_per_event={1e6 / worker.events_per_redis_cpu_s:.0f} "
         f"passthrough_events_per_s={pt.events_per_s:.0f} ratio={ratio:.4f}"
     )
-
-
-async def _delete_topics(bootstrap: str, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics(names)
-    finally:
-        await admin.close()
 
 
 def main() -> None:

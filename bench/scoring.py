@@ -24,7 +24,8 @@ from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
 
 
-def _users(n: int, n_items: int, length: int) -> list[UserState]:
+def synthetic_users(n: int, n_items: int, length: int) -> list[UserState]:
+    """`n` users with `length` views each, spread over the catalog deterministically (30 s apart)."""
     t = datetime(2024, 1, 1, tzinfo=UTC)
     return [
         UserState(
@@ -69,7 +70,7 @@ def main() -> None:
     print(f"tensorrt: {'available' if usable else 'skipped (' + reason + ')'}")
     results: dict[str, float] = {}
     for batch in args.batches:
-        users = _users(batch, args.items, config.max_len)
+        users = synthetic_users(batch, args.items, config.max_len)
         base = None
         for name, backend in backends.items():
             seconds = _time(TorchScorer(backend, vocab, config, name, max_batch=batch), users, args.repeats)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 __all__ = ["EVENTS_TOPIC_CONFIGS", "IDEMPOTENCY_HORIZON_SECONDS", "TOPICS", "TopicNames", "TopicSpec", "topic_specs"]
@@ -17,34 +17,20 @@ EVENTS_TOPIC_CONFIGS = {"retention.ms": str(6 * 86400 * 1000), "segment.ms": str
 
 @dataclass(frozen=True)
 class TopicNames:
-    """The five topics of a deployment, e.g. `streamrec.events` for prefix `streamrec`."""
+    """The five topics of a deployment: `<prefix>.<role>` with `-` for `_`, e.g. `streamrec.dead-letter`."""
 
     prefix: str = "streamrec"
+    events: str = field(init=False)  # user events, key = user_id
+    items: str = field(init=False)  # catalog items, compacted, key = item_id
+    recommendations: str = field(init=False)  # recommendations out, key = user_id
+    dead_letter: str = field(init=False)  # records that could not be processed, with the reason and source offset
+    model_updates: str = field(init=False)  # announcements of newly promoted model versions
 
-    @property
-    def events(self) -> str:
-        """User events, key = user_id."""
-        return f"{self.prefix}.events"
-
-    @property
-    def items(self) -> str:
-        """Catalog items, compacted, key = item_id."""
-        return f"{self.prefix}.items"
-
-    @property
-    def recommendations(self) -> str:
-        """Recommendations out, key = user_id."""
-        return f"{self.prefix}.recommendations"
-
-    @property
-    def dead_letter(self) -> str:
-        """Records that could not be processed, with the reason and source offset."""
-        return f"{self.prefix}.dead-letter"
-
-    @property
-    def model_updates(self) -> str:
-        """Announcements of newly promoted model versions."""
-        return f"{self.prefix}.model-updates"
+    def __post_init__(self) -> None:
+        """Name every topic field after the prefix."""
+        for f in fields(self):
+            if not f.init:
+                object.__setattr__(self, f.name, f"{self.prefix}.{f.name.replace('_', '-')}")
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ class FeatureStore:
         pop_keys = [keys.popularity(), keys.popularity_counts(), keys.popularity_epoch(), keys.popularity_offsets()]
         pop_args: list[str | int | float] = [repr(cfg.popularity_half_life_seconds / _LN2)]
         buckets: dict[int, _Bucket] = {}
-        for e, p, mates in zip(events, positions, partners, strict=True):
+        for n, (e, p, mates) in enumerate(zip(events, positions, partners, strict=True)):
             weight = cfg.event_weights.get(e.type, 0.0)
             if e.item_id is None or weight <= 0:
                 continue
@@ -242,8 +242,8 @@ class FeatureStore:
             step = _Step(source, offset)
             for d, mate in enumerate(mates, start=1):
                 w = repr(1.0 / d)
-                _bucket(buckets, item).add(keys, step, item, mate, w)
-                _bucket(buckets, mate).add(keys, step, mate, item, w)
+                _bucket(buckets, item).add(keys, n, step, item, mate, w)
+                _bucket(buckets, mate).add(keys, n, step, mate, item, w)
         if len(pop_keys) == 4:
             return
 
@@ -302,6 +302,29 @@ class FeatureStore:
         Neighbours are read for each user's `sources_n` newest distinct items (the co-occurrence scorer's
         sources), `neighbours_n` per item; popularity lists `popular_n` long, for each user's `top_categories`.
         """
+        users, cached = await self._users_and_globals(user_ids, popular_n)
+        categories = sorted({c for f in users for c in _top(f.category_affinity, top_categories)})
+        history = sorted({i for f in users for i in _newest_items(f, sources_n)})
+        found = await self._ranked_lists(categories, history, popular_n, neighbours_n)
+        by_category = {c: found[f"cat:{c}"] for c in categories}
+        neighbours = {i: found[f"co:{i}"] for i in history if found[f"co:{i}"]}
+
+        # Catalog data of the users' own items only (their categories drive affinities and evidence); that of
+        # the recommended items is read after scoring (`catalog`), filtering uses the unavailable set.
+        meta = await self._meta(sorted({e.item_id for f in users for e in f.events if e.item_id}))
+        return users, ItemContext(
+            popular=cached["pop"],
+            popular_by_category=by_category,
+            cooccurring=neighbours,
+            item_category={i: m["category"] for i, m in meta.items() if m.get("category")},
+            item_title={i: m["title"] for i, m in meta.items() if m.get("title")},
+            unavailable=cached["unavailable"],
+        )
+
+    async def _users_and_globals(
+        self, user_ids: Sequence[str], popular_n: int
+    ) -> tuple[list[UserState], dict[str, Any]]:
+        """The users' features and the global lists (`pop`: popularity, `unavailable`), in one round trip."""
         keys = self.keys
         cached, missing = self._cache.split(["pop", "unavailable"])
 
@@ -328,10 +351,14 @@ class FeatureStore:
             }
             self._cache.put(got)
             cached |= got
-        popular: list[tuple[str, float]] = cached["pop"]
+        return users, cached
 
-        categories = sorted({c for f in users for c in _top(f.category_affinity, top_categories)})
-        history = sorted({i for f in users for i in _newest_items(f, sources_n)})
+    async def _ranked_lists(
+        self, categories: Sequence[str], history: Sequence[str], popular_n: int, neighbours_n: int
+    ) -> dict[str, Any]:
+        """Popularity by category (`cat:<c>`, `popular_n` long) and co-occurrence neighbours (`co:<item>`,
+        `neighbours_n` long), from the cache or in one round trip."""
+        keys = self.keys
         wanted = [f"cat:{c}" for c in categories] + [f"co:{i}" for i in history]
         found, missing = self._cache.split(wanted)
         if missing:
@@ -346,20 +373,7 @@ class FeatureStore:
             }
             self._cache.put(fetched)
             found |= fetched
-        by_category = {c: found[f"cat:{c}"] for c in categories}
-        neighbours = {i: found[f"co:{i}"] for i in history if found[f"co:{i}"]}
-
-        # Catalog data of the users' own items only (their categories drive affinities and evidence); that of
-        # the recommended items is read after scoring (`catalog`), filtering uses the unavailable set.
-        meta = await self._meta(sorted({e.item_id for f in users for e in f.events if e.item_id}))
-        return users, ItemContext(
-            popular=popular,
-            popular_by_category=by_category,
-            cooccurring=neighbours,
-            item_category={i: m["category"] for i, m in meta.items() if m.get("category")},
-            item_title={i: m["title"] for i, m in meta.items() if m.get("title")},
-            unavailable=cached["unavailable"],
-        )
+        return found
 
     async def catalog(self, item_ids: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
         """(title, category) by item for the items among `item_ids` that have them (cached like other item reads)."""
@@ -467,16 +481,17 @@ class _Bucket:
         self.number = number
         self.lists: list[str] = []  # KEYS[1..m]
         self.index: dict[str, int] = {}  # item -> 1-based position in `lists`
-        self.steps: dict[int, tuple[_Step, list[str]]] = {}  # id(step) -> (step, flat (list index, neighbour, weight))
+        # event index in the batch -> (step, flat triples (list index, neighbour, weight))
+        self.steps: dict[int, tuple[_Step, list[str]]] = {}
 
-    def add(self, keys: Keys, step: _Step, item: str, neighbour: str, weight: str) -> None:
+    def add(self, keys: Keys, event: int, step: _Step, item: str, neighbour: str, weight: str) -> None:
         at = self.index.get(item)
         if at is None:
             self.lists.append(keys.item_cooccurrence(item))
             at = self.index[item] = len(self.lists)
-        found = self.steps.get(id(step))
+        found = self.steps.get(event)  # `event`: the event's index in the batch
         if found is None:
-            found = self.steps[id(step)] = (step, [])
+            found = self.steps[event] = (step, [])
         found[1].extend((str(at), neighbour, weight))
 
     def args(self) -> list[str | int]:

@@ -23,7 +23,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from contracts import EventType, Reason, ReasonKind
-from model.candidates import Candidate, Ranker, explain_all
+from model.candidates import Candidate, Ranker, RankingScorer
 from model.cooccurrence import CooccurrenceScorer
 from model.recency import RecencyConfig, is_blocked, weight_list
 from model.scoring import ItemContext, ScoredItem, Scorer, UserState
@@ -59,28 +59,21 @@ _VERBS = {
 }
 
 
-class RecentItemsScorer:
+class RecentItemsScorer(RankingScorer):
     """Re-ranks the user's own recent items: sum over their events of recency x event-type weight.
 
     Summing over events makes frequency count: an item viewed three times beats one viewed once at the same time.
     """
+
+    label = "recent-v1"
 
     def __init__(self, recency: RecencyConfig | None = None, max_evidence: int = 5) -> None:
         """Args: recency = event weighting (default: `REPEAT_TYPE_WEIGHTS`); max_evidence per item."""
         self._recency = recency or RecencyConfig(type_weights=dict(REPEAT_TYPE_WEIGHTS))
         self._max_evidence = max_evidence
 
-    @property
-    def version(self) -> str:
-        """Model version stamped on recommendations."""
-        return "recent-v1"
-
-    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
-        """Top-`k` of each user's own items (fewer if the user has touched fewer items)."""
-        return explain_all(self.rank(users, items, k))
-
     def rank(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
-        """As `score`, explanations deferred until a candidate's `scored()` is called."""
+        """Top-`k` of each user's own items (fewer if the user has touched fewer items), explanations deferred."""
         return [self._rank_user(user, items, k) for user in users]
 
     def _rank_user(self, user: UserState, items: ItemContext, k: int) -> list[Candidate]:
@@ -108,12 +101,14 @@ class RecentItemsScorer:
         return ScoredItem(item_id=item_id, score=total, evidence=tuple(evidence), reasons=(reason,))
 
 
-class PopularityScorer:
+class PopularityScorer(RankingScorer):
     """Decayed popularity within the categories of the user's affinity mix, topped up by global popularity.
 
     score(i) = sum_c share(c) * pop_c(i) / max pop_c + global_weight * pop(i) / max pop, over the user's
     `top_categories` categories (share = normalised affinity). Users without affinity get global popularity.
     """
+
+    label = "popularity-v1"
 
     def __init__(self, top_categories: int = 3, global_weight: float = 0.25, recency: RecencyConfig | None = None):
         """Args: categories used per user, weight of the global list, event weighting for evidence."""
@@ -121,17 +116,8 @@ class PopularityScorer:
         self._global_weight = global_weight
         self._recency = recency or RecencyConfig()
 
-    @property
-    def version(self) -> str:
-        """Model version stamped on recommendations."""
-        return "popularity-v1"
-
-    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
-        """Top-`k` popular items per user."""
-        return explain_all(self.rank(users, items, k))
-
     def rank(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
-        """As `score`, explanations deferred until a candidate's `scored()` is called."""
+        """Top-`k` popular items per user, explanations deferred."""
         depth = 2 * k + 16  # candidates per list: enough to fill k after filtering
         cache: dict[str | None, list[tuple[str, float]]] = {None: _normalised(items.popular, depth)}
         out = []

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from model.scoring import ItemContext, ScoredItem, UserState
 
-__all__ = ["Candidate", "Ranker", "explain_all"]
+__all__ = ["Candidate", "Ranker", "RankingScorer", "explain_all"]
 
 
 class Candidate:
@@ -45,3 +45,25 @@ class Ranker(Protocol):
 def explain_all(ranked: list[list[Candidate]]) -> list[list[ScoredItem]]:
     """Every candidate explained (what `Scorer.score` returns)."""
     return [[c.scored() for c in row] for row in ranked]
+
+
+class RankingScorer:
+    """Base of the scorers that rank first and explain on demand: `score` is `rank` with every candidate explained.
+
+    A subclass sets `label` (its version) and implements `rank`.
+    """
+
+    label: ClassVar[str] = ""
+
+    @property
+    def version(self) -> str:
+        """Model version stamped on recommendations."""
+        return self.label
+
+    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
+        """Top-`k` items per user, each explained (`rank`, then `explain_all`)."""
+        return explain_all(self.rank(users, items, k))
+
+    def rank(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
+        """Top-`k` candidates per user, best first, explanations deferred until a candidate's `scored()`."""
+        raise NotImplementedError

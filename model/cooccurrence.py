@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 
 from contracts import EventType, Reason, ReasonKind
-from model.candidates import Candidate, explain_all
+from model.candidates import Candidate, RankingScorer
 from model.interactions import NeighbourTable
 from model.recency import RecencyConfig, is_blocked, item_label, weight_list
 from model.scoring import ItemContext, ScoredItem, UserState
@@ -83,8 +83,10 @@ class _Rows:
 _Sources = list[tuple[str, float, list[tuple[int, float]]]]  # (item, summed weight, its (event index, weight)s)
 
 
-class CooccurrenceScorer:
+class CooccurrenceScorer(RankingScorer):
     """Ranks neighbours of the user's recent items (see module docstring)."""
+
+    label = "cooccurrence-v1"
 
     def __init__(
         self,
@@ -99,17 +101,8 @@ class CooccurrenceScorer:
         self._max_neighbours = max_neighbours
         self._max_evidence = max_evidence
 
-    @property
-    def version(self) -> str:
-        """Model version stamped on recommendations."""
-        return "cooccurrence-v1"
-
-    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
-        """Top-`k` co-occurring items per user (fewer if the user's items have few neighbours)."""
-        return explain_all(self.rank(users, items, k))
-
     def rank(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
-        """As `score`, explanations deferred until a candidate's `scored()` is called."""
+        """Top-`k` co-occurring items per user (fewer if their items have few neighbours), explanations deferred."""
         ranked = self._ranked(users, items)
         out: list[list[Candidate]] = [[] for _ in users]
         if ranked is None:

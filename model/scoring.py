@@ -12,7 +12,7 @@ from typing import Protocol
 
 from contracts import ItemContext, PastEvent, Reason, UserState
 
-__all__ = ["ItemContext", "PastEvent", "ScoredItem", "Scorer", "UserState"]
+__all__ = ["ItemContext", "PastEvent", "PerUserScorer", "ScoredItem", "Scorer", "UserState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +36,15 @@ class Scorer(Protocol):
     def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
         """Top-`k` items per user, best first; one list per user, in input order."""
         ...
+
+
+class PerUserScorer:
+    """Base of the scorers that score one user at a time: `score` is `score_user` for each user."""
+
+    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
+        """Top-`k` items per user (`score_user`)."""
+        return [self.score_user(user, items, k) for user in users]
+
+    def score_user(self, user: UserState, items: ItemContext, k: int) -> list[ScoredItem]:
+        """One user's top-`k` list."""
+        raise NotImplementedError

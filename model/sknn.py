@@ -18,19 +18,19 @@ implementation that accompanies the paper; nothing was tuned on the evaluation s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
 from contracts import Event, Reason, ReasonKind
 from model.recency import is_blocked
-from model.scoring import ItemContext, ScoredItem, UserState
+from model.scoring import ItemContext, PerUserScorer, ScoredItem, UserState
 from model.sessions import Sequences, fill_popular, top_rows
 
 __all__ = ["SessionKnnScorer"]
 
 
-class SessionKnnScorer:
+class SessionKnnScorer(PerUserScorer):
     """V-SKNN over fitted training sequences (module docstring)."""
 
     def __init__(self, sequences: Sequences, k: int = 100, sample_size: int = 1000) -> None:
@@ -52,11 +52,8 @@ class SessionKnnScorer:
         """Model version stamped on recommendations."""
         return f"vsknn-v1(k{self._k},m{self._sample_size})"
 
-    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
-        """Top-`k` items per user: neighbourhood scores, then popular items (score 0)."""
-        return [self._score_user(user, items, k) for user in users]
-
-    def _score_user(self, user: UserState, items: ItemContext, k: int) -> list[ScoredItem]:
+    def score_user(self, user: UserState, items: ItemContext, k: int) -> list[ScoredItem]:
+        """One user's top-`k`: neighbourhood scores, then popular items (score 0)."""
         scores = self.item_scores(user)
         picked: list[ScoredItem] = []
         if scores is not None:

@@ -378,7 +378,8 @@ def train(
     config = resolve_loss(config, data.vocab)
     report = on_progress or (lambda _: None)
     if config.refit_epochs is not None:
-        return _refit_only(data, config, catalog, text_encoder, config.refit_epochs, report)
+        model = _refit(data, config, catalog, text_encoder, config.refit_epochs, report)
+        return _refit_only(data, config, config.refit_epochs, model)
     model, vocab = data.model, data.vocab
     candidates = _candidates(vocab)
     optimizer = _adamw(model, config)
@@ -426,15 +427,8 @@ def _settings(config: TrainConfig, data: _Prepared, epochs_run: int, best_epoch:
     return training
 
 
-def _refit_only(
-    data: _Prepared,
-    config: TrainConfig,
-    catalog: Mapping[str, Item],
-    encoder: TextEncoder | None,
-    epochs: int,
-    report: Callable[[Progress], None],
-) -> TrainResult:
-    model = _refit(data, config, catalog, encoder, epochs, report)
+def _refit_only(data: _Prepared, config: TrainConfig, epochs: int, model: SeqRecModel) -> TrainResult:
+    """The result of a run that only refitted `model` for `epochs` on every event (no validation)."""
     model.eval()
     training = {
         "loss": config.loss, "epochs_run": epochs, "best_epoch": epochs, "seed": config.seed, "lr": config.lr,

@@ -13,20 +13,20 @@ items unknown at fit time only come from popularity. Ties break towards the more
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import scipy.sparse as sp
 
 from contracts import Event, Reason, ReasonKind
 from model.recency import is_blocked, item_label
-from model.scoring import ItemContext, ScoredItem, UserState
+from model.scoring import ItemContext, PerUserScorer, ScoredItem, UserState
 from model.sessions import Sequences, context_items, fill_popular, top_rows
 
 __all__ = ["RepeatThenTransitionsScorer", "TransitionScorer"]
 
 
-class TransitionScorer:
+class TransitionScorer(PerUserScorer):
     """First-order transition counts over the last `context` distinct items (module docstring)."""
 
     def __init__(self, sequences: Sequences, context: int = 5, decay: float = 0.5) -> None:
@@ -45,10 +45,6 @@ class TransitionScorer:
     def version(self) -> str:
         """Model version stamped on recommendations."""
         return f"transitions-v1(last{self._context},{self._decay:g})"
-
-    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
-        """Top-`k` items per user: transition scores, then popular items (score 0)."""
-        return [self.score_user(user, items, k) for user in users]
 
     def score_user(
         self, user: UserState, items: ItemContext, k: int, exclude: frozenset[str] = frozenset()
@@ -93,7 +89,7 @@ class TransitionScorer:
         return ScoredItem(item_id=item_id, score=total, evidence=tuple(evidence[:5]), reasons=(reason,))
 
 
-class RepeatThenTransitionsScorer:
+class RepeatThenTransitionsScorer(PerUserScorer):
     """The user's earlier items (newest first, current one excluded), then transitions, then popularity."""
 
     def __init__(self, transitions: TransitionScorer, max_repeats: int = 50) -> None:
@@ -111,11 +107,8 @@ class RepeatThenTransitionsScorer:
         """Model version stamped on recommendations."""
         return f"repeat-then-{self._transitions.version}"
 
-    def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
-        """Top-`k` items per user."""
-        return [self._score_user(user, items, k) for user in users]
-
-    def _score_user(self, user: UserState, items: ItemContext, k: int) -> list[ScoredItem]:
+    def score_user(self, user: UserState, items: ItemContext, k: int) -> list[ScoredItem]:
+        """One user's top-`k`: their earlier items, then transitions, then popular items."""
         own = _earlier_items(user, items, min(k, self._max_repeats))
         n = len(own)
         picked = [

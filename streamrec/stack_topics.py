@@ -18,7 +18,7 @@ from contracts.errors import ServiceUnavailable
 from contracts.topics import TopicSpec
 from streamrec.stack_config import parse_host_port, port_open
 
-__all__ = ["TopicSpec", "ensure_topics", "kafka_answers", "redis_answers", "run_sync"]
+__all__ = ["TopicSpec", "delete_topics", "ensure_topics", "kafka_answers", "redis_answers", "run_sync"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,3 +108,13 @@ async def ensure_topics(
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
+    """Delete the topics `names` (a test's or a bench's own topics, after it)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    finally:
+        await admin.close()

@@ -1,30 +1,33 @@
-"""One micro-batch, end to end, without Faust: validate → write features → read → score → explain.
+"""The pipeline, without Faust: validate → write features → read → score → explain (`Pipeline`).
 
-The Faust agent (`streams/agents/recommend.py`, next) only feeds records in and sends the outcome out, so all of
-the logic here is tested on the real Redis without a broker.
+The Faust agent (`streams/agents/recommend.py`) only feeds records in and sends the outcome out, and the HTTP
+view (`streams/web.py`) asks `Pipeline.recommend` for one user, so all of the logic here is tested on the real
+Redis without a broker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from contracts import DeadLetter, Explanation, Recommendation, RecommendedItem
 from contracts.codec import EventFields
 from explain.explainer import Explainer
 from feature_store import FeatureStore, Position
-from model.scoring import ItemContext, ScoredItem, Scorer
+from model.scoring import ItemContext, ScoredItem, Scorer, UserState
+from streams.serving import ServingModel
 from streams.validation import RawRecord, decode_event
 
 __all__ = [
     "BatchConfig",
     "BatchOutcome",
+    "Pipeline",
+    "Trigger",
     "build_recommendation",
     "merge_outcomes",
     "process_batch",
@@ -85,34 +88,68 @@ async def with_catalog(
     )
 
 
-async def process_batch(
-    records: Sequence[RawRecord],
-    *,
-    arrived: Sequence[float],
-    store: FeatureStore,
-    scorer: Scorer,
-    explainer: Explainer,
-    config: BatchConfig,
-    clock: Callable[[], datetime],
-    run: Callable[..., Any] | None = None,
-) -> BatchOutcome:
-    """Process one micro-batch; one recommendation per distinct valid user, triggered by their latest event.
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """The event a recommendation answers: the user's latest event of the batch."""
+
+    event_id: str
+    ts: datetime  # event time (the explanations' "now")
+    arrived: float  # `time.monotonic()` at which it reached the worker (for `latency_ms`)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The one code path from records to recommendations: the agent's micro-batches and the HTTP view use it.
+
+    `ingest` validates records and writes their features; `recommend` reads users' features, scores, explains
+    and builds the output records. `serving` (scorer + explainer) is fixed for the pipeline's life, so one batch
+    is scored and explained by one model.
 
     Args:
-        records: Raw records, in partition order.
-        arrived: `time.monotonic()` at which each record reached the worker (for `latency_ms`).
-        store, scorer, explainer: The feature store, the current scorer and its explainer.
-        config: Batch knobs.
+        store: The feature store.
+        serving: The scorer (under the serving policy) and its explainer.
         clock: Wall clock (tz-aware); used for `generated_at` and the future-timestamp check only.
+        config: Batch knobs.
         run: Runs the blocking scoring call, default `loop.run_in_executor(None, ...)`.
     """
-    out = BatchOutcome()
-    timer = partial(_stage, out.stage_seconds, out.stage_cpu_seconds)
-    now = clock()
-    events: list[EventFields] = []  # compiled-codec `WireEvent`s (a record only the pydantic path took: `Event`)
-    positions: list[Position] = []  # where each event was read: the store's exactly-once watermarks
-    trigger: dict[str, tuple[EventFields, float]] = {}  # user -> latest event and its arrival
-    with timer("decode"):
+
+    store: FeatureStore
+    serving: ServingModel
+    clock: Callable[[], datetime]
+    config: BatchConfig = field(default_factory=BatchConfig)
+    run: Callable[..., Any] | None = None
+
+    async def process(self, records: Sequence[RawRecord], arrived: Sequence[float]) -> BatchOutcome:
+        """`ingest` then `recommend`: one recommendation per distinct valid user, triggered by their latest event."""
+        out = BatchOutcome()
+        triggers = await self.ingest(records, arrived, out)
+        if triggers:
+            out.recommendations = await self.recommend(list(triggers), self.config.top_k, triggers, out)
+        return out
+
+    async def ingest(
+        self, records: Sequence[RawRecord], arrived: Sequence[float], out: BatchOutcome
+    ) -> dict[str, Trigger]:
+        """Validate `records` (invalid ones to `out.dead_letters`) and apply the valid ones to the feature store.
+
+        Returns each user's trigger (their latest valid event), in first-seen order; `out` gets the applied and
+        duplicate event ids and the stage times.
+        """
+        with _stage(out, "decode"):
+            events, positions, triggers = self._decode(records, arrived, out)
+        if events:
+            with _stage(out, "features_write"):
+                result = await self.store.apply_events(events, positions)
+            out.applied, out.duplicates = list(result.applied), list(result.duplicates)
+        return triggers
+
+    def _decode(
+        self, records: Sequence[RawRecord], arrived: Sequence[float], out: BatchOutcome
+    ) -> tuple[list[EventFields], list[Position], dict[str, Trigger]]:
+        config, now = self.config, self.clock()
+        events: list[EventFields] = []  # compiled-codec `WireEvent`s (a record only the pydantic path took: `Event`)
+        positions: list[Position] = []  # where each event was read: the store's exactly-once watermarks
+        triggers: dict[str, Trigger] = {}
         for record, t in zip(records, arrived, strict=True):
             checked = decode_event(
                 record,
@@ -126,35 +163,83 @@ async def process_batch(
             else:
                 events.append(checked)
                 positions.append(Position(record.topic, record.partition, record.offset))
-                trigger[checked.user_id] = (checked, t)
-    if not events:
-        return out
-    with timer("features_write"):
-        result = await store.apply_events(events, positions)
-    out.applied, out.duplicates = list(result.applied), list(result.duplicates)
-    users = list(trigger)
-    with timer("features_read"):
-        states, context = await store.read_batch(users)
-    with timer("score"):
-        if run is None:
+                triggers[checked.user_id] = Trigger(checked.event_id, checked.ts, t)
+        return events, positions, triggers
+
+    async def recommend(
+        self,
+        users: Sequence[str],
+        k: int,
+        triggers: Mapping[str, Trigger] | None = None,
+        out: BatchOutcome | None = None,
+    ) -> list[Recommendation]:
+        """Top-`k` recommendations with explanations for `users`, in their order.
+
+        With `triggers` (the batch path) every user is answered, triggered by that event. Without (on demand),
+        a user's trigger is their newest stored event, and a user without events is left out.
+        """
+        out = out if out is not None else BatchOutcome()
+        with _stage(out, "features_read"):
+            states, context = await self.store.read_batch(users)
+        if triggers is None:
+            states = [s for s in states if s.events]
+        if not states:
+            return []
+        scorer, explainer = self.serving.scorer, self.serving.explainer
+        with _stage(out, "score"):
+            scored = await self._score(scorer, states, context, k)
+        with _stage(out, "features_read"):
+            context = await with_catalog(self.store, context, scored)
+        with _stage(out, "explain"):
+            whens = None if triggers is None else [triggers[s.user_id].ts for s in states]
+            explanations = explainer.explain(states, context, scored, now=whens)
+        generated, done = self.clock(), time.monotonic()
+        recommendations = []
+        for state, ranked, why in zip(states, scored, explanations, strict=True):
+            if triggers is None:
+                trigger, latency_ms = state.events[-1].event_id, 0.0
+            else:
+                trigger, latency_ms = triggers[state.user_id].event_id, (done - triggers[state.user_id].arrived) * 1e3
+            recommendations.append(
+                build_recommendation(
+                    state.user_id, trigger, ranked, why, scorer.version, generated, max(0.0, latency_ms)
+                )
+            )
+        return recommendations
+
+    async def _score(
+        self, scorer: Scorer, states: Sequence[UserState], context: ItemContext, k: int
+    ) -> list[list[ScoredItem]]:
+        if self.run is None:
             loop = asyncio.get_running_loop()
-            scored = await loop.run_in_executor(None, scorer.score, states, context, config.top_k)
-        else:
-            scored = await run(scorer.score, states, context, config.top_k)
-    with timer("features_read"):
-        context = await with_catalog(store, context, scored)
-    with timer("explain"):
-        whens = [trigger[u][0].ts for u in users]
-        explanations = explainer.explain(states, context, scored, now=whens)
-    generated = clock()
-    done = time.monotonic()
-    for user, ranked, why in zip(users, scored, explanations, strict=True):
-        event, t = trigger[user]
-        latency_ms = max(0.0, (done - t) * 1000.0)
-        out.recommendations.append(
-            build_recommendation(user, event.event_id, ranked, why, scorer.version, generated, latency_ms)
-        )
-    return out
+            return await loop.run_in_executor(None, scorer.score, states, context, k)
+        scored: list[list[ScoredItem]] = await self.run(scorer.score, states, context, k)
+        return scored
+
+
+async def process_batch(
+    records: Sequence[RawRecord],
+    *,
+    arrived: Sequence[float],
+    store: FeatureStore,
+    scorer: Scorer,
+    explainer: Explainer,
+    config: BatchConfig,
+    clock: Callable[[], datetime],
+    run: Callable[..., Any] | None = None,
+) -> BatchOutcome:
+    """Process one micro-batch (`Pipeline.process`); one recommendation per distinct valid user.
+
+    Args:
+        records: Raw records, in partition order.
+        arrived: `time.monotonic()` at which each record reached the worker (for `latency_ms`).
+        store, scorer, explainer: The feature store, the current scorer and its explainer.
+        config: Batch knobs.
+        clock: Wall clock (tz-aware); used for `generated_at` and the future-timestamp check only.
+        run: Runs the blocking scoring call, default `loop.run_in_executor(None, ...)`.
+    """
+    pipeline = Pipeline(store, ServingModel(scorer, explainer), clock, config, run)
+    return await pipeline.process(records, arrived)
 
 
 def build_recommendation(
@@ -182,8 +267,10 @@ def build_recommendation(
 
 
 @contextmanager
-def _stage(wall: dict[str, float], cpu: dict[str, float], name: str) -> Iterator[None]:
-    """Adds the wall time of the block to `wall[name]` and the process CPU time (all threads) to `cpu[name]`."""
+def _stage(out: BatchOutcome, name: str) -> Iterator[None]:
+    """Adds the wall time of the block to `out.stage_seconds[name]` and the process CPU time (all threads) to
+    `out.stage_cpu_seconds[name]`."""
+    wall, cpu = out.stage_seconds, out.stage_cpu_seconds
     start, start_cpu = time.perf_counter(), time.process_time()
     try:
         yield

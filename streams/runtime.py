@@ -1,4 +1,5 @@
-"""The worker's resources and the retrying batch runner the agents call (no Faust in here)."""
+"""The worker's wiring: resources, the serving pair, the `Pipeline` over them and the retrying batch runner (no
+Faust in here)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,7 @@ from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore, StoreClient, store_client
 from model.exclude import ExcludeCurrentItem
 from model.scoring import Scorer
-from streams.batch import (
-    BatchConfig,
-    BatchOutcome,
-    build_recommendation,
-    merge_outcomes,
-    process_batch,
-    with_catalog,
-)
+from streams.batch import BatchConfig, BatchOutcome, Pipeline, merge_outcomes
 from streams.metrics import WorkerMetrics
 from streams.serving import ServingModel, baseline_serving
 from streams.settle import Backoff, Settler
@@ -100,6 +94,12 @@ class Runtime:
         """`serving`'s scorer under the serving policy: without the trigger item (`exclude_current_item`)."""
         return ExcludeCurrentItem(serving.scorer) if self.settings.exclude_current_item else serving.scorer
 
+    def pipeline(self) -> Pipeline:
+        """The pipeline over the current serving pair (read once), its ranker under the serving policy."""
+        serving = self.serving
+        ranked = ServingModel(self.ranker(serving), serving.explainer, serving.metrics)
+        return Pipeline(self.store, ranked, _utcnow, self.batch_config)
+
     def swap(self, serving: ServingModel) -> None:
         """Serve `serving` from the next batch on (in-flight batches finish on the old pair)."""
         old = self.serving
@@ -152,16 +152,8 @@ class Runtime:
         or dead-lettered. Transient failures are retried with backoff, never skipped."""
 
         async def attempt(part: Sequence[tuple[RawRecord, float]]) -> BatchOutcome:
-            serving = self.serving  # one read: the whole batch uses one model and its explainer
-            outcome = await process_batch(
-                [r for r, _ in part],
-                arrived=[t for _, t in part],
-                store=self.store,
-                scorer=self.ranker(serving),
-                explainer=serving.explainer,
-                config=self.batch_config,
-                clock=_utcnow,
-            )
+            pipeline = self.pipeline()  # one read of `serving`: the whole part uses one model and its explainer
+            outcome = await pipeline.process([r for r, _ in part], [t for _, t in part])
             await deliver(outcome)
             return outcome
 
@@ -191,14 +183,6 @@ class Runtime:
             m.dead_letters.labels(reason=letter.reason.value).inc()
 
     async def recommend_now(self, user_id: str, k: int) -> Recommendation | None:
-        """Score one user on demand (the query API); None for a user without events."""
-        [state], context = await self.store.read_batch([user_id])
-        if not state.events:
-            return None
-        loop = asyncio.get_running_loop()
-        serving = self.serving
-        [ranked] = await loop.run_in_executor(None, self.ranker(serving).score, [state], context, k)
-        context = await with_catalog(self.store, context, [ranked])  # titles/categories of what was recommended
-        [why] = serving.explainer.explain([state], context, [ranked])
-        trigger = state.events[-1].event_id
-        return build_recommendation(user_id, trigger, ranked, why, serving.version, _utcnow(), latency_ms=0.0)
+        """Score one user on demand (the query API, `Pipeline.recommend`); None for a user without events."""
+        found = await self.pipeline().recommend([user_id], k)
+        return found[0] if found else None

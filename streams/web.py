@@ -12,6 +12,7 @@ Routes:
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -61,6 +62,18 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
     state = LiveState(runtime.metrics)
     topics = runtime.settings.topics
     app.sensors.add(DashboardSensor(state, topics.events, topics.recommendations))
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]  # faust's decorators are untyped
+    async def _sample() -> None:
+        state.tick(runtime.scorer.version, model_metrics=runtime.serving.metrics)
+
+    _attach_service_routes(app, runtime)
+    _attach_dashboard(app, runtime, state, _title_lookup(app, runtime))
+    return state
+
+
+def _title_lookup(app: faust.App, runtime: Runtime) -> Callable[[], TitleLookup]:
+    """The dashboard's title/history reader, created on first use; its Redis client closes with the worker."""
     lookups: dict[str, TitleLookup] = {}
     clients: list[StoreClient] = []
 
@@ -81,9 +94,11 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
             lookups["default"] = TitleLookup(store, client)
         return lookups["default"]
 
-    @app.timer(1.0)  # type: ignore[untyped-decorator]  # faust's decorators are untyped
-    async def _sample() -> None:
-        state.tick(runtime.scorer.version, model_metrics=runtime.serving.metrics)
+    return titles
+
+
+def _attach_service_routes(app: faust.App, runtime: Runtime) -> None:
+    """/healthz, /metrics and /users/{user_id}/recommendations."""
 
     @app.page("/healthz")
     class Health(View):
@@ -116,6 +131,10 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
             body: Any = rec.model_dump(mode="json")
             return self.json(body)
 
+
+def _attach_dashboard(app: faust.App, runtime: Runtime, state: LiveState, titles: Callable[[], TitleLookup]) -> None:
+    """The dashboard page, its static files and its two JSON endpoints."""
+
     @app.page("/dashboard/")
     class DashboardIndex(View):
         async def get(self, request: Request) -> Response:
@@ -142,8 +161,6 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
     class DashboardUser(View):
         async def get(self, request: Request, user_id: str) -> Response:
             return self.json(await _user_view(runtime, state, titles(), user_id))
-
-    return state
 
 
 async def _user_view(runtime: Runtime, state: LiveState, lookup: TitleLookup, user_id: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from model.backends.base import TorchBackend
 from model.transformer import SeqBatch, SeqRecModel
 
 __all__ = ["ExportedTorchBackend", "UserEncoder", "export_encoder"]
@@ -61,34 +62,17 @@ def batch_args(batch: SeqBatch, model: SeqRecModel, device: torch.device) -> tup
     return b.items, b.types, b.gaps, b.mask, text
 
 
-class ExportedTorchBackend:
+class ExportedTorchBackend(TorchBackend):
     """Runs the exported user encoder; the item table comes from the eager model once."""
+
+    label = "exported"
 
     def __init__(self, model: SeqRecModel, device: torch.device | str = "cpu", max_batch: int = 4096) -> None:
         """Export `model` for `device` (takes a second or two on CPU)."""
-        self._device = torch.device(device)
-        self._model = model.to(self._device).eval()
-        self.program = export_encoder(self._model, self._device, max_batch)
+        super().__init__(model, device)
+        self.program = export_encoder(self.model, self._device, max_batch)
         self._module = self.program.module()
-        with torch.inference_mode():
-            self._table = self._model.item_table().detach()
 
-    @property
-    def name(self) -> str:
-        """Backend label."""
-        return "exported"
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the program and its outputs."""
-        return self._device
-
-    def encode(self, batch: SeqBatch) -> tuple[Tensor, Tensor]:
-        """User vectors (B, C) and repeat bonus (B, T)."""
-        with torch.inference_mode():
-            users, copy = self._module(*batch_args(batch, self._model, self._device))
-            return users, copy
-
-    def item_table(self) -> Tensor:
-        """Item rows (V, C)."""
-        return self._table
+    def _encode(self, batch: SeqBatch) -> tuple[Tensor, Tensor]:
+        users, copy = self._module(*batch_args(batch, self.model, self._device))
+        return users, copy

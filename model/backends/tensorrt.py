@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from contracts import ModelError
+from model.backends.base import TorchBackend
 from model.backends.exported import batch_args, export_encoder
 from model.transformer import SeqBatch, SeqRecModel
 
@@ -71,8 +72,10 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> bool:
     return True
 
 
-class TensorRTBackend:
+class TensorRTBackend(TorchBackend):
     """Runs the user encoder as a TensorRT engine (fp16) with a dynamic batch in [1, max_batch]."""
+
+    label = "tensorrt"
 
     def __init__(
         self,
@@ -90,8 +93,7 @@ class TensorRTBackend:
             raise ModelError(msg)
         import torch_tensorrt
 
-        self._device = torch.device(device)
-        self._model = model.to(self._device).eval()
+        super().__init__(model, device)
         gpu = torch.cuda.get_device_name(self._device)
         release = importlib.metadata.version("torch_tensorrt")
         path = engine_path(model_dir, sha256, gpu, max_batch, opt_batch, "fp16", release)
@@ -103,13 +105,15 @@ class TensorRTBackend:
                 log.warning("cached engine %s unreadable; compiling again", path, exc_info=True)
         if self._module is None:
             self._module = self._compile(torch_tensorrt, path, max_batch, opt_batch)
+
+    def _compute_table(self) -> Tensor:
         with torch.inference_mode():
-            self._table = self._model.item_table().detach().half()
+            return self.model.item_table().detach().half()
 
     def _compile(self, trt: Any, path: Path, max_batch: int, opt_batch: int) -> Any:
-        program = export_encoder(self._model, self._device, max_batch)
-        t = self._model.config.max_len
-        text_dim = self._model.config.text_dim if self._model.config.text_tower else 1
+        program = export_encoder(self.model, self._device, max_batch)
+        t = self.model.config.max_len
+        text_dim = self.model.config.text_dim if self.model.config.text_tower else 1
         shapes = [(t,)] * 4 + [(t, text_dim)]
         dtypes = [torch.int64] * 4 + [torch.float32]
         inputs = [
@@ -122,21 +126,9 @@ class TensorRTBackend:
         write_atomically(path, lambda tmp: trt.save(compiled, str(tmp), arg_inputs=example))
         return compiled
 
-    @property
-    def name(self) -> str:
-        """Backend label."""
-        return "tensorrt"
-
-    @property
-    def device(self) -> torch.device:
-        """The CUDA device."""
-        return self._device
-
-    def encode(self, batch: SeqBatch) -> tuple[Tensor, Tensor]:
-        """User vectors (B, C) and repeat bonus (B, T), fp16 -> float32."""
-        with torch.inference_mode():
-            users, copy = self._module(*batch_args(batch, self._model, self._device))
-            return users.float(), copy.float()
+    def _encode(self, batch: SeqBatch) -> tuple[Tensor, Tensor]:
+        users, copy = self._module(*batch_args(batch, self.model, self._device))
+        return users.float(), copy.float()  # fp16 -> float32
 
     def item_table(self) -> Tensor:
         """Item rows (V, C) in fp16 (the scorer casts user vectors to match)."""

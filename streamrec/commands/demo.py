@@ -37,7 +37,8 @@ from streamrec.demo_procs import Procs, free_port, interrupt, wait_http
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from contracts import Event, Recommendation, Settings
+    from contracts import Event, Item, Recommendation, Settings
+    from streamrec.stack import LocalStack
 
 __all__ = ["DemoPlan", "register", "run_demo"]
 
@@ -210,6 +211,22 @@ def _split(events: list[Event], days: int, per_user: int) -> tuple[list[Event], 
     return keep[::-1], [e for e in events if e.ts >= cutoff]
 
 
+@dataclass
+class _Owned:
+    """What the demo started and must stop: the stack (None: it was running before), or only its cluster."""
+
+    stack: LocalStack | None = None
+    cluster_only: bool = False  # stop just the cluster at the end (the broker was running before)
+
+    def stop(self, console: Console) -> None:
+        if self.stack is not None and self.cluster_only:
+            self.stack.cluster.down()
+            console.print("  stopped the Redis Cluster this demo started")
+        elif self.stack is not None:
+            self.stack.down()
+            console.print("  stopped the stack this demo started")
+
+
 def run_demo(
     plan: DemoPlan,
     workdir: Path,
@@ -225,17 +242,8 @@ def run_demo(
     With `redis_cluster` the features live on the stack's Redis Cluster (`stack up --redis-cluster`), whose
     `sr:*` keys the demo owns instead of `redis_db` (a cluster has only DB 0).
     """
-    import redis
-
-    from contracts import Settings
-    from streamrec.data_import.writer import read_catalog, read_events
-    from streamrec.demo_data import prepare_demo_data
-    from streamrec.stack import LocalStack
-    from streamrec.stack_config import StackConfig
-
     procs = Procs(console)
-    stack: LocalStack | None = None
-    cluster_only = False  # stop just the cluster at the end (the broker was running before)
+    owned = _Owned()
     t0 = time.monotonic()
 
     def step(title: str) -> None:
@@ -243,78 +251,15 @@ def run_demo(
 
     try:
         step("1/5 stack: Kafka (KRaft) + Redis")
-        base = Settings()  # STREAMREC_* env (partitions)
-        stack = LocalStack(
-            StackConfig(topic_prefix=prefix, events_partitions=base.events_partitions, redis_cluster=redis_cluster)
-        )
-        rows = stack.status()
-        already_up = all(row.alive and row.listening for row in rows)
-        cluster_only = not already_up and all(r.alive for r in rows if r.name.startswith("kafka"))
-        info = stack.up()
-        if already_up:
-            stack = None  # not ours to stop
-        if redis_cluster:
-            redis_url = info.redis_url
-            _clear_cluster(redis_url)  # the demo's own keys: every run starts from empty features
-        else:
-            redis_url = info.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
-            with redis.Redis.from_url(redis_url) as r:
-                r.flushdb()  # the demo's own DB: every run starts from empty features
-        settings = Settings(
-            kafka_bootstrap=info.bootstrap, redis_url=redis_url, redis_cluster=redis_cluster, topic_prefix=prefix
-        )
-        console.print(f"  kafka {info.bootstrap}, redis {settings.redis_url_redacted()}, topics {prefix}.*")
-
+        settings = _start_stack(owned, prefix, redis_db, redis_cluster, console)
         step("2/5 data: UCI Online Retail sample (CC BY 4.0) + seeded browsing")
         data = workdir / "data"
-        n_events, n_items = prepare_demo_data(data, users=plan.users)
-        events, catalog = list(read_events(data)), list(read_catalog(data).values())
-        history, live = _split(events, plan.live_days, plan.history_per_user)
-        if plan.live_limit is not None:
-            live = live[: plan.live_limit]
-        console.print(
-            f"  {n_events:,} events, {n_items:,} items; backfill {len(history):,} (newest {plan.history_per_user} per"
-            f" user), live {len(live):,}"
-        )
-
+        events, history, live, catalog = _demo_data(data, plan, console)
         step("3/5 worker (baseline scorer until the model is ready)")
-        model_out, store = workdir / "model-train", workdir / "models"
-        shutil.rmtree(model_out, ignore_errors=True)
-        shutil.rmtree(store, ignore_errors=True)
-        env = dict(os.environ)
-        env.update(
-            STREAMREC_KAFKA_BOOTSTRAP=info.bootstrap,
-            STREAMREC_REDIS_URL=redis_url,
-            STREAMREC_REDIS_CLUSTER="true" if redis_cluster else "false",
-            STREAMREC_TOPIC_PREFIX=prefix,
-            STREAMREC_MODEL_DIR=str(store),
-            STREAMREC_WEB_PORT=str(web_port),
-        )
-        # Started first: it joins its consumer group while the model trains, then hot-swaps to the model.
-        procs.start("worker", [*_cli(), "worker", "--loglevel", "warning"], env, workdir / "worker.log")
-        console.print(f"  [bold]dashboard: http://127.0.0.1:{web_port}/dashboard/[/bold]")
-
+        env = _start_worker(procs, settings, workdir, web_port, console)
         step("4/5 train the transformer (CPU), serve it, start the learner")
         until = (events[-1].ts - timedelta(days=plan.live_days)).isoformat()
-        train = [*_cli(), "train", "--data", str(data), "--out", str(model_out), "--until", until, *plan.train_args]
-        subprocess.run(["nice", "-n", "5", *train], check=True)
-        wait_http(f"http://127.0.0.1:{web_port}/healthz", procs)
-        if _has_command("model"):
-            promote = [*_cli(), "model", "promote", str(model_out), "--store", str(store), "--publish"]
-            subprocess.run(promote, env=env, check=True)
-            version = json.loads((model_out / "manifest.json").read_text())["version"]
-            deadline = time.monotonic() + 120
-            while _serving_version(web_port) != version and time.monotonic() < deadline:
-                procs.check()
-                time.sleep(0.5)
-            console.print(f"  worker serves {_serving_version(web_port)}")
-        else:
-            console.print("  [yellow]this build has no model store: the worker serves the baseline blend[/yellow]")
-        if _has_command("learner"):
-            procs.start("learner", [*_cli(), "learner"], env, workdir / "learner.log")
-        else:
-            console.print("  [yellow]`streamrec learner` is not in this build: no continual learning[/yellow]")
-
+        _train_and_serve(procs, env, data, workdir, until, plan, web_port, console)
         step("5/5 replay: backfill the history, then live")
         out = _Live(console, plan.show_every_seconds)
         asyncio.run(_stream(settings, history, live, catalog, plan, out, web_port))
@@ -334,12 +279,110 @@ def run_demo(
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         procs.stop_all()
-        if stack is not None and cluster_only:
-            stack.cluster.down()
-            console.print("  stopped the Redis Cluster this demo started")
-        elif stack is not None:
-            stack.down()
-            console.print("  stopped the stack this demo started")
+        owned.stop(console)
+
+
+def _start_stack(owned: _Owned, prefix: str, redis_db: int, redis_cluster: bool, console: Console) -> Settings:
+    """Step 1: the stack up (recorded in `owned` if started here), the demo's features emptied; its settings."""
+    import redis
+
+    from contracts import Settings
+    from streamrec.stack import LocalStack
+    from streamrec.stack_config import StackConfig
+
+    base = Settings()  # STREAMREC_* env (partitions)
+    owned.stack = stack = LocalStack(
+        StackConfig(topic_prefix=prefix, events_partitions=base.events_partitions, redis_cluster=redis_cluster)
+    )
+    rows = stack.status()
+    already_up = all(row.alive and row.listening for row in rows)
+    owned.cluster_only = not already_up and all(r.alive for r in rows if r.name.startswith("kafka"))
+    info = stack.up()
+    if already_up:
+        owned.stack = None  # not ours to stop
+    if redis_cluster:
+        redis_url = info.redis_url
+        _clear_cluster(redis_url)  # the demo's own keys: every run starts from empty features
+    else:
+        redis_url = info.redis_url.rsplit("/", 1)[0] + f"/{redis_db}"
+        with redis.Redis.from_url(redis_url) as r:
+            r.flushdb()  # the demo's own DB: every run starts from empty features
+    settings = Settings(
+        kafka_bootstrap=info.bootstrap, redis_url=redis_url, redis_cluster=redis_cluster, topic_prefix=prefix
+    )
+    console.print(f"  kafka {info.bootstrap}, redis {settings.redis_url_redacted()}, topics {prefix}.*")
+    return settings
+
+
+def _demo_data(
+    data: Path, plan: DemoPlan, console: Console
+) -> tuple[list[Event], list[Event], list[Event], list[Item]]:
+    """Step 2: the sample imported into `data`; (all events, backfill history, live window, catalog)."""
+    from streamrec.data_import.writer import read_catalog, read_events
+    from streamrec.demo_data import prepare_demo_data
+
+    n_events, n_items = prepare_demo_data(data, users=plan.users)
+    events, catalog = list(read_events(data)), list(read_catalog(data).values())
+    history, live = _split(events, plan.live_days, plan.history_per_user)
+    if plan.live_limit is not None:
+        live = live[: plan.live_limit]
+    console.print(
+        f"  {n_events:,} events, {n_items:,} items; backfill {len(history):,} (newest {plan.history_per_user} per"
+        f" user), live {len(live):,}"
+    )
+    return events, history, live, catalog
+
+
+def _start_worker(procs: Procs, settings: Settings, workdir: Path, web_port: int, console: Console) -> dict[str, str]:
+    """Step 3: an empty model store and the worker on it; the environment of the demo's child processes."""
+    store = workdir / "models"
+    shutil.rmtree(workdir / "model-train", ignore_errors=True)
+    shutil.rmtree(store, ignore_errors=True)
+    env = dict(os.environ)
+    env.update(
+        STREAMREC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        STREAMREC_REDIS_URL=settings.redis_url.get_secret_value(),
+        STREAMREC_REDIS_CLUSTER="true" if settings.redis_cluster else "false",
+        STREAMREC_TOPIC_PREFIX=settings.topic_prefix,
+        STREAMREC_MODEL_DIR=str(store),
+        STREAMREC_WEB_PORT=str(web_port),
+    )
+    # Started first: it joins its consumer group while the model trains, then hot-swaps to the model.
+    procs.start("worker", [*_cli(), "worker", "--loglevel", "warning"], env, workdir / "worker.log")
+    console.print(f"  [bold]dashboard: http://127.0.0.1:{web_port}/dashboard/[/bold]")
+    return env
+
+
+def _train_and_serve(
+    procs: Procs,
+    env: Mapping[str, str],
+    data: Path,
+    workdir: Path,
+    until: str,
+    plan: DemoPlan,
+    web_port: int,
+    console: Console,
+) -> None:
+    """Step 4: train on the events before `until`, promote and publish the model, start the learner."""
+    model_out, store = workdir / "model-train", env["STREAMREC_MODEL_DIR"]
+    train = [*_cli(), "train", "--data", str(data), "--out", str(model_out), "--until", until, *plan.train_args]
+    subprocess.run(["nice", "-n", "5", *train], check=True)
+    wait_http(f"http://127.0.0.1:{web_port}/healthz", procs)
+    if _has_command("model"):
+        promote = [*_cli(), "model", "promote", str(model_out), "--store", store, "--publish"]
+        subprocess.run(promote, env=env, check=True)
+        version = json.loads((model_out / "manifest.json").read_text())["version"]
+        deadline = time.monotonic() + 120
+        while _serving_version(web_port) != version and time.monotonic() < deadline:
+            procs.check()
+            time.sleep(0.5)
+        console.print(f"  worker serves {_serving_version(web_port)}")
+    else:
+        console.print("  [yellow]this build has no model store: the worker serves the baseline blend[/yellow]")
+    if _has_command("learner"):
+        procs.start("learner", [*_cli(), "learner"], env, workdir / "learner.log")
+    else:
+        console.print("  [yellow]`streamrec learner` is not in this build: no continual learning[/yellow]")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from streamrec.commands.common import iso_time
 
 if TYPE_CHECKING:
     from model.evaluate import EvalReport, ScorerFactory
@@ -60,15 +62,6 @@ def _model_scorer(path: Path) -> Scorer:
     return scorer
 
 
-def _parse_cutoff(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        msg = f"not an ISO time: {text!r} (e.g. 2017-12-02T00:00:00+08:00)"
-        raise typer.BadParameter(msg, param_hint="--cutoff") from exc
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 def _split(
     protocol: Protocol,
     history: Path | None,
@@ -110,7 +103,7 @@ def _split(
         msg = f"{data} has no events"
         raise typer.BadParameter(msg, param_hint="--data")
     if cutoff is not None:
-        at = _parse_cutoff(cutoff)
+        at = iso_time(cutoff, "--cutoff", "2017-12-02T00:00:00+08:00")
     elif test_days:
         at = max(e.ts for e in events) - timedelta(days=test_days)
     else:

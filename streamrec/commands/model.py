@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from streamrec.commands.common import StoreOption
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from contracts import Settings
     from model.artifacts import Manifest
     from model.store import ModelStore
 
-__all__ = ["register"]
-
-_STORE_HELP = "Model store directory or file:// URI (default: STREAMREC_MODEL_DIR)."
+__all__ = ["list_", "promote", "register", "rollback"]
 
 
 def _store(store: str | None, publish_as: str | None = None) -> tuple[ModelStore, Settings]:
@@ -52,85 +54,90 @@ def register(app: typer.Typer) -> None:
     """Attach the `model` command group."""
     group = typer.Typer(help="The model store: list, promote, roll back.", no_args_is_help=True)
     app.add_typer(group, name="model")
+    group.command("list")(list_)
+    group.command("promote")(promote)
+    group.command("rollback")(rollback)
 
-    @group.command("list")
-    def list_(
-        store: str | None = typer.Option(None, help=_STORE_HELP),
-        as_json: bool = typer.Option(False, "--json", help="One JSON object per version."),
-    ) -> None:
-        """Every stored version, oldest first; `*` marks the serving one, `anchor` the gate's anchor."""
-        from streams.learner.service import ONLINE_FILE
 
-        model_store, _ = _store(store)
-        versions = model_store.versions()
-        effects = model_store.read_json(ONLINE_FILE)
-        online = effects.get("versions", {})
-        if not versions:
-            typer.echo(f"model store {model_store.root} is empty (workers serve the baseline blend)")
-            return
-        anchor = model_store.anchor()
-        for v in versions:
-            m = v.manifest
+def list_(
+    store: StoreOption = None,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per version."),
+) -> None:
+    """Every stored version, oldest first; `*` marks the serving one, `anchor` the gate's anchor."""
+    from streams.learner.service import ONLINE_FILE
+
+    model_store, _ = _store(store)
+    versions = model_store.versions()
+    effects = model_store.read_json(ONLINE_FILE)
+    online = effects.get("versions", {})
+    if not versions:
+        typer.echo(f"model store {model_store.root} is empty (workers serve the baseline blend)")
+        return
+    anchor = model_store.anchor()
+    for v in versions:
+        m = v.manifest
+        if as_json:
             row = {
                 "version": m.version, "current": v.current, "anchor": m.version == anchor,
                 "created_at": m.created_at.isoformat(),
                 "parent": m.parent_version, "items": len(m.items), "metrics": m.metrics,
                 "online": online.get(m.version, {}),
             }  # fmt: skip
-            if as_json:
-                typer.echo(json.dumps(row))
-                continue
-            metrics = " ".join(f"{k}={val:.4f}" for k, val in sorted(m.metrics.items()) if "ndcg" in k)
-            effect = online.get(m.version)
-            if effect:
-                metrics += (
-                    f"  online: impressions={effect['impressions']:.0f} ctr={effect['ctr']:.4f} "
-                    f"cart_rate={effect['cart_rate']:.4f} conversion={effect['conversion']:.4f}"
-                )
-            typer.echo(
-                f"{'*' if v.current else ' '} {m.version}  {m.created_at:%Y-%m-%d %H:%M:%S}  "
-                f"parent={m.parent_version or '-'}  items={len(m.items)}{'  anchor' if m.version == anchor else ''}  "
-                f"{metrics}"
-            )
-        reasons = effects.get("reasons", {})
-        if reasons and not as_json:
-            typer.echo(f"online effects by reason kind (window {effects.get('window_seconds', 0):.0f}s):")
-            for kind, e in reasons.items():
-                rates = f"ctr={e['ctr']:.4f} cart_rate={e['cart_rate']:.4f} conversion={e['conversion']:.4f}"
-                typer.echo(f"  {kind:18} impressions={e['impressions']:.0f} {rates}")
+            typer.echo(json.dumps(row))
+        else:
+            typer.echo(_version_line(m, v.current, m.version == anchor, online.get(m.version)))
+    reasons = effects.get("reasons", {})
+    if reasons and not as_json:
+        typer.echo(f"online effects by reason kind (window {effects.get('window_seconds', 0):.0f}s):")
+        for kind, e in reasons.items():
+            rates = f"ctr={e['ctr']:.4f} cart_rate={e['cart_rate']:.4f} conversion={e['conversion']:.4f}"
+            typer.echo(f"  {kind:18} impressions={e['impressions']:.0f} {rates}")
 
-    @group.command("promote")
-    def promote(
-        source: Path = typer.Argument(..., help="Model directory (e.g. `streamrec train --out DIR`)."),
-        store: str | None = typer.Option(None, help=_STORE_HELP),
-        publish: bool = typer.Option(False, "--publish/--no-publish", help="Also announce it to running workers."),
-    ) -> None:
-        """Verify a model directory, copy it into the store and make it the serving version."""
-        from contracts import StreamrecError
 
-        model_store, settings = _store(store, "model promote" if publish else None)
-        try:
-            manifest = model_store.promote(source)
-        except StreamrecError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
-        typer.echo(f"promoted {manifest.version} into {model_store.root} (CURRENT)")
-        _announce(settings, model_store, manifest, publish)
+def _version_line(m: Manifest, current: bool, anchor: bool, effect: dict[str, float] | None) -> str:
+    """One version of `model list`: marks, time, parent, items, NDCG metrics and online effects."""
+    metrics = " ".join(f"{k}={val:.4f}" for k, val in sorted(m.metrics.items()) if "ndcg" in k)
+    if effect:
+        metrics += (
+            f"  online: impressions={effect['impressions']:.0f} ctr={effect['ctr']:.4f} "
+            f"cart_rate={effect['cart_rate']:.4f} conversion={effect['conversion']:.4f}"
+        )
+    return (
+        f"{'*' if current else ' '} {m.version}  {m.created_at:%Y-%m-%d %H:%M:%S}  "
+        f"parent={m.parent_version or '-'}  items={len(m.items)}{'  anchor' if anchor else ''}  "
+        f"{metrics}"
+    )
 
-    @group.command("rollback")
-    def rollback(
-        version: str | None = typer.Argument(None, help="Version to serve (default: the current one's parent)."),
-        store: str | None = typer.Option(None, help=_STORE_HELP),
-        publish: bool = typer.Option(True, "--publish/--no-publish", help="Announce it to running workers."),
-    ) -> None:
-        """Serve an earlier version again (verified first; a corrupted version is refused)."""
-        from contracts import StreamrecError
 
-        model_store, settings = _store(store, "model rollback" if publish else None)
-        try:
-            manifest = model_store.rollback(version)
-        except StreamrecError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
-        typer.echo(f"rolled back to {manifest.version} (CURRENT)")
-        _announce(settings, model_store, manifest, publish)
+def promote(
+    source: Path = typer.Argument(..., help="Model directory (e.g. `streamrec train --out DIR`)."),
+    store: StoreOption = None,
+    publish: bool = typer.Option(False, "--publish/--no-publish", help="Also announce it to running workers."),
+) -> None:
+    """Verify a model directory, copy it into the store and make it the serving version."""
+    _switch(store, publish, "model promote", lambda s: s.promote(source), "promoted {version} into {root} (CURRENT)")
+
+
+def rollback(
+    version: str | None = typer.Argument(None, help="Version to serve (default: the current one's parent)."),
+    store: StoreOption = None,
+    publish: bool = typer.Option(True, "--publish/--no-publish", help="Announce it to running workers."),
+) -> None:
+    """Serve an earlier version again (verified first; a corrupted version is refused)."""
+    _switch(store, publish, "model rollback", lambda s: s.rollback(version), "rolled back to {version} (CURRENT)")
+
+
+def _switch(
+    store: str | None, publish: bool, command: str, change: Callable[[ModelStore], Manifest], done: str
+) -> None:
+    """Change the store's CURRENT with `change` (exit 1 with one line if refused), say `done`, announce it."""
+    from contracts import StreamrecError
+
+    model_store, settings = _store(store, command if publish else None)
+    try:
+        manifest = change(model_store)
+    except StreamrecError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(done.format(version=manifest.version, root=model_store.root))
+    _announce(settings, model_store, manifest, publish)

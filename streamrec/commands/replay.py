@@ -6,13 +6,17 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from streamrec.commands.common import parse_time
+
 if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
+
     from contracts import Event, Item, Settings
 
 __all__ = ["ReplayStats", "parse_time", "register", "replay", "select_events"]
@@ -32,14 +36,6 @@ class ReplayStats:
     def rate(self) -> float:
         """Events per second achieved."""
         return self.events / self.seconds if self.seconds > 0 else float("inf")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """ISO time → tz-aware (naive = UTC); None passes through."""
-    if text is None:
-        return None
-    at = datetime.fromisoformat(text)
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def select_events(
@@ -99,18 +95,9 @@ async def replay(
     start = time.monotonic()
     n_items = n_events = 0
     try:
-        pending: list[asyncio.Future[object]] = []
-        for item in items:
-            pending.append(
-                await producer.send(settings.topics.items, item.model_dump_json().encode(), key=item.item_id.encode())
-            )
-            n_items += 1
-            if len(pending) >= _SEND_WINDOW:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-        pending.clear()
+        n_items = await _publish_items(producer, settings.topics.items, items)
         start = time.monotonic()
+        pending: list[asyncio.Future[object]] = []
         for e in events:
             if rate > 0:
                 delay = start + n_events / rate - time.monotonic()
@@ -131,6 +118,20 @@ async def replay(
     if on_progress is not None:
         on_progress(n_events)
     return ReplayStats(events=n_events, items=n_items, seconds=time.monotonic() - start)
+
+
+async def _publish_items(producer: AIOKafkaProducer, topic: str, items: Iterable[Item]) -> int:
+    """Send `items` (key item_id), `_SEND_WINDOW` in flight at most; returns how many, all acknowledged."""
+    pending: list[asyncio.Future[object]] = []
+    n = 0
+    for item in items:
+        pending.append(await producer.send(topic, item.model_dump_json().encode(), key=item.item_id.encode()))
+        n += 1
+        if len(pending) >= _SEND_WINDOW:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+    return n
 
 
 def register(app: typer.Typer) -> None:

@@ -3,12 +3,13 @@ directory and write a model directory; `--transformer-only` writes the transform
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+
+from streamrec.commands.common import iso_time
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["register"]
+__all__ = ["register", "train"]
 
 
 class Protocol(StrEnum):
@@ -45,99 +46,118 @@ class Loss(StrEnum):
     SAMPLED = "sampled"
 
 
-def _parse_until(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError as exc:
-        msg = f"not an ISO time: {text!r}"
-        raise typer.BadParameter(msg, param_hint="--until") from exc
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+# The command's options, one line each where they fit (typer reads them from the signature of `train`).
+_Data = Annotated[Path, typer.Option(help="Imported directory (events.jsonl.gz, catalog.jsonl.gz).")]
+_Out = Annotated[Path, typer.Option(help="Model directory to write (model.safetensors + manifest.json).")]
+_Epochs = Annotated[int, typer.Option(min=1, help="Most epochs (early stopping on validation NDCG@10).")]
+_Loss = Annotated[Loss, typer.Option(help="Full softmax, sampled softmax, or auto (sampled above 20,000 items).")]
+_TextTower = Annotated[bool, typer.Option("--text-tower/--no-text-tower", help="Add MiniLM item/query text.")]
+_Seed = Annotated[int, typer.Option(help="Seed (init, shuffling, dropout, validation subsample).")]
+_Until = Annotated[str | None, typer.Option(help="Train only on events before this ISO time (naive = UTC).")]
+_Since = Annotated[str | None, typer.Option(help="Train only on events from this ISO time on (naive = UTC).")]
+_ExcludeLastDay = Annotated[
+    bool, typer.Option(help="Train only on events before the last 24 h (matches `streamrec evaluate --data`).")
+]
+_ExcludeLastDays = Annotated[
+    float,
+    typer.Option(min=0.0, help="Train only on events before the last N days (`streamrec evaluate --test-days N`)."),
+]
+_MaxLen = Annotated[int, typer.Option(min=1, help="Events per user sequence.")]
+_DModel = Annotated[int, typer.Option(min=8, help="Hidden size.")]
+_Layers = Annotated[int, typer.Option(min=1, help="Transformer blocks.")]
+_BatchSize = Annotated[int, typer.Option(min=1, help="Sequences per step.")]
+_Lr = Annotated[float, typer.Option(help="AdamW learning rate.")]
+_Negatives = Annotated[int, typer.Option(min=1, help="Sampled negatives per step (sampled loss).")]
+_Patience = Annotated[int, typer.Option(min=1, help="Epochs without a better validation NDCG@10 before stopping.")]
+_ValidFraction = Annotated[float, typer.Option(help="Newest share of training events used for validation.")]
+_MaxTrainSeconds = Annotated[
+    float, typer.Option(min=0.0, help="No validated epoch starts after this many seconds (0: no cap).")
+]
+_TwoStage = Annotated[
+    bool, typer.Option("--two-stage/--transformer-only", help="Candidates re-ranked by a learned ranker (default).")
+]
+_MaxValidPoints = Annotated[int, typer.Option(min=1, help="Validation targets at most.")]
+_Dropout = Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout (embeddings, attention, residual).")]
+_WeightDecay = Annotated[float, typer.Option(min=0.0, help="AdamW weight decay.")]
+_CopyHead = Annotated[bool, typer.Option("--repeat-head/--no-repeat-head", help="Pointer over own past items.")]
+_Refit = Annotated[
+    bool, typer.Option(help="After early stopping, retrain for the best epoch count on training + validation events.")
+]
+_Protocol = Annotated[
+    Protocol,
+    typer.Option(
+        help="next-new: validate on the newest --valid-fraction, targets = events whose item differs from "
+        "the user's previous one; time: the same window, every event a target; loo: hold out every user's "
+        "last item (the test target of `evaluate --protocol loo`) and validate on the one before it."
+    ),
+]
+_TrainTargets = Annotated[
+    Targets,
+    typer.Option(help="every: every next event is a target; next-new: not the re-clicks of the current item."),
+]
 
 
 def register(app: typer.Typer) -> None:
     """Attach the `train` command."""
+    app.command("train")(train)
 
-    @app.command("train")
-    def train(
-        data: Annotated[Path, typer.Option(help="Imported directory (events.jsonl.gz, catalog.jsonl.gz).")],
-        out: Annotated[Path, typer.Option(help="Model directory to write (model.safetensors + manifest.json).")],
-        epochs: int = typer.Option(30, min=1, help="Most epochs (early stopping on validation NDCG@10)."),
-        loss: Annotated[
-            Loss, typer.Option(help="Full softmax, sampled softmax, or auto (sampled above 20,000 items).")
-        ] = Loss.AUTO,
-        text_tower: bool = typer.Option(False, "--text-tower/--no-text-tower", help="Add MiniLM item/query text."),
-        seed: int = typer.Option(0, help="Seed (init, shuffling, dropout, validation subsample)."),
-        until: str | None = typer.Option(None, help="Train only on events before this ISO time (naive = UTC)."),
-        since: str | None = typer.Option(None, help="Train only on events from this ISO time on (naive = UTC)."),
-        exclude_last_day: bool = typer.Option(
-            False, help="Train only on events before the last 24 h (matches `streamrec evaluate --data`)."
-        ),
-        exclude_last_days: float = typer.Option(
-            0.0, min=0.0, help="Train only on events before the last N days (`streamrec evaluate --test-days N`)."
-        ),
-        max_len: int = typer.Option(50, min=1, help="Events per user sequence."),
-        d_model: int = typer.Option(64, min=8, help="Hidden size."),
-        layers: int = typer.Option(2, min=1, help="Transformer blocks."),
-        batch_size: int = typer.Option(256, min=1, help="Sequences per step."),
-        lr: float = typer.Option(3e-3, help="AdamW learning rate."),
-        negatives: int = typer.Option(1024, min=1, help="Sampled negatives per step (sampled loss)."),
-        patience: int = typer.Option(3, min=1, help="Epochs without a better validation NDCG@10 before stopping."),
-        valid_fraction: float = typer.Option(0.2, help="Newest share of training events used for validation."),
-        max_train_seconds: float = typer.Option(
-            420.0, min=0.0, help="No validated epoch starts after this many seconds (0: no cap)."
-        ),
-        two_stage: bool = typer.Option(
-            True, "--two-stage/--transformer-only", help="Candidates re-ranked by a learned ranker (default)."
-        ),
-        max_valid_points: int = typer.Option(2000, min=1, help="Validation targets at most."),
-        dropout: float = typer.Option(0.2, min=0.0, max=0.9, help="Dropout (embeddings, attention, residual)."),
-        weight_decay: float = typer.Option(0.01, min=0.0, help="AdamW weight decay."),
-        copy_head: bool = typer.Option(True, "--repeat-head/--no-repeat-head", help="Pointer over own past items."),
-        refit: bool = typer.Option(
-            True, help="After early stopping, retrain for the best epoch count on training + validation events."
-        ),
-        protocol: Annotated[
-            Protocol,
-            typer.Option(
-                help="next-new: validate on the newest --valid-fraction, targets = events whose item differs from "
-                "the user's previous one; time: the same window, every event a target; loo: hold out every user's "
-                "last item (the test target of `evaluate --protocol loo`) and validate on the one before it."
-            ),
-        ] = Protocol.NEXT_NEW,
-        train_targets: Annotated[
-            Targets,
-            typer.Option(help="every: every next event is a target; next-new: not the re-clicks of the current item."),
-        ] = Targets.NEXT_NEW,
-    ) -> None:
-        """Train the two-stage model (CPU is fine) and save it with a verified manifest.
 
-        Defaults are the tested ones for every dataset: next-new targets, early stopping on the newest
-        --valid-fraction, the ranker fitted on that window, then everything refitted on all events.
-        """
-        import torch
+def train(
+    data: _Data,
+    out: _Out,
+    epochs: _Epochs = 30,
+    loss: _Loss = Loss.AUTO,
+    text_tower: _TextTower = False,
+    seed: _Seed = 0,
+    until: _Until = None,
+    since: _Since = None,
+    exclude_last_day: _ExcludeLastDay = False,
+    exclude_last_days: _ExcludeLastDays = 0.0,
+    max_len: _MaxLen = 50,
+    d_model: _DModel = 64,
+    layers: _Layers = 2,
+    batch_size: _BatchSize = 256,
+    lr: _Lr = 3e-3,
+    negatives: _Negatives = 1024,
+    patience: _Patience = 3,
+    valid_fraction: _ValidFraction = 0.2,
+    max_train_seconds: _MaxTrainSeconds = 420.0,
+    two_stage: _TwoStage = True,
+    max_valid_points: _MaxValidPoints = 2000,
+    dropout: _Dropout = 0.2,
+    weight_decay: _WeightDecay = 0.01,
+    copy_head: _CopyHead = True,
+    refit: _Refit = True,
+    protocol: _Protocol = Protocol.NEXT_NEW,
+    train_targets: _TrainTargets = Targets.NEXT_NEW,
+) -> None:
+    """Train the two-stage model (CPU is fine) and save it with a verified manifest.
 
-        from model.train import TrainConfig
-        from model.transformer import ModelConfig
+    Defaults are the tested ones for every dataset: next-new targets, early stopping on the newest
+    --valid-fraction, the ranker fitted on that window, then everything refitted on all events.
+    """
+    import torch
 
-        torch.manual_seed(seed)
-        if text_tower and two_stage:
-            msg = "the two-stage model has no text tower yet: add --transformer-only"
-            raise typer.BadParameter(msg, param_hint="--text-tower")
-        events, catalog, window = _load(data, until, since, 1.0 if exclude_last_day else exclude_last_days, protocol)
-        model = ModelConfig(
-            max_len=max_len, d_model=d_model, n_layers=layers, dropout=dropout, text_tower=text_tower,
-            copy_head=copy_head,
-        )  # fmt: skip
-        config = TrainConfig(
-            model=model, epochs=epochs, batch_size=batch_size, lr=lr, n_negatives=negatives, patience=patience,
-            loss=loss.value, seed=seed, valid_fraction=valid_fraction, valid_protocol=protocol.value,
-            weight_decay=weight_decay, max_valid_points=max_valid_points, train_targets=train_targets.value,
-            text_cache_dir=out / ".text-cache", refit=refit, max_train_seconds=max_train_seconds or None,
-        )  # fmt: skip
-        fingerprint = {**window, "protocol": protocol.value, "events": len(events)}
-        _train_and_save(data, out, events, catalog, config, two_stage, fingerprint)
+    from model.train import TrainConfig
+    from model.transformer import ModelConfig
+
+    torch.manual_seed(seed)
+    if text_tower and two_stage:
+        msg = "the two-stage model has no text tower yet: add --transformer-only"
+        raise typer.BadParameter(msg, param_hint="--text-tower")
+    events, catalog, window = _load(data, until, since, 1.0 if exclude_last_day else exclude_last_days, protocol)
+    model = ModelConfig(
+        max_len=max_len, d_model=d_model, n_layers=layers, dropout=dropout, text_tower=text_tower,
+        copy_head=copy_head,
+    )  # fmt: skip
+    config = TrainConfig(
+        model=model, epochs=epochs, batch_size=batch_size, lr=lr, n_negatives=negatives, patience=patience,
+        loss=loss.value, seed=seed, valid_fraction=valid_fraction, valid_protocol=protocol.value,
+        weight_decay=weight_decay, max_valid_points=max_valid_points, train_targets=train_targets.value,
+        text_cache_dir=out / ".text-cache", refit=refit, max_train_seconds=max_train_seconds or None,
+    )  # fmt: skip
+    fingerprint = {**window, "protocol": protocol.value, "events": len(events)}
+    _train_and_save(data, out, events, catalog, config, two_stage, fingerprint)
 
 
 def _load(
@@ -155,12 +175,12 @@ def _load(
     except (FileNotFoundError, StreamrecError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    limit = _parse_until(until)
+    limit = None if until is None else iso_time(until, "--until")
     if limit is None and last_days > 0 and events:
         limit = max(e.ts for e in events) - timedelta(days=last_days)
     if limit is not None:
         events = [e for e in events if e.ts < limit]
-    first = _parse_until(since)
+    first = None if since is None else iso_time(since, "--since")
     if first is not None:
         events = [e for e in events if e.ts >= first]
     if protocol is Protocol.LOO:

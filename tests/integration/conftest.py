@@ -33,7 +33,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from aiokafka.admin import AIOKafkaAdminClient
 from redis.cluster import RedisCluster as SyncRedisCluster
 
 from contracts.settings import Settings
@@ -42,7 +41,7 @@ from streamrec.child_processes import leased_redis_db
 from streamrec.redis_cluster import ClusterConfig, RedisClusterProcs
 from streamrec.stack import LocalStack, StackInfo, topic_specs
 from streamrec.stack_config import StackConfig
-from streamrec.stack_topics import ensure_topics
+from streamrec.stack_topics import delete_topics, ensure_topics
 
 # Redis DBs handed to tests; DB 0 is the app's default and holds the leases below.
 _LEASE_SECONDS = 900
@@ -90,12 +89,7 @@ async def topic_prefix(stack: StackEndpoints) -> AsyncIterator[str]:
     specs = topic_specs(replace(stack.config, topic_prefix=prefix))
     await ensure_topics(stack.bootstrap, specs)
     yield prefix
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([s.name for s in specs])
-    finally:
-        await admin.close()
+    await delete_topics(stack.bootstrap, [s.name for s in specs])
 
 
 @pytest.fixture

@@ -48,6 +48,18 @@ def _env(settings: Settings, store: Path) -> dict[str, str]:
 
 
 @pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    """The test's model store (empty)."""
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def settings(settings_factory: Callable[..., Settings], store_dir: Path) -> Settings:
+    """The test's settings (own topics and Redis DB) with `store_dir` as the model store."""
+    return settings_factory(model_dir=store_dir)
+
+
+@pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start `streamrec ...` subprocesses; each is stopped (SIGTERM, then SIGKILL) after the test."""
     procs: list[subprocess.Popen[bytes]] = []
@@ -149,10 +161,8 @@ async def committed_offsets(settings: Settings, group: str) -> int:
 
 @pytest.mark.slow
 async def test_learner_follows_drift_and_workers_swap_without_losing_recommendations(
-    settings_factory: Callable[..., Settings], spawn: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+    settings: Settings, store_dir: Path, spawn: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
-    store_dir = tmp_path / "store"
-    settings = settings_factory(model_dir=store_dir)
     start = datetime.now(UTC) - timedelta(hours=3)
     events, catalog, switch = drifting_stream(seed=7, start=start)
     first = [e for e in events if e.ts < switch]
@@ -265,10 +275,8 @@ def _random_model(out: Path, seed: int, items: Sequence[str]) -> Path:
 
 @pytest.mark.slow
 async def test_rollback_reaches_every_worker_and_a_corrupted_version_is_refused(
-    settings_factory: Callable[..., Settings], spawn: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+    settings: Settings, store_dir: Path, spawn: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
-    store_dir = tmp_path / "store"
-    settings = settings_factory(model_dir=store_dir)
     store = ModelStore(store_dir)
     items = [f"i{k}" for k in range(30)]
     v1 = store.promote(_random_model(tmp_path / "m1", 1, items)).version

@@ -39,6 +39,7 @@ from contracts import (
 from contracts.codec import EventDoc, EventFields, WireEvent, decode_event_fast, encode_recommendation, python_pattern
 from explain.records import construct
 from streams.validation import RawRecord, decode_event, validate_event
+from tests.unit.json_text import json_object
 
 SCHEMAS = Path(__file__).parents[2] / "schemas"
 EVENT_SCHEMA = json.loads((SCHEMAS / "event.json").read_text())
@@ -227,18 +228,10 @@ def _mutated(draw: st.DrawFn) -> tuple[bytes, str | None]:
     return value, user if isinstance(user, str) else None
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
 def _schema_accepts(value: bytes) -> dict[str, Any] | None:
     """The document if RFC 8259 + `schemas/event.json` accept `value`: UTF-8 JSON text, a schema-valid object."""
-    try:
-        doc = json.loads(value.decode("utf-8"), parse_constant=_no_constant)
-        json.dumps(doc, ensure_ascii=False).encode("utf-8")  # a lone surrogate is not Unicode text
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(doc, dict):
+    doc = json_object(value)
+    if doc is None:
         return None
     # A literal beyond the double range (1e400) is a JSON Schema number, but Python reads it as inf, which
     # jsonschema_rs cannot take as a number: it is judged by a finite stand-in of the same sign.

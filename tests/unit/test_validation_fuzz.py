@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from contracts import DeadLetter, DeadLetterReason, Event
 from streams.validation import MAX_PAYLOAD_COPY_BYTES, RawRecord, dead_letter, validate_event
+from tests.unit.json_text import json_object
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
@@ -31,18 +32,10 @@ def _check(value: bytes, key: bytes | None = b"u1") -> Event | DeadLetter:
     return validate_event(record, max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
 def _schema_path(value: bytes) -> dict[str, Any] | None:
     """What RFC 8259 + the JSON Schema accept: UTF-8 JSON text, no NaN/Infinity, a schema-valid object."""
-    try:
-        doc = json.loads(value.decode("utf-8"), parse_constant=_no_constant)
-        json.dumps(doc, ensure_ascii=False).encode("utf-8")  # a lone surrogate is not Unicode text
-    except (ValueError, RecursionError):
-        return None
-    return doc if isinstance(doc, dict) and SCHEMA.is_valid(doc) else None
+    doc = json_object(value)
+    return doc if doc is not None and SCHEMA.is_valid(doc) else None
 
 
 def _in_range(doc: dict[str, Any]) -> bool:

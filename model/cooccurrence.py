@@ -16,7 +16,7 @@ import numpy as np
 from contracts import EventType, Reason, ReasonKind
 from model.candidates import Candidate, RankingScorer
 from model.interactions import NeighbourTable
-from model.recency import RecencyConfig, is_blocked, item_label, weight_list
+from model.recency import RecencyConfig, item_label, weight_list
 from model.scoring import ItemContext, ScoredItem, UserState
 
 __all__ = ["CooccurrenceScorer"]
@@ -51,9 +51,6 @@ class _Lookup:
             self._names.append(name)
         return index
 
-    def name(self, index: int) -> str:
-        return self._table.vocab[index] if self._table is not None else self._names[index]
-
     def names(self) -> Sequence[str]:
         """Index -> item id for every index `arrays` has returned so far."""
         return self._table.vocab if self._table is not None else self._names
@@ -81,6 +78,8 @@ class _Rows:
 
 
 _Sources = list[tuple[str, float, list[tuple[int, float]]]]  # (item, summed weight, its (event index, weight)s)
+# `_ranked`'s result: lookup, sources per user, rows, ranked entries, their totals and neighbours, user bounds
+_Ranked = tuple[_Lookup, list[_Sources], _Rows, list[int], list[float], list[int], list[int]]
 
 
 class CooccurrenceScorer(RankingScorer):
@@ -104,46 +103,28 @@ class CooccurrenceScorer(RankingScorer):
     def rank(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[Candidate]]:
         """Top-`k` co-occurring items per user (fewer if their items have few neighbours), explanations deferred."""
         ranked = self._ranked(users, items)
-        out: list[list[Candidate]] = [[] for _ in users]
         if ranked is None:
-            return out
-        lookup, sources, rows, order, totals, cands, bounds = ranked
-        depth = 4 * k + 16
-        for u, user in enumerate(users):
-            picked = out[u]
-            for j in order[bounds[u] : min(bounds[u + 1], bounds[u] + depth)]:
-                item_id = lookup.name(cands[j])
-                if is_blocked(item_id, user, items):
-                    continue
-                total = totals[j]
-                explain = partial(self._explain, user, items, item_id, total, sources[u], rows, j)
-                picked.append(Candidate(item_id, total, explain))
-                if len(picked) == k:
-                    break
-        return out
+            return [[] for _ in users]
+        lookup, sources, rows, _, totals, cands, _ = ranked
+        names = lookup.names()
+        return [
+            [
+                Candidate(names[cands[j]], totals[j], partial(self._explain, user, items, names[cands[j]], totals[j],
+                                                              sources[u], rows, j))
+                for j in picked
+            ]
+            for u, (user, picked) in enumerate(zip(users, _picks(ranked, users, items, k), strict=True))
+        ]  # fmt: skip
 
     def top(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[tuple[str, float]]]:
         """`rank`'s (item id, score) lists without explanations (the two-stage model's candidate source)."""
         ranked = self._ranked(users, items)
-        out: list[list[tuple[str, float]]] = [[] for _ in users]
         if ranked is None:
-            return out
-        lookup, _, _, order, totals, cands, bounds = ranked
-        depth, names, unavailable = 4 * k + 16, lookup.names(), items.unavailable
-        for u, user in enumerate(users):
-            picked, bought = out[u], user.purchased_recently
-            for j in order[bounds[u] : min(bounds[u + 1], bounds[u] + depth)]:
-                item_id = names[cands[j]]
-                if item_id in unavailable or item_id in bought:  # `is_blocked`, inlined (the hot loop)
-                    continue
-                picked.append((item_id, totals[j]))
-                if len(picked) == k:
-                    break
-        return out
+            return [[] for _ in users]
+        names, totals, cands = ranked[0].names(), ranked[4], ranked[5]
+        return [[(names[cands[j]], totals[j]) for j in picked] for picked in _picks(ranked, users, items, k)]
 
-    def _ranked(
-        self, users: Sequence[UserState], items: ItemContext
-    ) -> tuple[_Lookup, list[_Sources], _Rows, list[int], list[float], list[int], list[int]] | None:
+    def _ranked(self, users: Sequence[UserState], items: ItemContext) -> _Ranked | None:
         """The batch scored in a few numpy calls (None without any neighbour).
 
         Every user's (neighbour, contribution) rows are concatenated, keyed by (user, neighbour), summed in their
@@ -234,3 +215,21 @@ class CooccurrenceScorer(RankingScorer):
         detail = f"often bought with {label}" if kind is ReasonKind.BOUGHT_TOGETHER else f"similar to {label}"
         reason = Reason(kind=kind, detail=detail[:512], weight=total)
         return ScoredItem(item_id=item_id, score=total, evidence=evidence, reasons=(reason,))
+
+
+def _picks(ranked: _Ranked, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[int]]:
+    """Per user, the ranked (user, neighbour) entries served: the first `k` not blocked among the best 4k + 16."""
+    lookup, _, _, order, _, cands, bounds = ranked
+    depth, names, unavailable = 4 * k + 16, lookup.names(), items.unavailable
+    out: list[list[int]] = []
+    for u, user in enumerate(users):
+        picked, bought = [], user.purchased_recently
+        for j in order[bounds[u] : min(bounds[u + 1], bounds[u] + depth)]:
+            item_id = names[cands[j]]
+            if item_id in unavailable or item_id in bought:  # `is_blocked`, inlined (the hot loop)
+                continue
+            picked.append(j)
+            if len(picked) == k:
+                break
+        out.append(picked)
+    return out

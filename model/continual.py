@@ -18,7 +18,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ __all__ = [
     "CachedEncoder",
     "ContinualConfig",
     "FineTuneResult",
+    "ListsTop",
     "Ranker",
     "ReplayReservoir",
     "UserSequence",
@@ -338,6 +339,14 @@ def _discarded(reason: str, losses: list[float], worst: float) -> FineTuneResult
     return FineTuneResult(None, False, reason, len(losses), first, last, worst)
 
 
+class ListsTop(Protocol):
+    """Anything the gate ranks with: `Ranker`, `model.served_ranking.TwoStageRanker`."""
+
+    def top(self, states: Sequence[UserState], k: int = 10) -> list[list[str]]:
+        """Top-`k` item ids per user."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Ranker:
     """A model and its vocabulary, ranked the way `TorchScorer` ranks them, without building explanations."""
@@ -371,7 +380,7 @@ class Ranker:
         return out
 
 
-def ndcg_values(ranker: Ranker, points: Sequence[TestPoint]) -> np.ndarray:
+def ndcg_values(ranker: ListsTop, points: Sequence[TestPoint]) -> np.ndarray:
     """Full-ranking NDCG@10 of `ranker` per point (N,), in the order of `points`."""
     if not points:
         return np.zeros(0, dtype=np.float64)
@@ -379,6 +388,6 @@ def ndcg_values(ranker: Ranker, points: Sequence[TestPoint]) -> np.ndarray:
     return np.array([ndcg_at_k(r, p.target, 10) for r, p in zip(ranked, points, strict=True)], dtype=np.float64)
 
 
-def ndcg_at_10(ranker: Ranker, points: Sequence[TestPoint]) -> float:
+def ndcg_at_10(ranker: ListsTop, points: Sequence[TestPoint]) -> float:
     """Mean full-ranking NDCG@10 of `ranker` over `points` (0.0 without points)."""
     return float(ndcg_values(ranker, points).mean()) if points else 0.0

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.continual import Ranker, ndcg_values
+from model.continual import ListsTop, ndcg_values
 from model.metrics import bootstrap_ci
 from model.splits import TestPoint
 from model.targets import next_new_points
@@ -115,7 +115,7 @@ def decide(
 
 
 def gate(
-    candidate: Ranker, serving: Ranker, anchor: Ranker | None, points: Sequence[TestPoint], config: GateConfig
+    candidate: ListsTop, serving: ListsTop, anchor: ListsTop | None, points: Sequence[TestPoint], config: GateConfig
 ) -> GateResult:
     """Score the newest next-new targets of `points` with the three models and `decide`.
 

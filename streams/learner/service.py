@@ -35,7 +35,7 @@ from contracts import Event, Item, ModelUpdate, Recommendation, Settings
 from model.continual import (
     CachedEncoder,
     ContinualConfig,
-    Ranker,
+    ListsTop,
     ReplayReservoir,
     fine_tune,
     grow_vocabulary,
@@ -43,6 +43,8 @@ from model.continual import (
     resolve_loss,
 )
 from model.gate import GateConfig, GateResult, gate
+from model.scoring import ItemContext
+from model.served_ranking import ServedModel, window_context
 from model.store import CurrentChanged, ModelStore
 from model.stream_buffer import CycleData, StreamBuffer
 from model.targets import next_new_points
@@ -87,9 +89,16 @@ class LearnerOptions:
 
 @dataclass
 class _Serving:
-    model: SeqRecModel
-    vocab: ItemVocab
+    served: ServedModel  # the transformer, its vocabulary and the two-stage model it is served in
     version: str
+
+    @property
+    def model(self) -> SeqRecModel:
+        return self.served.model
+
+    @property
+    def vocab(self) -> ItemVocab:
+        return self.served.vocab
 
 
 class Learner:
@@ -115,7 +124,7 @@ class Learner:
         self._reservoir = ReplayReservoir(self.options.continual.reservoir_size, self.options.continual.seed)
         self._serving: _Serving | None = None
         self._frozen_version = ""
-        self._references: dict[str, Ranker] = {}
+        self._references: dict[str, ServedModel] = {}
         self._buffer: StreamBuffer | None = None
         self._producer: AIOKafkaProducer | None = None
         self.effects = OnlineEffects(self.options.effects_window_seconds, registry=registry)
@@ -184,7 +193,7 @@ class Learner:
 
     def _reload(self) -> None:
         loaded = self.store.load()
-        self._serving = _Serving(loaded.model, loaded.vocab, loaded.manifest.version)
+        self._serving = _Serving(ServedModel.of(loaded), loaded.manifest.version)
         if not self._frozen_version and self.options.track_frozen:
             self._frozen_version = self.options.frozen_version or loaded.manifest.version
         log.info("learner serving base: %s (%d items)", loaded.manifest.version, len(loaded.vocab))
@@ -329,36 +338,42 @@ class Learner:
         if tuned.model is None:
             record["reason"] = f"update discarded: {tuned.reason}"
             return _finish(record, started)
-        serving = Ranker(base.model, base.vocab)
-        result = gate(Ranker(tuned.model, vocab), serving, self._anchor(base, serving), data.points, self.options.gate)
+        # Every model is judged as workers serve it (inside its two-stage model), on the same item-side features.
+        items = window_context(data.train, data.users, self._catalog)
+        candidate = base.served.with_transformer(tuned.model, vocab)
+        serving = base.served.ranker(items)
+        anchor = self._anchor(base, serving, items)
+        result = gate(candidate.ranker(items), serving, anchor, data.points, self.options.gate)
         record |= {"candidate_ndcg": result.candidate_ndcg, "serving_ndcg": result.serving_ndcg,
                    "anchor_ndcg": result.anchor_ndcg, "anchor_version": self.store.anchor(), "gate": result.metrics(),
                    "reason": result.reason}  # fmt: skip
-        self._track_frozen(record, result, base, data)
+        self._track_frozen(record, result, base, data, items)
         record["gate_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()
         if not result.points and self._buffer is not None:
             self._buffer.carry(data.users)  # no decision yet: train on these users again next cycle
         if result.promote:
-            self._promote(record, result, base, _Serving(tuned.model, vocab, ""), data, offsets, tuned.steps)
+            self._promote(record, result, base, _Serving(candidate, ""), data, offsets, tuned.steps)
             record["save_seconds"] = round(time.perf_counter() - phase, 3)
         return _finish(record, started)
 
-    def _anchor(self, base: _Serving, serving: Ranker) -> Ranker | None:
+    def _anchor(self, base: _Serving, serving: ListsTop, items: ItemContext) -> ListsTop | None:
         """The gate's anchor (`ModelStore.anchor`): None if none is recorded, `serving` if it is the base."""
         version = self.store.anchor()
         if version is None:
             return None
-        return serving if version == base.version else self._reference(version)
+        return serving if version == base.version else self._reference(version).ranker(items)
 
-    def _reference(self, version: str) -> Ranker:
-        """A stored version as a ranker (the anchor and the frozen reference; the last two are kept loaded)."""
+    def _reference(self, version: str) -> ServedModel:
+        """A stored version as served (the anchor and the frozen reference; the last two are kept loaded)."""
         if version not in self._references:
             loaded = self.store.load(version)
             self._references = dict(list(self._references.items())[-1:])
-            self._references[version] = Ranker(loaded.model, loaded.vocab)
+            self._references[version] = ServedModel.of(loaded)
         return self._references[version]
 
-    def _track_frozen(self, record: dict[str, Any], result: GateResult, base: _Serving, data: CycleData) -> None:
+    def _track_frozen(
+        self, record: dict[str, Any], result: GateResult, base: _Serving, data: CycleData, items: ItemContext
+    ) -> None:
         """The fixed reference version on the gate's targets (drift report), reusing an already scored model."""
         if not self._frozen_version or not result.points:
             return
@@ -368,7 +383,7 @@ class Learner:
             value = result.serving_ndcg
         else:
             targets = next_new_points(data.points)[-self.options.gate.max_points :]
-            value = ndcg_at_10(self._reference(self._frozen_version), targets)
+            value = ndcg_at_10(self._reference(self._frozen_version).ranker(items), targets)
         record |= {"frozen_ndcg": value, "frozen_version": self._frozen_version}
 
     def _promote(
@@ -400,7 +415,7 @@ class Learner:
         except CurrentChanged as exc:
             record |= {"version": manifest.version, "reason": f"passed the gate but not promoted: {exc}"}
             return  # someone rolled back / promoted during the cycle: theirs stays; the next cycle follows it
-        self._serving = _Serving(candidate.model, candidate.vocab, manifest.version)
+        self._serving = _Serving(candidate.served, manifest.version)
         record |= {"promoted": True, "version": manifest.version, "metrics": metrics}
 
     def _write_log(self, record: Mapping[str, Any]) -> None:

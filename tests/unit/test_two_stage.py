@@ -20,11 +20,7 @@ from model.scoring import PastEvent, UserState
 from model.splits import split_at, time_split
 from model.store import ModelStore
 from model.synthetic import synthetic_catalog, synthetic_events
-from model.train import TrainConfig
-from model.train_two_stage import TwoStageConfig, train_two_stage
-from model.transformer import ModelConfig
 from model.two_stage import TwoStageScorer
-from model.two_stage_store import save_two_stage
 from streams.serving import load_serving
 
 torch.set_num_threads(1)
@@ -128,22 +124,6 @@ def test_ranker_learns_and_round_trips_through_safetensors(tmp_path: Path) -> No
         load_ranker(path, "0" * 64, FEATURES)
     with pytest.raises(ModelError, match="features"):
         load_ranker(path, file_sha256(path), (*FEATURES[:-1], "other"))
-
-
-@pytest.fixture(scope="module")
-def two_stage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    events, catalog = synthetic_events(n_users=80, length=12), synthetic_catalog()
-    tiny = ModelConfig(max_len=8, d_model=16, n_heads=2, n_layers=1)
-    train = TrainConfig(model=tiny, epochs=2, batch_size=32, max_valid_points=50, refit=True)
-    config = TwoStageConfig(train=train, ranker=RankerConfig(epochs=3), ranker_points=200)
-    result = train_two_stage(events, catalog, config)
-    out = tmp_path_factory.mktemp("two-stage") / "m"
-    manifest = save_two_stage(out, result)
-    assert manifest.version.startswith("two-stage-") and set(manifest.extra_files) == {
-        "parts.safetensors",
-        "ranker.safetensors",
-    }
-    return out
 
 
 def test_serving_loads_a_two_stage_scorer_that_never_returns_the_trigger(two_stage_dir: Path, tmp_path: Path) -> None:

@@ -5,13 +5,17 @@ V-SKNN (`model.sknn`), co-occurrence (`ItemContext.cooccurring`) and the user's 
 (newest first), without the current item (never served, `model.exclude`) and blocked items. All indices are
 rows of the `CountParts` vocabulary (the items of the training events).
 
+With item texts, the text neighbours (`model.text_candidates`) are a fifth list; they are the only source that
+can name an item without events (the count vocabulary then also holds the catalog's items without events).
+
 Features (`FEATURES`, one row per candidate): per source the score (log-scaled and relative to the user's best),
 its position in that source's list (log1p, `depth` when unlisted) and a listed flag; transition counts from the
 current item (count, conditional probability, reverse count) and from the last 3 distinct items; repeat
 features (in history, events ago, interaction count, last event type, seconds since); item popularity (training
 count, recent decayed popularity from `ItemContext.popular`); session length and the gap between its last two
 events; category features (same category as the current item, share of the last 10 events in its category,
-the user's decayed category affinity; zero without categories). Scales are logarithmic so one standardisation
+the user's decayed category affinity; zero without categories); text cosine to the user's recent items (zero
+without texts). Scales are logarithmic so one standardisation
 fits every dataset.
 """
 
@@ -38,6 +42,7 @@ FEATURES: tuple[str, ...] = (
     "co_log", "co_rel", "co_rank", "co_listed",
     "hist_in", "hist_ago", "hist_count", "hist_view", "hist_click", "hist_cart", "hist_purchase", "hist_secs",
     "prev_item", "pop_log", "pop_recent", "sess_len", "sess_gap", "cat_same", "cat_share", "cat_affinity",
+    "tx_sim", "tx_rank", "tx_listed",
 )  # fmt: skip
 _COL = {name: n for n, name in enumerate(FEATURES)}
 _TYPE_COL = {
@@ -61,6 +66,10 @@ class Sources:
     t_top: np.ndarray | None = None  # the `depth` largest `t_logp` rows in any order (one batched top-k), if known
     # `category` per count row as codes (-1: none) and code by name; built once per batch (`category_codes`)
     codes: tuple[np.ndarray, Mapping[str, int]] | None = None
+    # text neighbours (`model.text_candidates`): (V,) cosine to the user's recent items' texts, and the list score
+    # (the same without the user's own recent items); None without item texts
+    text_sim: np.ndarray | None = None
+    text_listed: np.ndarray | None = None
 
 
 def category_codes(
@@ -167,6 +176,7 @@ def build_candidates(user: UserState, parts: CountParts, sources: Sources, depth
         "tr": top_rows(tr, depth),
         "sk": top_rows(sk, depth),
         "co": np.asarray(sources.co_rows[:depth], dtype=np.int64),
+        "tx": top_rows(sources.text_listed, depth) if sources.text_listed is not None else np.zeros(0, np.int64),
     }
     exclude = sources.blocked.copy()
     if current is not None:
@@ -192,7 +202,7 @@ def _source_features(
     size: int,
     depth: int,
 ) -> None:
-    for name in ("t", "tr", "sk", "co"):
+    for name in ("t", "tr", "sk", "co", "tx"):
         rank = _positions(lists[name], cands, size, depth)
         out[:, _COL[f"{name}_rank"]] = np.log1p(rank)
         out[:, _COL[f"{name}_listed"]] = rank < depth
@@ -210,6 +220,8 @@ def _source_features(
     best_co = co.max() if co.size else 0.0
     out[:, _COL["co_log"]] = np.log1p(np.maximum(co[cands], 0.0))
     out[:, _COL["co_rel"]] = co[cands] / best_co if best_co > 0 else 0.0
+    if sources.text_sim is not None:
+        out[:, _COL["tx_sim"]] = sources.text_sim[cands]
 
 
 def _transition_features(

@@ -9,7 +9,8 @@ top `k` are served. The current item is never a candidate (it is excluded in sta
 
 Explanations: an item the transformer listed keeps the transformer's evidence and reasons (what `explain/`
 attributes); otherwise the strongest counting reason (seen before, bought/opened after the current item, similar
-sessions). `transformer` is exposed so the explainer can attribute through the transformer's encoder.
+sessions; for an item without events, the text neighbours' "its description is like <current item>").
+`transformer` is exposed so the explainer can attribute through the transformer's encoder.
 """
 
 from __future__ import annotations
@@ -164,12 +165,20 @@ class TwoStageScorer:
         if position is not None:
             return ScoredItem(item_id, score, ((position, 1.0),), (_SEEN_BEFORE,))
         current = user.events[-1].item_id if user.events else None
+        if current is not None and self.builder.parts.item_counts[int(candidates.rows[at])] == 0:
+            # no events yet: only the text neighbours could have named it
+            detail = f"its description is like {item_label(current, items)}"
+            return ScoredItem(item_id, score, ((len(user.events) - 1, 1.0),), (_text_reason(detail),))
         if current is not None:
             if current not in after:  # records are frozen: one per current item, not one per candidate
                 detail = f"shoppers often open it after {item_label(current, items)}"
                 after[current] = Reason(kind=ReasonKind.SIMILAR_TO, detail=detail[:512], weight=1.0)
             return ScoredItem(item_id, score, ((len(user.events) - 1, 1.0),), (after[current],))
         return ScoredItem(item_id, score, (), (_SIMILAR_SESSIONS,))
+
+
+def _text_reason(detail: str) -> Reason:
+    return Reason(kind=ReasonKind.SIMILAR_TO, detail=detail[:512], weight=1.0)
 
 
 def training_examples(

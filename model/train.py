@@ -50,9 +50,11 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_vocab",
+    "cold_start",
     "data_fingerprint",
     "train",
     "train_steps",
+    "trained_rows",
     "resolve_loss",
     "validation_split",
 ]
@@ -248,6 +250,31 @@ def _candidates(vocab: ItemVocab) -> torch.Tensor:
     return candidates
 
 
+def trained_rows(windows: _Windows, capacity: int) -> torch.Tensor:
+    """(V,) bool: rows with at least one training event (as input or target); padding row 0 is not one."""
+    seen = torch.zeros(capacity, dtype=torch.bool)
+    seen[windows.items.flatten()] = True
+    seen[windows.targets.flatten()] = True
+    seen[0] = False
+    return seen
+
+
+def cold_start(model: SeqRecModel, vocab: ItemVocab, windows: _Windows) -> torch.Tensor:
+    """Softmax candidates of a training run; with the text tower, rows without training events become text-only.
+
+    Their ID part is set to zero and they are left out of the softmax, so it stays zero (no gradient, and weight
+    decay keeps zero at zero): a cold item is scored by its text exactly as a new item will be, rather than by a
+    random ID row, and training never pushes the text of unseen items down as negatives.
+    """
+    candidates = _candidates(vocab)
+    if model.text_proj is None:
+        return candidates
+    trained = trained_rows(windows, vocab.capacity)
+    with torch.no_grad():
+        model.item_emb.weight[~trained] = 0.0
+    return candidates & trained
+
+
 def _adamw(model: SeqRecModel, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
@@ -381,7 +408,7 @@ def train(
         model = _refit(data, config, catalog, text_encoder, config.refit_epochs, report)
         return _refit_only(data, config, config.refit_epochs, model)
     model, vocab = data.model, data.vocab
-    candidates = _candidates(vocab)
+    candidates = cold_start(model, vocab, data.windows)
     optimizer = _adamw(model, config)
     generator = torch.Generator().manual_seed(config.seed)
     best: tuple[float, int, dict[str, float], dict[str, torch.Tensor]] | None = None
@@ -448,7 +475,7 @@ def _refit(
 ) -> SeqRecModel:
     model = _init_model(config, data.vocab, catalog, encoder)
     windows = _windows(data.everything, data.vocab, model.config, data.queries, config.train_targets)
-    candidates = _candidates(data.vocab)
+    candidates = cold_start(model, data.vocab, windows)
     optimizer = _adamw(model, config)
     generator = torch.Generator().manual_seed(config.seed)
     model.train()

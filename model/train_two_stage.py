@@ -28,12 +28,14 @@ from model.interactions import InteractionIndex
 from model.rank_features import FEATURES
 from model.ranker import RankerConfig, RankerEnsemble, fit_ranker, list_ndcg
 from model.scoring import ItemContext
+from model.sequences import QueryCache
 from model.splits import TestPoint
+from model.text_tower import TextEncoder, item_text
 from model.torch_scorer import TorchScorer
 from model.train import Progress, TrainConfig, TrainResult, train, validation_split
 from model.two_stage import CandidateBuilder, TwoStageScorer, training_examples
 
-__all__ = ["TwoStageConfig", "TwoStageResult", "fit_context", "train_two_stage"]
+__all__ = ["TwoStageConfig", "TwoStageResult", "fit_context", "text_items", "train_two_stage"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,22 @@ class TwoStageResult:
         return int(self.training["depth"])
 
 
-def fit_context(events: Sequence[Event], catalog: Mapping[str, Item], protocol: str) -> ItemContext:
-    """Feature-store view of `events` (popularity, co-occurrence); outside `loo` only their items are available."""
+def fit_context(
+    events: Sequence[Event], catalog: Mapping[str, Item], protocol: str, new_items: bool = False
+) -> ItemContext:
+    """Feature-store view of `events` (popularity, co-occurrence).
+
+    Outside `loo` only their items are available, unless `new_items` (a text tower can rank items without
+    events, and the ranker must see such targets to learn when to trust it).
+    """
     trained = {e.item_id for e in events if e.item_id is not None}
-    unavailable = set() if protocol == "loo" else set(catalog) - trained
+    unavailable = set() if protocol == "loo" or new_items else set(catalog) - trained
     return InteractionIndex.build(events, catalog).item_context(unavailable=unavailable)
+
+
+def text_items(catalog: Mapping[str, Item], enabled: bool) -> list[str]:
+    """Catalog items with a text (rows of the counting parts even without events), when the text tower is on."""
+    return sorted(i for i, item in catalog.items() if item_text(item) is not None) if enabled else []
 
 
 def _learnable(points: Sequence[TestPoint], parts: CountParts, limit: int, seed: int) -> list[TestPoint]:
@@ -95,8 +108,11 @@ def train_two_stage(
     config: TwoStageConfig | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     log: Callable[[str], None] | None = None,
+    text_encoder: TextEncoder | None = None,
 ) -> TwoStageResult:
     """Fit the two-stage model on `events` (module docstring); `log` gets one line per stage.
+
+    `text_encoder` is needed when `config.train.model.text_tower` (item texts, search queries, text neighbours).
 
     Raises:
         ValueError: too little data for the transformer's or the ranker's validation.
@@ -104,17 +120,21 @@ def train_two_stage(
     config = config or TwoStageConfig()
     say = log or (lambda _: None)
     started = time.monotonic()
-    validated = train(events, catalog, dataclasses.replace(config.train, refit=False), on_progress=on_progress)
+    text_on = config.train.model.text_tower
+    extra = text_items(catalog, text_on)
+    validated = train(events, catalog, dataclasses.replace(config.train, refit=False), text_encoder, on_progress)
     say(f"transformer: best epoch {validated.training['best_epoch']}, validation ndcg@10 "
         f"{validated.metrics['ndcg@10']:.4f} ({time.monotonic() - started:.0f} s)")  # fmt: skip
     ordered = sorted(events, key=lambda e: e.ts)
     fit, every_point, _ = validation_split(ordered, catalog, config.train, None)
-    parts = CountParts.fit(fit)
+    parts = CountParts.fit(fit, extra)
     points = _learnable(every_point, parts, config.ranker_points, config.train.seed)
     model = validated.model
-    torch_scorer = TorchScorer(EagerTorchBackend(model, "cpu"), validated.vocab, model.config, "validation")
+    queries = QueryCache(text_encoder) if text_on and text_encoder is not None else None
+    torch_scorer = TorchScorer(EagerTorchBackend(model, "cpu"), validated.vocab, model.config, "validation", queries)
     builder = CandidateBuilder(torch_scorer, parts, config.depth)
-    examples = training_examples(builder, points, fit_context(fit, catalog, config.train.valid_protocol))
+    context = fit_context(fit, catalog, config.train.valid_protocol, new_items=text_on)
+    examples = training_examples(builder, points, context)
     covered = sum(1 for _, gold in examples if gold >= 0) / max(len(examples), 1)
     say(f"ranker: {len(examples)} validation targets, {covered:.1%} among the candidates "
         f"({time.monotonic() - started:.0f} s)")  # fmt: skip
@@ -131,8 +151,9 @@ def train_two_stage(
     if config.train.refit:
         epochs = int(validated.training["best_epoch"])
         say(f"refit on all {len(ordered)} events: transformer {epochs} epochs, counting parts")
-        served = train(events, catalog, dataclasses.replace(config.train, refit_epochs=epochs), on_progress=on_progress)
-        served_parts = CountParts.fit(ordered)
+        refit = dataclasses.replace(config.train, refit_epochs=epochs)
+        served = train(events, catalog, refit, text_encoder, on_progress)
+        served_parts = CountParts.fit(ordered, extra)
     seconds = time.monotonic() - started
     metrics = {**validated.metrics, **ranker_metrics, "ranker_coverage": covered}
     training = {

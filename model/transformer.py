@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -36,6 +37,7 @@ from contracts import EventType
 
 __all__ = [
     "EVENT_TYPES",
+    "MoEAdapter",
     "ModelConfig",
     "ModelOutput",
     "SeqBatch",
@@ -77,6 +79,12 @@ class ModelConfig:
     text_tower: bool = False  # add projected pretrained text embeddings to item rows and use search queries
     text_dim: int = 384  # size of the text embeddings (all-MiniLM-L6-v2)
     copy_head: bool = True  # repeat pointer over the user's own past item events (see the module docstring)
+    # text adapter: one Linear, or UniSRec-style whitening + mixture of experts over the frozen MiniLM features
+    text_adapter: Literal["linear", "moe"] = "linear"
+    n_experts: int = 4  # experts of the "moe" adapter
+    # training only: share of item rows whose ID embedding is replaced by zero at each step, so the text part
+    # alone must carry an item (it is all a new item has); serving always uses both parts
+    id_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         """Reject shapes GPT-2 cannot build."""
@@ -126,12 +134,16 @@ class SeqRecModel(nn.Module):
         nn.init.normal_(self.item_emb.weight, std=1.0 / math.sqrt(c))
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
-        self.text_proj: nn.Linear | None = None
+        self.text_proj: nn.Module | None = None
         self.item_text: Tensor  # (V, text_dim) buffer, only with the text tower
         if config.text_tower:
             # Precomputed per catalog (model.text_tower); saved with the weights so serving needs no text model.
             self.register_buffer("item_text", torch.zeros(config.n_items, config.text_dim))
-            self.text_proj = nn.Linear(config.text_dim, c, bias=False)
+            self.text_proj = (
+                nn.Linear(config.text_dim, c, bias=False)
+                if config.text_adapter == "linear"
+                else MoEAdapter(config.text_dim, c, config.n_experts)
+            )
         self.repeat: _RepeatHead | None = _RepeatHead(config) if config.copy_head else None
         gpt = GPT2Config(
             vocab_size=1,  # unused: the backbone is fed `inputs_embeds`
@@ -160,11 +172,20 @@ class SeqRecModel(nn.Module):
         self.item_text[start : start + text.shape[0]] = text.to(self.item_text)
 
     def item_table(self) -> Tensor:
-        """Item rows in model space (tied input/output embedding). Shape (V, C)."""
+        """Item rows in model space (tied input/output embedding). Shape (V, C).
+
+        In training with `id_dropout`, a random share of rows loses its ID part for this step (one draw per row,
+        so inputs and outputs see the same table).
+        """
         table = self.item_emb.weight
-        if self.text_proj is not None:
-            table = table + self.text_proj(self.item_text)
-        return table
+        if self.text_proj is None:
+            return table
+        p = self.config.id_dropout
+        if self.training and p > 0:
+            keep = torch.rand(table.shape[0], 1, device=table.device) >= p  # (V, 1)
+            table = table * keep
+        out: Tensor = table + self.text_proj(self.item_text)
+        return out
 
     def _item_rows(self, items: Tensor) -> Tensor:
         """`item_table()[items]` without building the whole table. Shape (*items.shape, C)."""
@@ -267,6 +288,25 @@ class SeqRecModel(nn.Module):
         users, copy = self.encode(batch)  # (B, C), (B, T)
         scores: Tensor = (users @ self.item_table().T).scatter_add(1, batch.items, copy)  # (B, V)
         return scores
+
+
+class MoEAdapter(nn.Module):
+    """UniSRec's adapter: parametric whitening (x - b_k) W_k per expert, mixed by a softmax gate over x."""
+
+    def __init__(self, text_dim: int, d_model: int, n_experts: int) -> None:
+        """Args: text embedding size, model size C, number of experts."""
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(n_experts, text_dim))  # per-expert centring (whitening)
+        self.proj = nn.Parameter(torch.randn(n_experts, text_dim, d_model) / math.sqrt(text_dim))
+        self.gate = nn.Linear(text_dim, n_experts, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(*, text_dim) -> (*, C). An all-zero text (no text, padding) maps to zero, as with the Linear."""
+        experts = torch.einsum("...d,edc->...ec", x, self.proj) - torch.einsum("ed,edc->ec", self.bias, self.proj)
+        weights = torch.softmax(self.gate(x), dim=-1)  # (*, E)
+        out: Tensor = (weights.unsqueeze(-1) * experts).sum(-2)  # (*, C)
+        has_text = (x != 0).any(-1, keepdim=True)  # zero text stays zero (its bias would otherwise leak in)
+        return out * has_text
 
 
 _NEG = -1e4  # "impossible" logit that keeps logsumexp and its gradient finite (exp(-1e4) == 0 in float32)

@@ -9,7 +9,8 @@ top `k` are served. The current item is never a candidate (it is excluded in sta
 
 Explanations: an item the transformer listed keeps the transformer's evidence and reasons (what `explain/`
 attributes); otherwise the strongest counting reason (seen before, bought/opened after the current item, similar
-sessions). `transformer` is exposed so the explainer can attribute through the transformer's encoder.
+sessions; for an item without events, the text neighbours' "its description is like <current item>").
+`transformer` is exposed so the explainer can attribute through the transformer's encoder.
 """
 
 from __future__ import annotations
@@ -27,26 +28,39 @@ from model.ranker import RankerEnsemble
 from model.recency import item_label
 from model.scoring import ItemContext, ScoredItem, UserState
 from model.splits import TestPoint
+from model.text_candidates import TextNeighbours
 from model.torch_scorer import TorchScorer
 
-__all__ = ["CandidateBuilder", "TwoStageScorer", "training_examples"]
+__all__ = ["CandidateBuilder", "TwoStageScorer", "item_texts", "training_examples"]
 
 _SCORE_BATCH = 256  # users per transformer forward and co-occurrence call
 _SEEN_BEFORE = Reason(kind=ReasonKind.SEEN_BEFORE, detail="you looked at it earlier", weight=1.0)
 _SIMILAR_SESSIONS = Reason(kind=ReasonKind.SIMILAR_TO, detail="shoppers with sessions like yours chose it", weight=1.0)
 
 
+def item_texts(transformer: TorchScorer) -> np.ndarray | None:
+    """(V, text_dim) precomputed item texts of a text-tower transformer by its row, or None (no text tower)."""
+    model = getattr(transformer.backend, "model", None)
+    text = getattr(model, "item_text", None) if getattr(model, "text_proj", None) is not None else None
+    return None if text is None else text.detach().float().cpu().numpy()
+
+
 class CandidateBuilder:
     """Stage 1: candidate sets with features for a micro-batch (module docstring)."""
 
     def __init__(self, transformer: TorchScorer, parts: CountParts, depth: int = 50) -> None:
-        """Args: the transformer scorer, counting parts fitted on the same events, items per source list."""
+        """Args: the transformer scorer, counting parts fitted on the same events, items per source list.
+
+        With a text-tower transformer, its precomputed item texts feed the text-neighbour source.
+        """
         self.transformer = transformer
         self.parts = parts
         self.depth = depth
         rows = [transformer.vocab.index(item) for item in parts.vocab]
         self._rows = np.asarray([r or 0 for r in rows], dtype=np.int64)  # count row -> transformer row (0: none)
         self._cooccurrence = CooccurrenceScorer()
+        text = item_texts(transformer)
+        self._text = None if text is None else TextNeighbours(text[self._rows])  # row 0 (none) is all zeros
 
     def build(
         self, users: Sequence[UserState], items: ItemContext
@@ -74,6 +88,7 @@ class CandidateBuilder:
         t_all[:, self._rows == 0] = -np.inf
         depth = min(self.depth, size)
         t_top = torch.from_numpy(t_all).topk(depth, dim=1).indices.numpy() if depth else None  # one call, not B
+        sims, listed_text = self._text.similarities(users, index) if self._text is not None else (None, None)
         sets = []
         for u, user in enumerate(users):
             blocked = unavailable.copy()
@@ -82,8 +97,10 @@ class CandidateBuilder:
             co_rows, co_scores = [r for r, _ in co], [v for _, v in co]
             top = t_top[u] if t_top is not None else None
             sources = Sources(
-                t_all[u], co_rows, co_scores, recent, blocked, items.item_category, t_top=top, codes=codes
-            )
+                t_all[u], co_rows, co_scores, recent, blocked, items.item_category, t_top=top, codes=codes,
+                text_sim=None if sims is None else sims[u],
+                text_listed=None if listed_text is None else listed_text[u],
+            )  # fmt: skip
             sets.append(build_candidates(user, self.parts, sources, self.depth))
         return sets, by_id
 
@@ -154,12 +171,20 @@ class TwoStageScorer:
         if position is not None:
             return ScoredItem(item_id, score, ((position, 1.0),), (_SEEN_BEFORE,))
         current = user.events[-1].item_id if user.events else None
+        if current is not None and self.builder.parts.item_counts[int(candidates.rows[at])] == 0:
+            # no events yet: only the text neighbours could have named it
+            detail = f"its description is like {item_label(current, items)}"
+            return ScoredItem(item_id, score, ((len(user.events) - 1, 1.0),), (_text_reason(detail),))
         if current is not None:
             if current not in after:  # records are frozen: one per current item, not one per candidate
                 detail = f"shoppers often open it after {item_label(current, items)}"
                 after[current] = Reason(kind=ReasonKind.SIMILAR_TO, detail=detail[:512], weight=1.0)
             return ScoredItem(item_id, score, ((len(user.events) - 1, 1.0),), (after[current],))
         return ScoredItem(item_id, score, (), (_SIMILAR_SESSIONS,))
+
+
+def _text_reason(detail: str) -> Reason:
+    return Reason(kind=ReasonKind.SIMILAR_TO, detail=detail[:512], weight=1.0)
 
 
 def training_examples(

@@ -117,7 +117,7 @@ def _print_table(report: EvalReport) -> None:
     from rich.table import Table
 
     console = Console()
-    names = ["hr@10", "ndcg@10", "recall@20", "mrr@20"]
+    names = ["hr@10", "ndcg@10", "hr@20", "mrr@20"]
     title = f"{report.protocol} split: {report.n_points} test points, {report.n_train_events} training events"
     table = Table(title=title)
     for column in ["scorer", "target", "n", *names]:
@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
         bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples per confidence interval.")] = 1000,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")] = False,
     ) -> None:
-        """Evaluate next-item ranking (HR@10, NDCG@10, Recall@20, MRR@20 with 95 % bootstrap CIs)."""
+        """Evaluate next-item ranking (HR@10, NDCG@10, HR@20, Recall@20, MRR@20 with 95 % bootstrap CIs)."""
         from contracts import StreamrecError
         from model.evaluate import EvalConfig
         from model.evaluate import evaluate as run

@@ -38,6 +38,13 @@ class Targets(StrEnum):
     NEXT_NEW = "next-new"
 
 
+class TextAdapter(StrEnum):
+    """Adapter from the frozen MiniLM features to item rows."""
+
+    LINEAR = "linear"
+    MOE = "moe"
+
+
 class Loss(StrEnum):
     """Training loss."""
 
@@ -51,7 +58,17 @@ _Data = Annotated[Path, typer.Option(help="Imported directory (events.jsonl.gz, 
 _Out = Annotated[Path, typer.Option(help="Model directory to write (model.safetensors + manifest.json).")]
 _Epochs = Annotated[int, typer.Option(min=1, help="Most epochs (early stopping on validation NDCG@10).")]
 _Loss = Annotated[Loss, typer.Option(help="Full softmax, sampled softmax, or auto (sampled above 20,000 items).")]
-_TextTower = Annotated[bool, typer.Option("--text-tower/--no-text-tower", help="Add MiniLM item/query text.")]
+_TextTower = Annotated[
+    bool | None,
+    typer.Option(
+        "--text-tower/--no-text-tower",
+        help="MiniLM item/query text (default: on when any catalog item has a title, category or brand).",
+    ),
+]
+_IdDropout = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="Text tower: share of item rows trained without their ID part.")
+]
+_TextAdapter = Annotated[TextAdapter, typer.Option(help="Text tower: one linear layer or whitening + experts.")]
 _Seed = Annotated[int, typer.Option(help="Seed (init, shuffling, dropout, validation subsample).")]
 _Until = Annotated[str | None, typer.Option(help="Train only on events before this ISO time (naive = UTC).")]
 _Since = Annotated[str | None, typer.Option(help="Train only on events from this ISO time on (naive = UTC).")]
@@ -107,7 +124,7 @@ def train(
     out: _Out,
     epochs: _Epochs = 30,
     loss: _Loss = Loss.AUTO,
-    text_tower: _TextTower = False,
+    text_tower: _TextTower = None,
     seed: _Seed = 0,
     until: _Until = None,
     since: _Since = None,
@@ -130,6 +147,8 @@ def train(
     refit: _Refit = True,
     protocol: _Protocol = Protocol.NEXT_NEW,
     train_targets: _TrainTargets = Targets.NEXT_NEW,
+    id_dropout: _IdDropout = 0.25,
+    text_adapter: _TextAdapter = TextAdapter.LINEAR,
 ) -> None:
     """Train the two-stage model (CPU is fine) and save it with a verified manifest.
 
@@ -138,17 +157,16 @@ def train(
     """
     import torch
 
+    from model.text_tower import has_text
     from model.train import TrainConfig
     from model.transformer import ModelConfig
 
     torch.manual_seed(seed)
-    if text_tower and two_stage:
-        msg = "the two-stage model has no text tower yet: add --transformer-only"
-        raise typer.BadParameter(msg, param_hint="--text-tower")
     events, catalog, window = _load(data, until, since, 1.0 if exclude_last_day else exclude_last_days, protocol)
     model = ModelConfig(
-        max_len=max_len, d_model=d_model, n_layers=layers, dropout=dropout, text_tower=text_tower,
-        copy_head=copy_head,
+        max_len=max_len, d_model=d_model, n_layers=layers, dropout=dropout, copy_head=copy_head,
+        text_tower=has_text(catalog) if text_tower is None else text_tower, id_dropout=id_dropout,
+        text_adapter=text_adapter.value,
     )  # fmt: skip
     config = TrainConfig(
         model=model, epochs=epochs, batch_size=batch_size, lr=lr, n_negatives=negatives, patience=patience,
@@ -208,13 +226,13 @@ def _train_and_save(
 
     fingerprint = {**data_fingerprint(data), **fingerprint}
     try:
+        encoder = MiniLMEncoder() if config.model.text_tower else None
         if two_stage:
             result = _with_progress(
-                lambda report, log: train_two_stage(events, catalog, TwoStageConfig(config), report, log)
+                lambda report, log: train_two_stage(events, catalog, TwoStageConfig(config), report, log, encoder)
             )
             manifest = save_two_stage(out, result, data=fingerprint)
         else:
-            encoder = MiniLMEncoder() if config.model.text_tower else None
             alone = _with_progress(lambda report, _: train(events, catalog, config, encoder, report))
             manifest = save_model(
                 out, alone.model, alone.vocab, data=fingerprint, metrics=alone.metrics, training=alone.training

@@ -7,7 +7,9 @@ index in the user's line), which keeps each user's order and gives every user th
 (`amazon-s3rec:<file>:<line>:<position>`); a line with a user but no items is one `empty_sequence` reject.
 Catalog: the S3-Rec attribute ids of an item mix brand and category ids with no names. `category` =
 `"attr:<id>"` for the item's attribute shared by the most items of the catalog (ties: smaller id), i.e. the
-broadest group it belongs to, which is what an exact-match category feature can use; no titles.
+broadest group it belongs to, which is what an exact-match category feature can use; `title` = all of the
+item's attribute ids in the file's order (`"attr:24 attr:1 attr:25"`), the only text there is, so the text tower
+can relate items that share attributes (a brand, a sub-category) without names.
 Reject reasons: `empty_sequence`.
 """
 
@@ -77,7 +79,7 @@ class AmazonS3RecReader(SourceReader):
                     }
 
     def items(self) -> Iterator[ItemFields]:
-        """Items of the attributes json with their broadest attribute as category."""
+        """Items of the attributes json: their broadest attribute as category, all of them as title."""
         if len(self.files) < 2:
             return
         with open_text(self.files[1]) as f:
@@ -89,4 +91,8 @@ class AmazonS3RecReader(SourceReader):
         frequency = Counter(a for attrs in lists.values() for a in attrs)
         for item, attrs in lists.items():
             broadest = min(attrs, key=lambda a: (-frequency[a], a)) if attrs else None
-            yield {"item_id": item, "category": None if broadest is None else f"attr:{broadest}"}
+            yield {
+                "item_id": item,
+                "category": None if broadest is None else f"attr:{broadest}",
+                "title": " ".join(f"attr:{a}" for a in attrs) or None,  # every attribute, as text for the tower
+            }

@@ -176,6 +176,7 @@ def test_amazon_synthetic_monotone_time(tmp_path: Path) -> None:
         "3": "attr:30",
         "4": "attr:20",
     }
+    assert all(v.title and v.category in v.title.split() for v in catalog.values())  # every attribute, as text
 
 
 @pytest.mark.parametrize(

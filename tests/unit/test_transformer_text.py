@@ -56,7 +56,7 @@ def test_item_text_joins_title_category_brand() -> None:
     assert item_text(_item("b", None)) is None
 
 
-def test_catalog_matrix_is_cached_by_text_hash(tmp_path: Path) -> None:
+def test_catalog_matrix_caches_each_text_and_encodes_only_changed_entries(tmp_path: Path) -> None:
     catalog = {"a": _item("a", "red mug"), "b": _item("b", None), "c": _item("c", "red mug")}
     encoder = FakeEncoder()
     matrix, has_text = catalog_text_matrix(["a", "b", "c", "zz"], catalog, encoder, tmp_path)
@@ -67,7 +67,7 @@ def test_catalog_matrix_is_cached_by_text_hash(tmp_path: Path) -> None:
     assert len(encoder.calls) == 1 and np.array_equal(again, matrix)  # served from the cache
     catalog["b"] = _item("b", "blue cup")
     catalog_text_matrix(["a", "b", "c", "zz"], catalog, encoder, tmp_path)
-    assert len(encoder.calls) == 2  # changed texts: new key
+    assert encoder.calls[1:] == [["blue cup"]]  # only the changed entry is encoded
 
 
 def test_minilm_loads_lazily_from_the_installed_package_offline() -> None:

@@ -116,6 +116,14 @@ class TorchScorer:
         """Model version stamped on recommendations."""
         return self._version
 
+    def with_model(self, backend: ScoringBackend, vocab: ItemVocab) -> TorchScorer:
+        """The same scorer (version, settings, query cache) over another backend and vocabulary, e.g. one with
+        rows for new items (`model.new_items`)."""
+        return TorchScorer(
+            backend, vocab, self.config, self._version, self._queries, self._max_batch, self._chunk_size,
+            self._max_evidence, self._with_evidence,
+        )  # fmt: skip
+
     def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
         """Top-`k` items per user, best first, in input order."""
         out: list[list[ScoredItem]] = []

@@ -7,6 +7,7 @@ import faust
 from contracts import Settings
 from streams.agents.catalog import attach_catalog_agent
 from streams.agents.model_updates import attach_model_updates
+from streams.agents.new_items import attach_new_items
 from streams.agents.recommend import attach_recommend_agent
 from streams.kafka_clients import KafkaSecurity
 from streams.runtime import Runtime
@@ -47,4 +48,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     attach_recommend_agent(app, topics, runtime, settings, on_sent=live.sent_recommendation)
     attach_catalog_agent(app, topics, runtime, settings)
     attach_model_updates(app, runtime, settings)
+    attach_new_items(app, runtime, settings)
     return app

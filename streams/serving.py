@@ -23,9 +23,10 @@ from model.artifacts import MANIFEST_FILE, Manifest, load_scorer
 from model.baselines import default_blend
 from model.scoring import ItemContext, PastEvent, Scorer, UserState
 from model.store import ModelStore
+from model.torch_scorer import TorchScorer
 from model.two_stage import TwoStageScorer
 
-__all__ = ["SCORER_MAX_BATCH", "ServingModel", "baseline_serving", "initial_serving", "load_serving"]
+__all__ = ["SCORER_MAX_BATCH", "ServingModel", "baseline_serving", "initial_serving", "load_serving", "serving_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,20 @@ def load_serving(model_dir: Path, settings: Settings, expected_sha256: str | Non
         if len(scorer.score([_SMOKE], ItemContext(), 1)) != 1:
             msg = f"{model_dir}: smoke score returned no list"
             raise ModelError(msg)
-        # a two-stage model is explained through its transformer (attribution over the same encoder)
-        explainer = Explainer.for_scorer(scorer.transformer if isinstance(scorer, TwoStageScorer) else scorer)
+        pair = serving_pair(scorer, manifest.metrics)
     except ModelError:
         raise
     except Exception as exc:  # any other failure still means "this model cannot serve"
         msg = f"model in {model_dir} failed to load or score: {exc}"
         raise ModelError(msg) from exc
-    return ServingModel(scorer, explainer, dict(manifest.metrics))
+    return pair
+
+
+def serving_pair(scorer: TorchScorer | TwoStageScorer, metrics: Mapping[str, float]) -> ServingModel:
+    """A model scorer and its explainer; a two-stage model is explained through its transformer (attribution
+    over the same encoder)."""
+    explainer = Explainer.for_scorer(scorer.transformer if isinstance(scorer, TwoStageScorer) else scorer)
+    return ServingModel(scorer, explainer, dict(metrics))
 
 
 def initial_serving(settings: Settings) -> ServingModel:

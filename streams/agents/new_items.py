@@ -44,7 +44,7 @@ class NewItemRows:
         self._wakeup = asyncio.Event()
         self._grown: ServingModel | None = None  # the pair this follower swapped in last
         self.added = Counter(
-            "streamrec_new_item_rows", "Catalog items given a model row by a worker", registry=runtime.metrics.registry
+            "streamrec_new_item_rows", "Rows given to catalog items by this worker (again after a model swap that lacked them)", registry=runtime.metrics.registry
         )
 
     def offer(self, value: bytes | None) -> None:
@@ -67,6 +67,7 @@ class NewItemRows:
             None, with_new_items, serving.scorer, items, self.catalog, self._encoder
         )
         if not added or not isinstance(scorer, TorchScorer | TwoStageScorer):
+            self._grown = serving  # nothing this model lacks: no re-check until another model serves
             return 0
         if self.runtime.serving is not serving:  # a model swap happened meanwhile: grow that one instead
             self._wakeup.set()

@@ -34,6 +34,7 @@ from model.evaluate import EvalConfig, EvalReport, ScorerFactory, evaluate
 from model.ranker import RankerConfig
 from model.scoring import Scorer
 from model.splits import Split, load_catalog, load_events, loo_split, split_at, time_split
+from model.text_tower import MiniLMEncoder, has_text
 from model.torch_scorer import TorchScorer
 from model.train import Progress, TrainConfig
 from model.train_two_stage import TwoStageConfig, train_two_stage
@@ -102,8 +103,15 @@ def run_one(directory: Path, flags: dict[str, str], pairs: dict[str, str]) -> li
     """Train and evaluate on one directory; the RESULT fields of that dataset."""
     split = _split(directory, flags)
     config = _config(pairs, flags)
+    if "text_tower" not in pairs:  # as `streamrec train`: on whenever the catalog has text
+        model = dataclasses.replace(config.train.model, text_tower=has_text(split.catalog))
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, model=model))
+    encoder = MiniLMEncoder() if config.train.model.text_tower else None
+    print(f"text tower: {'on' if encoder else 'off'}", flush=True)
     start, cpu = time.monotonic(), time.process_time()
-    result = train_two_stage(split.train, split.catalog, config, _report, lambda line: print(line, flush=True))
+    result = train_two_stage(
+        split.train, split.catalog, config, _report, lambda line: print(line, flush=True), text_encoder=encoder
+    )
     seconds, cpu_seconds = time.monotonic() - start, time.process_time() - cpu
     alone = result.transformer.model
     transformer = TorchScorer(EagerTorchBackend(alone), result.transformer.vocab, alone.config, "transformer")

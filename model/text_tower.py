@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -127,9 +128,14 @@ def item_text(item: Item) -> str | None:
     return " | ".join(parts) if parts else None
 
 
+# A word of two letters or more: category ids such as Taobao's "4756105" or YooChoose's "S" are no language a
+# sentence model knows, so a catalog with only those has no text for the tower.
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
 def has_text(catalog: Mapping[str, Item]) -> bool:
-    """Whether any catalog item has a text (what turns the text tower on by default)."""
-    return any(item_text(item) is not None for item in catalog.values())
+    """Whether any catalog item has a text with a word in it (what turns the text tower on by default)."""
+    return any(_WORD.search(item_text(item) or "") for item in catalog.values())
 
 
 def _text_key(text: str) -> str:

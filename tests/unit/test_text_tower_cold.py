@@ -134,6 +134,8 @@ def _item(item_id: str, title: str | None = None, brand: str | None = None) -> I
 def test_the_text_tower_is_on_by_default_exactly_when_the_catalog_has_text() -> None:
     assert not has_text({"a": _item("a"), "b": _item("b", title="  ")})
     assert has_text({"a": _item("a"), "b": _item("b", brand="acme")})
+    ids = {"a": Item(item_id="a", category="4756105", ts=T0), "b": Item(item_id="b", category="S", brand="7", ts=T0)}
+    assert not has_text(ids)  # category and brand ids are no words
     assert not has_text({})
     catalog = {"a": _item("a", "mug"), "b": _item("b")}
     assert text_items(catalog, True) == ["a"] and text_items(catalog, False) == []

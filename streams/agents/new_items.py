@@ -44,7 +44,9 @@ class NewItemRows:
         self._wakeup = asyncio.Event()
         self._grown: ServingModel | None = None  # the pair this follower swapped in last
         self.added = Counter(
-            "streamrec_new_item_rows", "Rows given to catalog items by this worker (again after a model swap that lacked them)", registry=runtime.metrics.registry
+            "streamrec_new_item_rows",
+            "Rows given to catalog items by this worker (again after a model swap that lacked them)",
+            registry=runtime.metrics.registry,
         )
 
     def offer(self, value: bytes | None) -> None:

@@ -29,7 +29,7 @@ from model.scoring import Scorer
 from model.text_tower import TextEncoder, item_text
 from model.torch_scorer import TorchScorer
 from model.transformer import SeqBatch, SeqRecModel
-from model.two_stage import CandidateBuilder, TwoStageScorer
+from model.two_stage import TwoStageScorer
 
 __all__ = ["GrownTable", "with_new_items"]
 
@@ -96,5 +96,4 @@ def with_new_items(
     vocab_ids = [*sequences.vocab, *missing]
     index = {item: i for i, item in enumerate(vocab_ids)}
     grown_parts = CountParts(dataclasses.replace(sequences, vocab=vocab_ids, index=index)) if missing else parts
-    builder = CandidateBuilder(grown, grown_parts, scorer.builder.depth)
-    return TwoStageScorer(builder, scorer.ranker, scorer.version), added
+    return scorer.with_transformer(grown, scorer.version, grown_parts), added

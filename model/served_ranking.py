@@ -19,10 +19,10 @@ from contracts.state import UserState
 from model.artifacts import LoadedModel
 from model.backends.eager import EagerTorchBackend
 from model.continual import ListsTop, Ranker
-from model.interactions import InteractionIndex
 from model.scoring import ItemContext
 from model.stream_buffer import UserSequence
 from model.torch_scorer import TorchScorer
+from model.train_two_stage import fit_context
 from model.transformer import SeqRecModel
 from model.two_stage import TwoStageScorer
 from model.vocab import ItemVocab
@@ -81,7 +81,7 @@ def window_context(sequences: Sequence[UserSequence], users: Sequence[str], cata
         for user, sequence in zip(users, sequences, strict=True)
         for e in sequence
     ]
-    return InteractionIndex.build(events, catalog).item_context()
+    return fit_context(events, catalog, "loo")  # every item available, as in a worker
 
 
 def _eager(model: SeqRecModel, vocab: ItemVocab) -> TorchScorer:

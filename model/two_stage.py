@@ -124,11 +124,13 @@ class TwoStageScorer:
         """The transformer part (what `explain.Explainer.for_scorer` attributes through)."""
         return self.builder.transformer
 
-    def with_transformer(self, transformer: TorchScorer, version: str | None = None) -> TwoStageScorer:
-        """The same counting parts, depth and ranker around another transformer (e.g. a fine-tuned copy)."""
-        return TwoStageScorer(
-            CandidateBuilder(transformer, self.builder.parts, self.builder.depth), self.ranker, version
-        )
+    def with_transformer(
+        self, transformer: TorchScorer, version: str | None = None, parts: CountParts | None = None
+    ) -> TwoStageScorer:
+        """The same ranker and depth around another transformer (e.g. a fine-tuned copy), and the same counting
+        parts unless `parts` (e.g. grown by items without events) is given."""
+        builder = CandidateBuilder(transformer, parts or self.builder.parts, self.builder.depth)
+        return TwoStageScorer(builder, self.ranker, version)
 
     def score(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[ScoredItem]]:
         """Top-`k` candidates per user by ranker score, best first, in input order."""

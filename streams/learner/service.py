@@ -55,7 +55,7 @@ from streams.kafka_clients import client_kwargs
 from streams.learner.effects import OnlineEffects
 from streams.learner.kafka import follow_topic, model_update, publish_update
 from streams.learner.restore import restore_histories
-from streams.learner.rollback import RollbackConfig, check_and_roll_back
+from streams.learner.rollback import RollbackConfig, RollbackWatch, check_and_roll_back
 from streams.learner.window import Windows
 from streams.validation import RawRecord, validate_event
 
@@ -128,6 +128,7 @@ class Learner:
         self._buffer: StreamBuffer | None = None
         self._producer: AIOKafkaProducer | None = None
         self.effects = OnlineEffects(self.options.effects_window_seconds, registry=registry)
+        self._rollback_watch = RollbackWatch()  # each version is tested once per look
         self.cycles = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -228,7 +229,8 @@ class Learner:
 
     def check_rollback(self, versions: Mapping[str, Mapping[str, float]]) -> ModelUpdate | None:
         """Apply the automatic rollback rule to the serving version; the `ModelUpdate` to publish if it moved."""
-        outcome = check_and_roll_back(self.store, versions, self.options.rollback, datetime.now(UTC))
+        now = datetime.now(UTC)
+        outcome = check_and_roll_back(self.store, versions, self.options.rollback, now, self._rollback_watch)
         if outcome is None or not outcome.decision.roll_back:
             return None
         self._write_log({"kind": "rollback", "at": datetime.now(UTC).isoformat(), **outcome.as_dict()})

@@ -128,7 +128,7 @@ def test_a_version_whose_online_ctr_collapses_is_rolled_back(tmp_path: Path) -> 
     _shown(learner, child, users=600, clicked=0)  # 60 / 1800 = 3.3 %
     update = learner.check_rollback(learner.effects.snapshot()["versions"])
     assert update is not None and update.version == base and store.current() == base
-    assert update.metrics["rollback_z"] < -2.3 and update.metrics["rollback_parent_rate"] == 0.1
+    assert update.metrics["rollback_p_value"] < 1e-4 and update.metrics["rollback_parent_rate"] == 0.1
     last = store.history()[-1]
     assert (last["action"], last["version"], last["previous"]) == ("auto-rollback", base, child)
     assert last["reason"].startswith("ctr ")

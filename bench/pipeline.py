@@ -21,14 +21,15 @@ every catalog item has a row), one epoch, and makes it the `CURRENT` of a tempor
 loads (`STREAMREC_MODEL_DIR`). `--scorer two-stage` serves what plain `streamrec train` builds (the same
 transformer re-ranked with the counting parts by the learned ranker). `--scorer blend` serves the baseline
 blend (the fallback of an empty store).
-Explanations are on in both. Per event: the worker's CPU (`worker_us_per_event`, backlog phase, its own
-process) and Redis's (`redis_us_per_event`, the server's `INFO cpu` over the same phase; the server is shared
-with anything else using the stack, so an upper bound).
+`--workers N` runs N worker processes in one group (the worker uses one core: one event loop, one torch
+thread); rates and CPU are then summed over them. Explanations are on in both. Per event: the worker's CPU
+(`worker_us_per_event`, backlog phase, its own processes) and Redis's (`redis_us_per_event`, the server's
+`INFO cpu` over the same phase; the server is shared with anything else using the stack, so an upper bound).
 
     nice -n 10 .venv/bin/python bench/pipeline.py --backlog 10000 --rate 1000 --seconds 15 [--scorer blend]
 
-Last line: `RESULT scorer=... events_per_s=... p50_ms=... p99_ms=... worker_us_per_event=... redis_us_per_event=...
-passthrough_events_per_s=... ratio=...`.
+Last line: `RESULT scorer=... workers=... events_per_s=... p50_ms=... p99_ms=... worker_us_per_event=...
+redis_us_per_event=... passthrough_events_per_s=... ratio=...`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from feature_store import FeatureStore
 from streamrec.child_processes import (
     AllDatabasesLeased,
     free_port,
+    group_assignment,
     leased_redis_db,
     scrape_metrics,
     terminate,
@@ -70,7 +72,7 @@ from streamrec.stack_topics import TopicSpec, delete_topics, ensure_topics
 
 _KINDS = [EventType.VIEW] * 6 + [EventType.CLICK, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE]
 _STAGES = ("decode", "features_write", "features_read", "score", "explain")
-_WORKER_CPU = "bench:worker_cpu_seconds"  # the worker process's CPU over the latency phase (not a metric)
+_WORKER_CPU = "bench:worker_cpu_seconds"  # the worker processes' CPU over the latency phase (not a metric)
 
 
 # --------------------------------------------------------------------------- data
@@ -284,14 +286,42 @@ async def redis_cpu_seconds(url: str) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def start_worker(settings: Settings, workdir: Path, **env_extra: str) -> Proc:
-    """`streamrec worker` on the bench topics and DB."""
+def start_worker(settings: Settings, workdir: Path, name: str = "worker", **env_extra: str) -> Proc:
+    """`streamrec worker` on the bench topics and DB (log `<name>.log`)."""
     port = free_port()
     env = worker_env(settings, port, **env_extra)
     cmd = [sys.executable, "-m", "streamrec", "worker", "--loglevel", "warning"]
-    with (workdir / "worker.log").open("wb") as log:
+    with (workdir / f"{name}.log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     return Proc(proc, port)
+
+
+async def wait_for_group(settings: Settings, workers: Sequence[Proc], timeout: float) -> None:
+    """Until the worker group is stable with every worker holding events partitions (else exit)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if worker.proc.poll() is not None:
+                sys.exit(f"bench: a worker exited ({worker.proc.returncode}) before joining its group")
+        state, members = await group_assignment(settings, settings.topics.events)
+        if state == "Stable" and len(members) == len(workers) and all(members.values()):
+            return
+        await asyncio.sleep(1.0)
+    sys.exit(f"bench: the worker group never had {len(workers)} stable members within {timeout:.0f} s")
+
+
+async def scrape_all(workers: Sequence[Proc]) -> dict[str, float]:
+    """Every worker's Prometheus samples, summed by name (counters and histogram sums add up)."""
+    total: dict[str, float] = {}
+    for worker in workers:
+        for name, value in (await scrape_metrics(worker.web_port or 0)).items():
+            total[name] = total.get(name, 0.0) + value
+    return total
+
+
+def workers_cpu(workers: Sequence[Proc]) -> float:
+    """CPU seconds of all worker processes so far."""
+    return sum(cpu_seconds(w.proc.pid) for w in workers)
 
 
 async def passthrough(bootstrap: str, source: str, sink: str, group: str) -> None:
@@ -353,32 +383,44 @@ class Result:
 
 
 async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespace, workdir: Path) -> Result:
-    """Backlog through the worker, then the fixed-rate latency phase."""
+    """Backlog through the worker(s), then the fixed-rate latency phase.
+
+    One worker starts after the backlog is written. With `--workers N > 1` they start first and the backlog is
+    written once their group is stable (otherwise the first one drains part of it alone, then rebalances).
+    """
     backlog = stream.take(args.backlog)
-    await send(settings, backlog, None, {})
     env = {"STREAMREC_MODEL_DIR": str(train_bench_model(args, workdir))} if args.scorer != "blend" else {}
-    worker = start_worker(settings, workdir, **env)
-    redis_url = settings.redis_url.get_secret_value()
+    workers: list[Proc] = []
+    if args.workers == 1:
+        await send(settings, backlog, None, {})
     try:
+        workers += [start_worker(settings, workdir, f"worker{n}", **env) for n in range(args.workers)]
+        if args.workers > 1:
+            await wait_for_group(settings, workers, args.timeout)
+            await send(settings, backlog, None, {})
+        redis_url = settings.redis_url.get_secret_value()
         samples: list[tuple[float, float]] = []
-        cpu: list[tuple[float, float]] = []  # (events seen, worker CPU s)
+        cpu: list[tuple[float, float]] = []  # (events seen, workers' CPU s)
         redis: list[tuple[float, float]] = []  # (events seen, Redis CPU s)
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
-            seen = (await scrape_metrics(worker.web_port or 0)).get("streamrec_events_in_total", 0.0)
+            seen = (await scrape_all(workers)).get("streamrec_events_in_total", 0.0)
             samples.append((time.monotonic(), seen))
-            cpu.append((seen, cpu_seconds(worker.proc.pid)))
+            cpu.append((seen, workers_cpu(workers)))
             redis.append((seen, await redis_cpu_seconds(redis_url)))
             if seen >= args.backlog:
                 break
-            if worker.proc.poll() is not None:
-                sys.exit(f"bench: the worker exited ({worker.proc.returncode}); see {workdir / 'worker.log'}")
+            if any(w.proc.poll() is not None for w in workers):
+                sys.exit(f"bench: a worker exited; see {workdir}/worker*.log")
             await asyncio.sleep(0.5)
         rate = slope(samples, args.backlog)
         per_cpu, per_redis_cpu = _per_cpu(cpu, args.backlog), _per_cpu(redis, args.backlog)
-        print(f"worker: backlog of {args.backlog} events at {rate:.0f} events/s (10-90 % slope), {per_cpu:.0f}/CPU-s")
-        before = await scrape_metrics(worker.web_port or 0)
-        cpu_before = cpu_seconds(worker.proc.pid)
+        print(
+            f"{args.workers} worker(s): backlog of {args.backlog} events at {rate:.0f} events/s (10-90 % slope), "
+            f"{per_cpu:.0f}/CPU-s"
+        )
+        before = await scrape_all(workers)
+        cpu_before = workers_cpu(workers)
         latency = await measure_latency(
             settings,
             settings.topics.recommendations,
@@ -386,12 +428,13 @@ async def run_worker(settings: Settings, stream: Stream, args: argparse.Namespac
             stream.take(int(args.rate * args.seconds)),
             args.rate,
         )
-        after = await scrape_metrics(worker.web_port or 0)
+        after = await scrape_all(workers)
         deltas = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-        deltas[_WORKER_CPU] = cpu_seconds(worker.proc.pid) - cpu_before
+        deltas[_WORKER_CPU] = workers_cpu(workers) - cpu_before
         return Result(rate, latency, deltas, per_cpu, per_redis_cpu)
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
 
 
 async def run_passthrough(settings: Settings, stream: Stream, args: argparse.Namespace, workdir: Path) -> Result:
@@ -462,6 +505,11 @@ def stage_table(m: dict[str, float]) -> list[str]:
     lat_s = m.get("streamrec_recommendation_latency_seconds_sum", 0.0)
     if lat_n:
         lines.append(f"  in-worker arrival→recommendation mean {1000 * lat_s / lat_n:.1f} ms over {lat_n:.0f} recs")
+    hits = m.get('streamrec_encoder_cache_rows{result="hit"}', 0.0)
+    misses = m.get('streamrec_encoder_cache_rows{result="miss"}', 0.0)
+    if hits + misses:
+        share = hits / (hits + misses)
+        lines.append(f"  encoder states reused for {hits:.0f} of {hits + misses:.0f} scored users ({share:.0%})")
     return lines
 
 
@@ -509,7 +557,8 @@ async def bench(args: argparse.Namespace) -> None:
     print("worker per-stage breakdown (latency phase):")
     print("\n".join(stage_table(worker.metrics)))
     print(
-        f"RESULT scorer={args.scorer} events_per_s={worker.events_per_s:.0f} p50_ms={p50:.1f} p99_ms={p99:.1f} "
+        f"RESULT scorer={args.scorer} workers={args.workers} events_per_s={worker.events_per_s:.0f} "
+        f"p50_ms={p50:.1f} p99_ms={p99:.1f} "
         f"worker_us_per_event={1e6 / worker.events_per_cpu_s:.0f} "
         f"redis_us_per_event={1e6 / worker.events_per_redis_cpu_s:.0f} "
         f"passthrough_events_per_s={pt.events_per_s:.0f} ratio={ratio:.4f}"
@@ -532,6 +581,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="longest wait for a backlog, seconds")
     parser.add_argument("--scorer", choices=("transformer", "two-stage", "blend"), default="transformer")
     parser.add_argument("--train-events", type=int, default=60_000, help="events the bench model trains on")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in the group (one core each)")
     try:
         asyncio.run(bench(parser.parse_args()))
     except AllDatabasesLeased as exc:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # One torch thread: the worker's event loop (Kafka, Redis, JSON) needs the other core, and on a busy 2-core box
     # a 256-user transformer forward took 0.24 s with one thread and 0.86 s with two (threads spin for each other).
     scorer_threads: int = Field(1, ge=0, description="torch threads of the worker's scorer (0 = torch's default).")
+    # Reused user states (`model.incremental`): an event then costs one encoder position, not a full re-encode.
+    # 64 KB per user at the default model size, so 512 MiB keeps ~8,000 users; the results are the same.
+    encoder_cache_mb: int = Field(512, ge=0, description="MiB of user encoder states kept per worker (0 = off).")
     # The user is on the trigger event's item: showing it again is never useful. Other seen items stay eligible.
     exclude_current_item: bool = Field(True, description="Never recommend the item of the triggering event.")
 

@@ -227,6 +227,7 @@ def load_scorer(
     device: str = "auto",
     text_encoder: TextEncoder | None = None,
     max_batch: int = 256,
+    encoder_cache_mb: int = 0,
 ) -> TorchScorer | TwoStageScorer:
     """A ready `Scorer` for a model directory (used by `streamrec evaluate --model` and the worker).
 
@@ -239,10 +240,11 @@ def load_scorer(
         text_encoder: Search-query embedder for text-tower models (default: all-MiniLM-L6-v2, loaded lazily
             at the first search event).
         max_batch: Users per encoder forward.
+        encoder_cache_mb: MiB of user states the eager backend reuses (`model.incremental`; 0: none).
     """
     loaded = load_model(model_dir)
     resolved = resolve_device(device)
-    engine = make_backend(loaded.model, backend, resolved, loaded.path, loaded.manifest.sha256)
+    engine = make_backend(loaded.model, backend, resolved, loaded.path, loaded.manifest.sha256, encoder_cache_mb)
     queries = None
     if loaded.model.config.text_tower:
         queries = QueryCache(text_encoder or MiniLMEncoder())

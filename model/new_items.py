@@ -83,7 +83,7 @@ def with_new_items(
         return scorer, []
     grown_model, vocab, added = grow_vocabulary(model, transformer.vocab, new, catalog, encoder)
     backend: ScoringBackend = (
-        EagerTorchBackend(grown_model, transformer.backend.device)
+        EagerTorchBackend(grown_model, transformer.backend.device, transformer.backend.cache_mb)
         if isinstance(transformer.backend, EagerTorchBackend)
         else GrownTable(transformer.backend, grown_model)
     )

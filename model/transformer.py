@@ -326,12 +326,25 @@ class _RepeatHead(nn.Module):
         # Start with the repeat mass (max_len pointers) about equal to the explore mass (n_items logits).
         nn.init.constant_(self.gate.bias, max(0.0, math.log(config.n_items / config.max_len)))
 
+    def keys(self, hidden: Tensor, x: Tensor) -> Tensor:
+        """(B, T, C) key of each past event: from its hidden state and its own input embedding."""
+        k: Tensor = self.key(hidden) + self.input_key(x)
+        return k
+
     def forward(self, hidden: Tensor, x: Tensor, items: Tensor, last_only: bool) -> Tensor:
         """(B, Q, T) repeat logits, Q = T (every position, causal) or 1 (the newest); invalid = `_NEG`."""
-        b, t, c = hidden.shape
-        queries = hidden[:, -1:] if last_only else hidden  # (B, Q, C)
+        if last_only:
+            return self.last_logits(hidden[:, -1], self.keys(hidden, x), items)
+        return self._logits(hidden, self.keys(hidden, x), items, last_only=False)
+
+    def last_logits(self, last: Tensor, keys: Tensor, items: Tensor) -> Tensor:
+        """(B, 1, T) repeat logits seen from the newest position, from its hidden state (B, C) and the keys of
+        every position (`keys`); what an incremental encoder calls with cached keys."""
+        return self._logits(last[:, None, :], keys, items, last_only=True)
+
+    def _logits(self, queries: Tensor, k: Tensor, items: Tensor, last_only: bool) -> Tensor:
+        b, t, c = k.shape
         q = self.query(queries)  # (B, Q, C)
-        k = self.key(hidden) + self.input_key(x)  # (B, T, C)
         p = torch.arange(t - 1, t, device=items.device) if last_only else torch.arange(t, device=items.device)
         ago = p[:, None] - torch.arange(t, device=items.device)[None, :]  # (Q, T) events between j and p
         valid = (items > 0)[:, None, :] & (ago >= 0)[None]  # (B, Q, T): own item events at or before p

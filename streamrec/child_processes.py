@@ -1,8 +1,8 @@
 """What the demo, the benchmarks and the integration tests all need to run `streamrec` child processes.
 
-A free loopback port, the environment that points a worker at given settings, its Prometheus samples, a
-graceful stop (SIGTERM, then SIGKILL), and a Redis DB leased on the shared local Redis so that concurrent runs
-never flush each other's data.
+A free loopback port, the environment that points a worker at given settings, its Prometheus samples, the
+worker group's partition assignment, a graceful stop (SIGTERM, then SIGKILL), and a Redis DB leased on the
+shared local Redis so that concurrent runs never flush each other's data.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 import aiohttp
 import redis
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from contracts import Settings
 
@@ -24,6 +26,7 @@ __all__ = [
     "LEASED_DBS",
     "AllDatabasesLeased",
     "free_port",
+    "group_assignment",
     "leased_redis_db",
     "scrape_metrics",
     "security_env",
@@ -92,6 +95,26 @@ def worker_env(settings: Settings, web_port: int, **extra: str) -> dict[str, str
         "STREAMREC_WEB_PORT": str(web_port),
         **extra,
     }
+
+
+async def group_assignment(settings: Settings, topic: str) -> tuple[str, dict[str, set[int]]]:
+    """The worker group's state and, per member id, the partitions of `topic` assigned to it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([f"{settings.topic_prefix}-worker"])
+    finally:
+        await admin.close()
+    [group] = response.to_object()["groups"]
+    members: dict[str, set[int]] = {}
+    for member in group["members"]:
+        raw = member["member_assignment"]
+        parts: set[int] = set()
+        if raw:
+            assignment = ConsumerProtocolMemberAssignment.decode(raw)
+            parts = {p for t, ps in assignment.assignment for p in ps if t == topic}
+        members[member["member_id"]] = parts
+    return group["state"], members
 
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

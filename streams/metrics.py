@@ -45,4 +45,10 @@ class WorkerMetrics:
         )
         self.dead_letters = Counter("streamrec_dead_letters", "Dead-lettered records", ["reason"], registry=r)
         self.retries = Counter("streamrec_batch_retries", "Batch attempts retried after an outage", registry=r)
+        self.encoder_rows = Gauge(
+            "streamrec_encoder_cache_rows",
+            "Users scored from a reused encoder state (hit) or encoded in full (miss), current model",
+            ["result"],
+            registry=r,
+        )
         self.model_info = Gauge("streamrec_model_info", "Serving model version (value 1)", ["version"], registry=r)

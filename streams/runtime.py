@@ -18,6 +18,7 @@ from contracts import Recommendation, Settings
 from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore, StoreClient, store_client
 from model.exclude import ExcludeCurrentItem
+from model.incremental import encoder_stats
 from model.scoring import Scorer
 from streams.batch import BatchConfig, BatchOutcome, Pipeline, merge_outcomes
 from streams.metrics import WorkerMetrics
@@ -181,6 +182,10 @@ class Runtime:
             m.recommendation_latency.observe(rec.latency_ms / 1000.0)
         for letter in outcome.dead_letters:
             m.dead_letters.labels(reason=letter.reason.value).inc()
+        cache = encoder_stats(self.serving.scorer)
+        if cache is not None:
+            m.encoder_rows.labels(result="hit").set(cache.hits)
+            m.encoder_rows.labels(result="miss").set(cache.misses)
 
     async def recommend_now(self, user_id: str, k: int) -> Recommendation | None:
         """Score one user on demand (the query API, `Pipeline.recommend`); None for a user without events."""

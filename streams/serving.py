@@ -68,7 +68,13 @@ def load_serving(model_dir: Path, settings: Settings, expected_sha256: str | Non
     """
     try:
         forward = min(settings.max_batch, SCORER_MAX_BATCH)
-        scorer = load_scorer(model_dir, backend=settings.backend, device=settings.device, max_batch=forward)
+        scorer = load_scorer(
+            model_dir,
+            backend=settings.backend,
+            device=settings.device,
+            max_batch=forward,
+            encoder_cache_mb=settings.encoder_cache_mb,
+        )
         manifest = Manifest.model_validate_json((Path(model_dir) / MANIFEST_FILE).read_bytes())
         if expected_sha256 is not None:  # the files were verified against their manifest; now the announcement
             actual = manifest.sha256

@@ -64,12 +64,13 @@ def choose_backend(backend: str, device: torch.device) -> str:
 
 
 def make_backend(
-    model: SeqRecModel, backend: str, device: torch.device, model_dir: Path, sha256: str
+    model: SeqRecModel, backend: str, device: torch.device, model_dir: Path, sha256: str, cache_mb: int = 0
 ) -> ScoringBackend:
-    """Build the backend `choose_backend(backend, device)` names, for a loaded model."""
+    """Build the backend `choose_backend(backend, device)` names, for a loaded model; `cache_mb`: the eager
+    backend's incremental-encoding budget (`model.incremental`; compiled engines encode every row)."""
     name = choose_backend(backend, device)
     if name == "tensorrt":
         return TensorRTBackend(model, model_dir, sha256, device)
     if name == "exported":
         return ExportedTorchBackend(model, device)
-    return EagerTorchBackend(model, device)
+    return EagerTorchBackend(model, device, cache_mb)

@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from contracts import Event, EventType, Settings
 from feature_store import FeatureStore, redis_client
-from streamrec.child_processes import free_port, scrape_metrics, worker_env
+from streamrec.child_processes import free_port, group_assignment, scrape_metrics, worker_env
 from streams.kafka_clients import client_kwargs
 
 __all__ = [
@@ -161,26 +159,6 @@ async def collect(
     finally:
         await consumer.stop()
     return recs, letters
-
-
-async def group_assignment(settings: Settings, topic: str) -> tuple[str, dict[str, set[int]]]:
-    """The worker group's state and, per member id, the partitions of `topic` assigned to it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        [response] = await admin.describe_consumer_groups([f"{settings.topic_prefix}-worker"])
-    finally:
-        await admin.close()
-    [group] = response.to_object()["groups"]
-    members: dict[str, set[int]] = {}
-    for member in group["members"]:
-        raw = member["member_assignment"]
-        parts: set[int] = set()
-        if raw:
-            assignment = ConsumerProtocolMemberAssignment.decode(raw)
-            parts = {p for t, ps in assignment.assignment for p in ps if t == topic}
-        members[member["member_id"]] = parts
-    return group["state"], members
 
 
 async def assert_exactly_once(redis_url: str, events: Sequence[Event], *, cluster: bool = False) -> None:

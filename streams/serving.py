@@ -67,9 +67,13 @@ def load_serving(model_dir: Path, settings: Settings, expected_sha256: str | Non
         ModelError: unloadable, corrupted (`ChecksumMismatch`), not the announced weights, or fails to score.
     """
     try:
-        s, forward = settings, min(settings.max_batch, SCORER_MAX_BATCH)
+        forward = min(settings.max_batch, SCORER_MAX_BATCH)
         scorer = load_scorer(
-            model_dir, backend=s.backend, device=s.device, max_batch=forward, encoder_cache_mb=s.encoder_cache_mb
+            model_dir,
+            backend=settings.backend,
+            device=settings.device,
+            max_batch=forward,
+            encoder_cache_mb=settings.encoder_cache_mb,
         )
         manifest = Manifest.model_validate_json((Path(model_dir) / MANIFEST_FILE).read_bytes())
         if expected_sha256 is not None:  # the files were verified against their manifest; now the announcement

@@ -24,7 +24,7 @@ from model.new_items import with_new_items
 from model.text_tower import MiniLMEncoder, TextEncoder, item_text
 from model.torch_scorer import TorchScorer
 from model.two_stage import TwoStageScorer
-from streams.kafka_clients import follow_topic
+from streams.learner.kafka import follow_topic
 from streams.runtime import Runtime
 from streams.serving import ServingModel, serving_pair
 

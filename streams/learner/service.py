@@ -37,21 +37,23 @@ from model.continual import (
     ContinualConfig,
     ListsTop,
     ReplayReservoir,
+    fine_tune,
+    grow_vocabulary,
     ndcg_at_10,
+    resolve_loss,
 )
-from model.cycle import run_cycle
-from model.gate import GateConfig, GateResult
+from model.gate import GateConfig, GateResult, gate
 from model.scoring import ItemContext
-from model.served_ranking import ServedModel
+from model.served_ranking import ServedModel, window_context
 from model.store import CurrentChanged, ModelStore
 from model.stream_buffer import CycleData, StreamBuffer
 from model.targets import next_new_points
 from model.text_tower import MiniLMEncoder, TextEncoder
 from model.transformer import SeqRecModel
 from model.vocab import ItemVocab
-from streams.kafka_clients import client_kwargs, follow_topic
+from streams.kafka_clients import client_kwargs
 from streams.learner.effects import OnlineEffects
-from streams.learner.kafka import model_update, publish_update
+from streams.learner.kafka import follow_topic, model_update, publish_update
 from streams.learner.restore import restore_histories
 from streams.learner.rollback import RollbackConfig, RollbackWatch, check_and_roll_back
 from streams.learner.window import Windows
@@ -325,25 +327,34 @@ class Learner:
         }  # fmt: skip
         new = [i for i in data.items + self._new_catalog if i not in base.vocab]
         self._new_catalog = []
-        encoder = self._encoder if self._catalog else None
-
-        def anchor(serving: ListsTop, items: ItemContext) -> ListsTop | None:
-            return self._anchor(base, serving, items)
-
-        outcome = run_cycle(
-            base.served, data, new, self._catalog, encoder, self._reservoir, cfg, self.options.gate, anchor
+        model, vocab, added = grow_vocabulary(
+            base.model, base.vocab, new, self._catalog, self._encoder if self._catalog else None, cfg.growth
         )
+        record["new_items"], record["loss"] = len(added), resolve_loss(cfg, vocab)
+        phase = time.perf_counter()
+        tuned = fine_tune(model, vocab, data.train, self._reservoir, cfg)
+        record["fine_tune_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()
         self._reservoir.add(data.train)
-        record |= outcome.record
-        if outcome.result is None or outcome.candidate is None or outcome.items is None:
+        record |= {"steps": tuned.steps, "loss_first": tuned.loss_first, "loss_last": tuned.loss_last}
+        record["max_grad_norm"] = tuned.max_grad_norm
+        if tuned.model is None:
+            record["reason"] = f"update discarded: {tuned.reason}"
             return _finish(record, started)
-        record["anchor_version"] = self.store.anchor()
-        self._track_frozen(record, outcome.result, base, data, outcome.items)
-        if not outcome.result.points and self._buffer is not None:
+        # Every model is judged as workers serve it (inside its two-stage model), on the same item-side features.
+        items = window_context(data.train, data.users, self._catalog)
+        candidate = base.served.with_transformer(tuned.model, vocab)
+        serving = base.served.ranker(items)
+        anchor = self._anchor(base, serving, items)
+        result = gate(candidate.ranker(items), serving, anchor, data.points, self.options.gate)
+        record |= {"candidate_ndcg": result.candidate_ndcg, "serving_ndcg": result.serving_ndcg,
+                   "anchor_ndcg": result.anchor_ndcg, "anchor_version": self.store.anchor(), "gate": result.metrics(),
+                   "reason": result.reason}  # fmt: skip
+        self._track_frozen(record, result, base, data, items)
+        record["gate_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()
+        if not result.points and self._buffer is not None:
             self._buffer.carry(data.users)  # no decision yet: train on these users again next cycle
-        if outcome.promote:
-            phase = time.perf_counter()
-            self._promote(record, outcome.result, base, _Serving(outcome.candidate, ""), data, offsets, outcome.steps)
+        if result.promote:
+            self._promote(record, result, base, _Serving(candidate, ""), data, offsets, tuned.steps)
             record["save_seconds"] = round(time.perf_counter() - phase, 3)
         return _finish(record, started)
 

@@ -51,9 +51,9 @@ from model.targets import next_new_points
 from model.text_tower import MiniLMEncoder, TextEncoder
 from model.transformer import SeqRecModel
 from model.vocab import ItemVocab
-from streams.kafka_clients import client_kwargs
+from streams.kafka_clients import client_kwargs, follow_partitions
 from streams.learner.effects import OnlineEffects
-from streams.learner.kafka import follow_topic, model_update, publish_update
+from streams.learner.kafka import model_update, publish_update
 from streams.learner.restore import restore_histories
 from streams.learner.rollback import RollbackConfig, check_and_roll_back
 from streams.learner.window import Windows
@@ -200,13 +200,14 @@ class Learner:
 
     async def _follow_catalog(self) -> None:
         """The compacted items topic from the start: titles and categories for new items."""
-        await follow_topic(self.settings, self.settings.topics.items, True, self._add_item)
+        await follow_partitions(self.settings, self.settings.topics.items, self._add_item, from_start=True)
 
     async def _follow_effects(self, stop: asyncio.Event) -> None:
         """New recommendations (from the end) for the online effect metrics; online.json every few seconds."""
         writer = asyncio.create_task(self._write_effects(stop))
         try:
-            await follow_topic(self.settings, self.settings.topics.recommendations, False, self._add_recommendation)
+            topic = self.settings.topics.recommendations
+            await follow_partitions(self.settings, topic, self._add_recommendation, from_start=False)
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)

@@ -87,14 +87,14 @@ def test_a_manual_rollback_during_a_cycle_stays(tmp_path: Path, monkeypatch: pyt
         store.rollback(manual)  # the operator's `streamrec model rollback` while the learner is fine-tuning
         return fine_tune(*args, **kwargs)
 
-    monkeypatch.setattr("streams.learner.service.fine_tune", operator_rolls_back_meanwhile)
+    monkeypatch.setattr("model.continual.fine_tune", operator_rolls_back_meanwhile)
     record = learner._cycle(learner._buffer.cut(0.3), {})  # noqa: SLF001
     assert record["base"] == base and not record["promoted"], record
     assert "passed the gate but not promoted" in record["reason"] and manual in record["reason"]
     assert store.current() == manual  # the rollback stands
     assert (store.path(record["version"]) / "manifest.json").is_file()  # the candidate is kept, unpromoted
     assert [h["action"] for h in store.history()] == ["promote", "rollback"]
-    monkeypatch.setattr("streams.learner.service.fine_tune", fine_tune)
+    monkeypatch.setattr("model.continual.fine_tune", fine_tune)
     assert learner._cycle(learner._buffer.cut(0.3), {})["base"] == manual  # noqa: SLF001 (the next cycle follows)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from contracts import EventType, Item
+from model.cycle_config import ContinualConfig, GateConfig
 from model.exclude import current_item
 from model.metrics import ndcg_at_k
 from model.scoring import ItemContext, UserState
@@ -43,7 +44,7 @@ from model.transformer import ModelConfig, SeqBatch, SeqRecModel, event_type_ind
 from model.vocab import ItemVocab
 
 if TYPE_CHECKING:
-    from model.gate import GateConfig, GateResult
+    from model.gate import GateResult
 
 __all__ = [
     "CachedEncoder",
@@ -67,29 +68,6 @@ __all__ = [
 ]
 
 _SEARCH = event_type_index(EventType.SEARCH)
-
-
-@dataclass(frozen=True)
-class ContinualConfig:
-    """Knobs of one update cycle (CPU-cheap defaults)."""
-
-    steps: int = 30  # fine-tuning steps per cycle
-    batch_size: int = 64  # sequences per step
-    lr: float = 1e-3  # AdamW learning rate
-    weight_decay: float = 0.0  # no decay: a few steps should not shrink the whole table
-    grad_clip: float = 1.0  # gradients are clipped to this norm ...
-    max_grad_norm: float = 1e4  # ... but a pre-clip norm above this (or non-finite) discards the update
-    max_loss: float = 1e3  # a loss above this (or non-finite) discards the update
-    replay_fraction: float = 0.5  # share of each batch drawn from the replay reservoir (when it has data)
-    reservoir_size: int = 5000  # sequences kept for replay
-    holdout_fraction: float = 0.3  # newest share of a cycle's events held back for the gate
-    growth: float = 0.25  # when spare rows run out, add this fraction of the capacity (at least 64 rows)
-    # "auto": sampled above `model.train.SAMPLED_ABOVE` rows, full softmax below (the offline trainer's rule). A
-    # full softmax step holds (P, V) logits and their gradient: ~280 MB each for 64 sequences x 50 positions x
-    # 22 k rows, and most of the learner's CPU, which the workers on the same cores then lack.
-    loss: Literal["softmax", "sampled", "auto"] = "auto"
-    n_negatives: int = 1024  # distinct uniform negative rows per step (sampled loss)
-    seed: int = 0
 
 
 class CachedEncoder:

@@ -26,20 +26,11 @@ from statistics import NormalDist
 from typing import Any
 
 from model.store import CurrentChanged, ModelStore
+from streams.learner.settings import RollbackConfig
 
 __all__ = ["RollbackConfig", "RollbackDecision", "RollbackOutcome", "check_and_roll_back", "judge"]
 
 _COUNTS = {"ctr": "clicks", "conversion": "purchases"}
-
-
-@dataclass(frozen=True)
-class RollbackConfig:
-    """When a new version is rolled back to its parent."""
-
-    window_seconds: float = 1800.0  # a version is watched this long after it was written
-    min_impressions: int = 200  # per version, before any decision
-    alpha: float = 0.01  # one-sided level of the z-test
-    metrics: tuple[str, ...] = ("ctr", "conversion")  # rates watched (keys of `_COUNTS`)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,8 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from contracts import Event, Item, ModelUpdate, Recommendation, Settings
-from model.continual import CachedEncoder, ContinualConfig, CycleDecision, CycleInputs, ReplayReservoir, run_cycle
-from model.gate import GateConfig
+from model.continual import CachedEncoder, CycleDecision, CycleInputs, ReplayReservoir, run_cycle
 from model.served_ranking import ServedModel
 from model.store import CurrentChanged, ModelStore
 from model.stream_buffer import CycleData, StreamBuffer
@@ -44,36 +43,16 @@ from streams.kafka_clients import client_kwargs, follow_partitions
 from streams.learner.effects import OnlineEffects
 from streams.learner.kafka import model_update, publish_update
 from streams.learner.restore import restore_histories
-from streams.learner.rollback import RollbackConfig, check_and_roll_back
+from streams.learner.rollback import check_and_roll_back
+from streams.learner.settings import LearnerSettings
 from streams.learner.window import Windows
 from streams.validation import RawRecord, validate_event
 
-__all__ = ["LOG_FILE", "ONLINE_FILE", "Learner", "LearnerOptions"]
+__all__ = ["LOG_FILE", "ONLINE_FILE", "Learner", "LearnerSettings"]
 
 log = logging.getLogger(__name__)
 LOG_FILE = "learner.jsonl"
 ONLINE_FILE = "online.json"
-
-
-@dataclass(frozen=True)
-class LearnerOptions:
-    """When to run a cycle and how; `continual` holds the fine-tuning and gate knobs."""
-
-    every_events: int = 500  # a cycle as soon as this many events are pending ...
-    every_seconds: float = 30.0  # ... or this long after the previous cycle, with at least `min_events` pending
-    min_events: int = 50
-    from_beginning: bool = False  # a new consumer group starts at the earliest offset (default: latest)
-    text_init: bool = True  # initialise new titled items from MiniLM text (loaded only when needed)
-    track_frozen: bool = True  # also score a fixed reference version on each window (drift report) ...
-    frozen_version: str | None = None  # ... this one (default: the version this process started from)
-    effects_window_seconds: float = 1800.0  # a click/cart/purchase this soon after a recommendation is a hit
-    effects_every_seconds: float = 10.0  # how often online.json is rewritten (and the rollback rule checked)
-    restore_events: int = 20_000  # on start with committed offsets: events re-read per partition for histories
-    max_window_events: int = 0  # a learner behind the stream trains on the newest this many (0: all pending) ...
-    # ... the older pending events update the histories and the replay reservoir only (`skipped_to_newest`)
-    continual: ContinualConfig = field(default_factory=ContinualConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
-    rollback: RollbackConfig = field(default_factory=RollbackConfig)
 
 
 @dataclass
@@ -96,7 +75,7 @@ class Learner:
     def __init__(
         self,
         settings: Settings,
-        options: LearnerOptions | None = None,
+        options: LearnerSettings | None = None,
         store: ModelStore | None = None,
         encoder: TextEncoder | None = None,
         registry: CollectorRegistry | None = None,
@@ -104,7 +83,7 @@ class Learner:
         """Args: settings (Kafka, topics, store dir), options, store (default `settings.model_dir`), text model,
         Prometheus registry for the online effect counters."""
         self.settings = settings
-        self.options = options or LearnerOptions()
+        self.options = options or LearnerSettings()
         self.store = store or ModelStore(settings.model_dir)
         self._encoder = CachedEncoder(encoder or MiniLMEncoder()) if self.options.text_init else None
         self._catalog: dict[str, Item] = {}

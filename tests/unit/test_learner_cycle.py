@@ -20,7 +20,8 @@ from model.store import ModelStore
 from model.stream_buffer import StreamBuffer
 from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
-from streams.learner.service import LOG_FILE, Learner, LearnerOptions
+from streams.learner.service import LOG_FILE, Learner
+from streams.learner.settings import LearnerSettings
 
 torch.set_num_threads(1)
 
@@ -34,7 +35,7 @@ def _learner(tmp_path: Path, gate: GateConfig | None = None, **continual: object
     store = ModelStore(tmp_path / "store")
     base = store.promote(tmp_path / "base").version
     cfg = ContinualConfig(steps=40, lr=1e-2, **continual)  # type: ignore[arg-type]
-    options = LearnerOptions(text_init=False, continual=cfg, gate=gate or GateConfig(min_points=10))
+    options = LearnerSettings(text_init=False, continual=cfg, gate=gate or GateConfig(min_points=10))
     learner = Learner(Settings(model_dir=store.root), options, store)
     learner._reload()  # noqa: SLF001 (what `run` does once the store has a version)
     buffer = StreamBuffer(9, {})

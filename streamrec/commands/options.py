@@ -60,6 +60,7 @@ class Opt:
     min: float | None = None
     max: float | None = None
     flags: tuple[str, ...] = ()  # typer's declarations, e.g. "--text-init/--no-text-init" (default: --<name>)
+    envvar: str | None = None  # an env var giving the value when the flag is absent
 
 
 def from_dataclass(base: object, table: Mapping[str, Opt]) -> dict[str, Opt]:
@@ -99,7 +100,9 @@ def with_options(table: Mapping[str, Opt]) -> Callable[[F], F]:
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(opt.default, *opt.flags, help=opt.help, min=opt.min, max=opt.max),
+                default=typer.Option(
+                    opt.default, *opt.flags, help=opt.help, min=opt.min, max=opt.max, envvar=opt.envvar
+                ),
                 annotation=opt.type,
             )
             for name, opt in table.items()

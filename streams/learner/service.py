@@ -37,8 +37,6 @@ from model.served_ranking import ServedModel
 from model.store import CurrentChanged, ModelStore
 from model.stream_buffer import CycleData, StreamBuffer
 from model.text_tower import MiniLMEncoder, TextEncoder
-from model.transformer import SeqRecModel
-from model.vocab import ItemVocab
 from streams.kafka_clients import client_kwargs, follow_partitions
 from streams.learner.effects import OnlineEffects
 from streams.learner.kafka import model_update, publish_update
@@ -59,14 +57,6 @@ ONLINE_FILE = "online.json"
 class _Serving:
     served: ServedModel  # the transformer, its vocabulary and the two-stage model it is served in
     version: str
-
-    @property
-    def model(self) -> SeqRecModel:
-        return self.served.model
-
-    @property
-    def vocab(self) -> ItemVocab:
-        return self.served.vocab
 
 
 class Learner:
@@ -103,7 +93,7 @@ class Learner:
         if not await self._wait_for_model(stop):
             return
         assert self._serving is not None  # noqa: S101
-        self._buffer = StreamBuffer(self._serving.model.config.max_len + 1, self._categories)
+        self._buffer = StreamBuffer(self._serving.served.model.config.max_len + 1, self._categories)
         topics = self.settings.topics
         kafka = client_kwargs(self.settings)
         events = AIOKafkaConsumer(
@@ -334,7 +324,7 @@ class Learner:
         training = {"steps": record["steps"], "lr": cfg.lr, "batch_size": cfg.batch_size,
                     "replay_fraction": cfg.replay_fraction, "loss_last": record["loss_last"]}  # fmt: skip
         manifest = self.store.save(
-            candidate.model, candidate.vocab, parent_version=base.version, data=window, metrics=metrics,
+            candidate.served.model, candidate.served.vocab, parent_version=base.version, data=window, metrics=metrics,
             training=training,
         )  # fmt: skip
         try:

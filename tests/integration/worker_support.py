@@ -45,10 +45,12 @@ __all__ = [
 _KINDS = [EventType.VIEW] * 6 + [EventType.CLICK, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE]
 
 
-def generated_events(n: int, users: int = 200, items: int = 300, seed: int = 11, prefix: str = "g") -> list[Event]:
-    """A seeded multi-behaviour stream in event-time order (two days ago, 2 s apart)."""
+def generated_events(
+    n: int, users: int = 200, items: int = 300, seed: int = 11, prefix: str = "g", start: datetime | None = None
+) -> list[Event]:
+    """A seeded multi-behaviour stream in event-time order, 2 s apart from `start` (default: two days ago)."""
     rng = random.Random(seed)
-    t0 = datetime.now(UTC) - timedelta(days=2)
+    t0 = start or datetime.now(UTC) - timedelta(days=2)
     return [
         Event(
             event_id=f"{prefix}{i}",

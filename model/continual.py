@@ -8,6 +8,10 @@ as in offline training), then `model.gate.gate`: candidate
 vs serving vs anchor on the newest held-back window, ranked here by `Ranker` / `ndcg_values`. A non-finite
 loss, an exploding gradient norm or non-finite weights discard the update (`FineTuneResult.ok` False, with the
 reason).
+
+`run_cycle` is that cycle as one function without Kafka or a model store: the base as served, the window, the
+catalog and the stored versions to compare with in, a `CycleDecision` (promote or not, why, the gate's
+numbers, the candidate) out. The learner service saves and promotes the candidate when told to.
 """
 
 from __future__ import annotations
@@ -16,66 +20,54 @@ import copy
 import dataclasses
 import math
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
 
 from contracts import EventType, Item
+from model.cycle_config import ContinualConfig, GateConfig
 from model.exclude import current_item
 from model.metrics import ndcg_at_k
-from model.scoring import UserState
+from model.scoring import ItemContext, UserState
 from model.sequences import EventRows, batch_from_states, event_rows
 from model.splits import TestPoint
-from model.stream_buffer import UserSequence
+from model.stream_buffer import CycleData, UserSequence
+from model.targets import next_new_points
 from model.text_tower import TextEncoder, item_text
 from model.torch_scorer import chunked_topk
 from model.train import SAMPLED_ABOVE
 from model.transformer import ModelConfig, SeqBatch, SeqRecModel, event_type_index
 from model.vocab import ItemVocab
 
+if TYPE_CHECKING:
+    from model.gate import GateResult
+
 __all__ = [
     "CachedEncoder",
     "ContinualConfig",
+    "CycleDecision",
+    "CycleInputs",
     "FineTuneResult",
     "ListsTop",
     "Ranker",
     "ReplayReservoir",
+    "Servable",
     "UserSequence",
     "encode_sequences",
     "fine_tune",
     "grow_vocabulary",
+    "judge",
     "ndcg_at_10",
     "ndcg_values",
     "resolve_loss",
+    "run_cycle",
 ]
 
 _SEARCH = event_type_index(EventType.SEARCH)
-
-
-@dataclass(frozen=True)
-class ContinualConfig:
-    """Knobs of one update cycle (CPU-cheap defaults)."""
-
-    steps: int = 30  # fine-tuning steps per cycle
-    batch_size: int = 64  # sequences per step
-    lr: float = 1e-3  # AdamW learning rate
-    weight_decay: float = 0.0  # no decay: a few steps should not shrink the whole table
-    grad_clip: float = 1.0  # gradients are clipped to this norm ...
-    max_grad_norm: float = 1e4  # ... but a pre-clip norm above this (or non-finite) discards the update
-    max_loss: float = 1e3  # a loss above this (or non-finite) discards the update
-    replay_fraction: float = 0.5  # share of each batch drawn from the replay reservoir (when it has data)
-    reservoir_size: int = 5000  # sequences kept for replay
-    holdout_fraction: float = 0.3  # newest share of a cycle's events held back for the gate
-    growth: float = 0.25  # when spare rows run out, add this fraction of the capacity (at least 64 rows)
-    # "auto": sampled above `model.train.SAMPLED_ABOVE` rows, full softmax below (the offline trainer's rule). A
-    # full softmax step holds (P, V) logits and their gradient: ~280 MB each for 64 sequences x 50 positions x
-    # 22 k rows, and most of the learner's CPU, which the workers on the same cores then lack.
-    loss: Literal["softmax", "sampled", "auto"] = "auto"
-    n_negatives: int = 1024  # distinct uniform negative rows per step (sampled loss)
-    seed: int = 0
 
 
 class CachedEncoder:
@@ -391,3 +383,124 @@ def ndcg_values(ranker: ListsTop, points: Sequence[TestPoint]) -> np.ndarray:
 def ndcg_at_10(ranker: ListsTop, points: Sequence[TestPoint]) -> float:
     """Mean full-ranking NDCG@10 of `ranker` over `points` (0.0 without points)."""
     return float(ndcg_values(ranker, points).mean()) if points else 0.0
+
+
+class Servable(Protocol):
+    """A version as workers serve it (`model.served_ranking.ServedModel`): what a cycle tunes and ranks with."""
+
+    @property
+    def model(self) -> SeqRecModel:
+        """The transformer."""
+        ...
+
+    @property
+    def vocab(self) -> ItemVocab:
+        """Its vocabulary."""
+        ...
+
+    def with_transformer(self, model: SeqRecModel, vocab: ItemVocab) -> Servable:
+        """The same serving setting around another transformer (the fine-tuned copy)."""
+        ...
+
+    def ranker(self, items: ItemContext) -> ListsTop:
+        """How it ranks for the gate, with `items` as the feature store's view."""
+        ...
+
+
+@dataclass(frozen=True)
+class CycleInputs:
+    """What one cycle reads besides its window: catalog, replay, and the stored versions it is compared with."""
+
+    base_version: str  # the version the cycle fine-tunes (what serves)
+    catalog: Mapping[str, Item] = field(default_factory=dict)  # titles and categories of known items
+    new_items: Sequence[str] = ()  # catalog items announced since the last cycle (rows if the base lacks them)
+    reservoir: ReplayReservoir = field(default_factory=lambda: ReplayReservoir(0))  # sampled, never added to here
+    encoder: TextEncoder | None = None  # text rows for new titled items (None: neighbours / category means)
+    anchor_version: str | None = None  # `ModelStore.anchor()`: the last full `streamrec train` (None: no check)
+    frozen_version: str = ""  # a fixed version scored on every window for drift reports ("": none)
+    reference: Callable[[str], Servable] | None = None  # a stored version as served (anchor, frozen reference)
+
+
+@dataclass(frozen=True)
+class CycleDecision:
+    """The outcome of `run_cycle`: promote the candidate or not, why, and every number logged."""
+
+    promote: bool  # the candidate passed the gate (the caller saves it and compare-and-sets CURRENT)
+    reason: str
+    record: dict[str, Any]  # fields of the learner's log line (losses, gate numbers, seconds per phase)
+    candidate: Servable | None = None  # the fine-tuned model as served (None: the update was discarded)
+    gate: GateResult | None = None  # None: discarded before the gate
+    carry: bool = False  # no decision (too few targets): the window's users train again next cycle
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The gate's numbers for the manifest and `ModelUpdate.metrics` (empty when discarded)."""
+        return self.gate.metrics() if self.gate is not None else {}
+
+
+def run_cycle(
+    base: Servable, data: CycleData, inputs: CycleInputs, config: ContinualConfig, gate_config: GateConfig
+) -> CycleDecision:
+    """Grow the base's vocabulary, fine-tune it on `data.train` (+ replay) and gate it on `data.points`.
+
+    No I/O: stored versions come through `inputs.reference`. The candidate is judged as it will be served
+    (inside the base's serving setting), on item-side features built from the window's own sequences.
+    """
+    from model.served_ranking import window_context  # local: served_ranking imports this module
+
+    new = [i for i in [*data.items, *inputs.new_items] if i not in base.vocab]
+    encoder = inputs.encoder if inputs.catalog else None
+    model, vocab, added = grow_vocabulary(base.model, base.vocab, new, inputs.catalog, encoder, config.growth)
+    record: dict[str, Any] = {"new_items": len(added), "loss": resolve_loss(config, vocab)}
+    phase = time.perf_counter()
+    tuned = fine_tune(model, vocab, data.train, inputs.reservoir, config)
+    record["fine_tune_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()
+    record |= {"steps": tuned.steps, "loss_first": tuned.loss_first, "loss_last": tuned.loss_last,
+               "max_grad_norm": tuned.max_grad_norm}  # fmt: skip
+    if tuned.model is None:
+        reason = f"update discarded: {tuned.reason}"
+        return CycleDecision(False, reason, record | {"reason": reason})
+    items = window_context(data.train, data.users, inputs.catalog)
+    candidate = base.with_transformer(tuned.model, vocab)
+    decision = judge(base.ranker(items), candidate.ranker(items), data.points, inputs, gate_config, items)
+    record |= decision.record | {"gate_seconds": round(time.perf_counter() - phase, 3)}
+    return dataclasses.replace(decision, record=record, candidate=candidate)
+
+
+def judge(
+    serving: ListsTop,
+    candidate: ListsTop,
+    points: Sequence[TestPoint],
+    inputs: CycleInputs,
+    gate_config: GateConfig,
+    items: ItemContext,
+) -> CycleDecision:
+    """The gate on `points` (candidate vs serving vs anchor), with the frozen reference's NDCG@10 for drift."""
+    from model.gate import gate  # local: the gate imports this module
+
+    anchor = None if inputs.anchor_version is None else _reference_ranker(inputs, inputs.anchor_version, serving, items)
+    result = gate(candidate, serving, anchor, points, gate_config)
+    record: dict[str, Any] = {"candidate_ndcg": result.candidate_ndcg, "serving_ndcg": result.serving_ndcg,
+                              "anchor_ndcg": result.anchor_ndcg, "anchor_version": inputs.anchor_version,
+                              "gate": result.metrics(), "reason": result.reason}  # fmt: skip
+    frozen = inputs.frozen_version
+    if frozen and result.points:
+        if frozen == inputs.anchor_version:
+            value = result.anchor_ndcg
+        elif frozen == inputs.base_version:
+            value = result.serving_ndcg
+        else:
+            targets = next_new_points(points)[-gate_config.max_points :]
+            value = ndcg_at_10(_reference_ranker(inputs, frozen, serving, items), targets)
+        record |= {"frozen_ndcg": value, "frozen_version": frozen}
+    return CycleDecision(result.promote, result.reason, record, gate=result, carry=not result.points)
+
+
+def _reference_ranker(inputs: CycleInputs, version: str, serving: ListsTop, items: ItemContext) -> ListsTop:
+    """A stored version's ranker (`serving` when it is the base)."""
+    if version == inputs.base_version:
+        return serving
+    if inputs.reference is None:
+        msg = f"version {version} is compared with but no `reference` loader was given"
+        raise ValueError(msg)
+    return inputs.reference(version).ranker(items)

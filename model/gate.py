@@ -32,23 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.continual import ListsTop, ndcg_values
+from model.cycle_config import GateConfig
 from model.metrics import bootstrap_ci
 from model.splits import TestPoint
 from model.targets import next_new_points
 
 __all__ = ["GateConfig", "GateResult", "decide", "gate"]
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    """Knobs of the gate."""
-
-    alpha: float = 0.05  # one-sided level: refuse when the (1 - alpha) upper bound of cand - serving is < 0
-    anchor_margin: float = 0.02  # refuse when mean cand NDCG@10 < mean anchor NDCG@10 - this (absolute)
-    min_points: int = 20  # fewer next-new targets: no decision yet (data carried to the next cycle)
-    max_points: int = 1000  # targets scored at most (newest kept)
-    bootstrap_samples: int = 1000  # paired bootstrap resamples
-    seed: int = 0  # bootstrap seed (same values + seed = same decision)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,56 +2,66 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from streamrec.commands.common import StoreOption
+from streamrec.commands.options import Opt, from_dataclass, settings_from, with_options
+from streams.learner.settings import LearnerSettings  # no torch: the options are built at import
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from contracts import Settings
     from model.store import ModelStore
-    from streams.learner.service import LearnerOptions
 
-__all__ = ["learner", "lower_priority", "register"]
+__all__ = ["OPTIONS", "learner", "lower_priority", "register"]
 
-# The command's options, one line each (typer reads them from the signature of `learner`).
-_EveryEvents = Annotated[int, typer.Option(min=1, help="Run a cycle when this many events are pending ...")]
-_EverySeconds = Annotated[float, typer.Option(min=0.1, help="... or this many seconds after the last cycle.")]
-_MinEvents = Annotated[int, typer.Option(min=1, help="Events a timed cycle needs at least.")]
-_Steps = Annotated[int, typer.Option(min=1, help="Fine-tuning steps per cycle.")]
-_BatchSize = Annotated[int, typer.Option(min=1, help="Sequences per step.")]
-_Lr = Annotated[float, typer.Option(help="AdamW learning rate.")]
-_ReplayFraction = Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of each batch from replay.")]
-_GateAlpha = Annotated[float, typer.Option(min=1e-6, max=0.5, help="Gate: refuse a significantly worse candidate.")]
-_AnchorMargin = Annotated[float, typer.Option(min=0.0, help="Gate: refuse NDCG@10 below the anchor's by more.")]
-_MaxGatePoints = Annotated[int, typer.Option(min=1, help="Gate: newest next-new held-back targets scored.")]
-_RollbackWindow = Annotated[float, typer.Option(min=0.0, help="Seconds a new version's online effects are watched.")]
-_RollbackMin = Annotated[int, typer.Option(min=1, help="Impressions per version before a rollback.")]
-_RestoreEvents = Annotated[int, typer.Option(min=0, help="Events re-read per partition on restart (histories).")]
-_MaxWindowEvents = Annotated[
-    int,
-    typer.Option(
-        min=0,
-        help="Behind the stream: train on the newest this many pending events (0 = all); the older "
-        "ones update histories and the replay reservoir only.",
-    ),
-]
-_Holdout = Annotated[float, typer.Option(min=0.05, max=0.9, help="Newest share of a cycle held back for the gate.")]
-_MinGatePoints = Annotated[int, typer.Option(min=1, help="Held-back targets needed for a decision.")]
-_FromBeginning = Annotated[bool, typer.Option(help="A new consumer group starts at the earliest offset.")]
-_TextInit = Annotated[bool, typer.Option("--text-init/--no-text-init", help="MiniLM init for new titled items.")]
-_FrozenVersion = Annotated[
-    str | None,
-    typer.Option(help="Reference version scored on every window for drift reports (default: the starting one)."),
-]
-_EffectsWindow = Annotated[float, typer.Option(min=1.0, help="Seconds after a recommendation a hit counts.")]
-_MetricsPort = Annotated[int, typer.Option(min=0, help="Serve Prometheus /metrics on this port (0 = off).")]
-_Threads = Annotated[int, typer.Option(min=1, help="Torch CPU threads (leave the other cores to the workers).")]
-_Nice = Annotated[int, typer.Option(min=0, max=19, help="Raise the nice value by this much (workers keep priority).")]
-_LogLevel = Annotated[str, typer.Option(help="Log level.")]
+# The command's tunables; an entry with a `field` takes its type and default from `LearnerSettings`.
+OPTIONS = from_dataclass(
+    LearnerSettings(),
+    {
+        "every_events": Opt("Run a cycle when this many events are pending ...", field="every_events", min=1),
+        "every_seconds": Opt("... or this many seconds after the last cycle.", field="every_seconds", min=0.1),
+        "min_events": Opt("Events a timed cycle needs at least.", field="min_events", min=1),
+        "steps": Opt("Fine-tuning steps per cycle.", field="continual.steps", min=1),
+        "batch_size": Opt("Sequences per step.", field="continual.batch_size", min=1),
+        "lr": Opt("AdamW learning rate.", field="continual.lr"),
+        "replay_fraction": Opt("Share of each batch from replay.", field="continual.replay_fraction", min=0, max=1),
+        "gate_alpha": Opt("Gate: refuse a significantly worse candidate.", field="gate.alpha", min=1e-6, max=0.5),
+        "anchor_margin": Opt("Gate: refuse NDCG@10 below the anchor's by more.", field="gate.anchor_margin", min=0),
+        "max_gate_points": Opt("Gate: newest next-new held-back targets scored.", field="gate.max_points", min=1),
+        "rollback_window": Opt(
+            "Seconds a new version's online effects are watched.", field="rollback.window_seconds", min=0
+        ),
+        "rollback_min_impressions": Opt(
+            "Impressions per version before a rollback.", field="rollback.min_impressions", min=1
+        ),
+        "restore_events": Opt("Events re-read per partition on restart (histories).", field="restore_events", min=0),
+        "max_window_events": Opt(
+            "Behind the stream: train on the newest this many pending events (0 = all); the older "
+            "ones update histories and the replay reservoir only.",
+            field="max_window_events",
+            min=0,
+        ),
+        "holdout": Opt(
+            "Newest share of a cycle held back for the gate.", field="continual.holdout_fraction", min=0.05, max=0.9
+        ),
+        "min_gate_points": Opt("Held-back targets needed for a decision.", field="gate.min_points", min=1),
+        "from_beginning": Opt("A new consumer group starts at the earliest offset.", field="from_beginning"),
+        "text_init": Opt("MiniLM init for new titled items.", field="text_init", flags=("--text-init/--no-text-init",)),
+        "frozen_version": Opt(
+            "Reference version scored on every window for drift reports (default: the starting one).",
+            field="frozen_version",
+        ),
+        "effects_window": Opt("Seconds after a recommendation a hit counts.", field="effects_window_seconds", min=1),
+        "metrics_port": Opt("Serve Prometheus /metrics on this port (0 = off).", int, 0, min=0),
+        "threads": Opt("Torch CPU threads (leave the other cores to the workers).", int, 1, min=1),
+        "nice": Opt("Raise the nice value by this much (workers keep priority).", int, 10, min=0, max=19),
+        "loglevel": Opt("Log level.", str, "info"),
+    },
+)
 
 
 def lower_priority(increment: int) -> int:
@@ -72,70 +82,22 @@ def register(app: typer.Typer) -> None:
     app.command("learner")(learner)
 
 
-def learner(
-    store: StoreOption = None,
-    every_events: _EveryEvents = 500,
-    every_seconds: _EverySeconds = 30.0,
-    min_events: _MinEvents = 50,
-    steps: _Steps = 30,
-    batch_size: _BatchSize = 64,
-    lr: _Lr = 1e-3,
-    replay_fraction: _ReplayFraction = 0.5,
-    gate_alpha: _GateAlpha = 0.05,
-    anchor_margin: _AnchorMargin = 0.02,
-    max_gate_points: _MaxGatePoints = 1000,
-    rollback_window: _RollbackWindow = 1800.0,
-    rollback_min_impressions: _RollbackMin = 200,
-    restore_events: _RestoreEvents = 20_000,
-    max_window_events: _MaxWindowEvents = 0,
-    holdout: _Holdout = 0.3,
-    min_gate_points: _MinGatePoints = 20,
-    from_beginning: _FromBeginning = False,
-    text_init: _TextInit = True,
-    frozen_version: _FrozenVersion = None,
-    effects_window: _EffectsWindow = 1800.0,
-    metrics_port: _MetricsPort = 0,
-    threads: _Threads = 1,
-    nice: _Nice = 10,
-    loglevel: _LogLevel = "info",
-) -> None:
+@with_options(OPTIONS)
+def learner(store: StoreOption = None, **values: Any) -> None:
     """Fine-tune the serving model on the live stream; promote only versions that pass the gate."""
-    lower_priority(nice)  # first, before any thread exists (threads inherit it)
+    lower_priority(values["nice"])  # first, before any thread exists (threads inherit it)
     from contracts import Settings
     from streamrec.preflight import require_access
 
     settings = Settings()
     require_access(settings, "learner", kafka=True)  # before torch is imported: a refusal stops it in ~1 s
-    from model.continual import ContinualConfig
-    from model.gate import GateConfig
     from model.store import ModelStore
-    from streams.learner.rollback import RollbackConfig
-    from streams.learner.service import LearnerOptions
 
-    options = LearnerOptions(
-        every_events=every_events,
-        every_seconds=every_seconds,
-        min_events=min_events,
-        from_beginning=from_beginning,
-        text_init=text_init,
-        effects_window_seconds=effects_window,
-        frozen_version=frozen_version,
-        restore_events=restore_events,
-        max_window_events=max_window_events,
-        continual=ContinualConfig(
-            steps=steps, batch_size=batch_size, lr=lr, replay_fraction=replay_fraction, holdout_fraction=holdout
-        ),
-        gate=GateConfig(
-            alpha=gate_alpha, anchor_margin=anchor_margin, min_points=min_gate_points, max_points=max_gate_points
-        ),
-        rollback=RollbackConfig(window_seconds=rollback_window, min_impressions=rollback_min_impressions),
-    )
-    _run(settings, options, ModelStore(store or settings.model_dir), metrics_port, threads, loglevel)
+    options = settings_from(LearnerSettings(), OPTIONS, values)
+    _run(settings, options, ModelStore(store or settings.model_dir), values)
 
 
-def _run(
-    settings: Settings, options: LearnerOptions, model_store: ModelStore, metrics_port: int, threads: int, loglevel: str
-) -> None:
+def _run(settings: Settings, options: LearnerSettings, model_store: ModelStore, values: dict[str, Any]) -> None:
     """Set up logging, torch threads and /metrics (if asked), then run the learner until SIGINT or SIGTERM."""
     import asyncio
     import logging
@@ -146,8 +108,9 @@ def _run(
 
     from streams.learner.service import Learner
 
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(threads)
+    metrics_port: int = values["metrics_port"]
+    logging.basicConfig(level=str(values["loglevel"]).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(values["threads"])
     registry: CollectorRegistry = CollectorRegistry()
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1", registry=registry)

@@ -2,90 +2,71 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from streamrec.commands.options import Opt, with_options
 
 if TYPE_CHECKING:
     from streamrec.stack_config import StackConfig
 
 __all__ = ["register"]
 
-_StateDir = Annotated[
-    Path | None, typer.Option("--state-dir", help="PIDs, logs and data [default: <cache-dir>/stack].")
-]
-_CacheDir = Annotated[
-    Path | None,
-    typer.Option("--cache-dir", envvar="STREAMREC_CACHE_DIR", help="Jar cache root [default: ~/.cache/streamrec]."),
-]
-_KafkaPort = Annotated[int, typer.Option("--kafka-port", help="Broker port.")]
-_ControllerPort = Annotated[int, typer.Option("--controller-port", help="KRaft controller port.")]
-_RedisPort = Annotated[int, typer.Option("--redis-port", help="Redis port.")]
-_RedisCluster = Annotated[
-    bool,
-    typer.Option("--redis-cluster", help="A Redis Cluster (3 masters + 3 replicas) instead of the single Redis."),
-]
-_Secure = Annotated[
-    Path | None,
-    typer.Option(
-        "--secure",
-        help="Secure the stack: Kafka SASL_SSL (SCRAM-SHA-512) and Redis TLS + ACL user; CA, certificates, passwords "
-        "and the clients' env file (0600) go to this dir, made when missing [state dir default: <DIR>/stack].",
+# The options shared by `up` and `status` (`down` takes the first two and `secure`).
+_LAYOUT = {
+    "state_dir": Opt("PIDs, logs and data [default: <cache-dir>/stack].", Path | None),
+    "cache_dir": Opt("Jar cache root [default: ~/.cache/streamrec].", Path | None, envvar="STREAMREC_CACHE_DIR"),
+    "kafka_port": Opt("Broker port.", int, 19092),
+    "controller_port": Opt("KRaft controller port.", int, 19093),
+    "redis_port": Opt("Redis port.", int, 16379),
+    "redis_cluster": Opt(
+        "A Redis Cluster (3 masters + 3 replicas) instead of the single Redis.", bool, False, flags=("--redis-cluster",)
     ),
-]
-_ClusterPort = Annotated[
-    int, typer.Option("--redis-cluster-port", help="First cluster node's port (the six use it and the next five).")
-]
+    "redis_cluster_port": Opt("First cluster node's port (the six use it and the next five).", int, 17000),
+    "secure": Opt(
+        "Secure the stack: Kafka SASL_SSL (SCRAM-SHA-512) and Redis TLS + ACL user; CA, certificates, passwords "
+        "and the clients' env file (0600) go to this dir, made when missing [state dir default: <DIR>/stack].",
+        Path | None,
+    ),
+}
+_DOWN = {name: _LAYOUT[name] for name in ("state_dir", "cache_dir", "secure")}
 
 
-def _config(
-    state_dir: Path | None,
-    cache_dir: Path | None,
-    kafka_port: int,
-    controller_port: int,
-    redis_port: int,
-    prefix: str | None = None,
-    *,
-    redis_cluster: bool = False,
-    redis_cluster_port: int = 17000,
-    secure_dir: Path | None = None,
-) -> StackConfig:
+def _config(values: Mapping[str, Any], prefix: str | None = None) -> StackConfig:
+    """The stack's layout from the command's options (those it lacks: their defaults)."""
     from contracts.settings import Settings
     from streamrec.stack_config import StackConfig
 
+    v = {name: opt.default for name, opt in _LAYOUT.items()} | dict(values)
     settings = Settings()  # fields come from STREAMREC_* env
-    cache = cache_dir or Path.home() / ".cache" / "streamrec"
-    default_state = secure_dir / "stack" if secure_dir is not None else cache / "stack"
+    cache = v["cache_dir"] or Path.home() / ".cache" / "streamrec"
+    default_state = v["secure"] / "stack" if v["secure"] is not None else cache / "stack"
     return StackConfig(
-        state_dir=state_dir or default_state,
+        state_dir=v["state_dir"] or default_state,
         cache_dir=cache,
-        kafka_port=kafka_port,
-        controller_port=controller_port,
-        redis_port=redis_port,
+        kafka_port=v["kafka_port"],
+        controller_port=v["controller_port"],
+        redis_port=v["redis_port"],
         topic_prefix=prefix or settings.topic_prefix,
         events_partitions=settings.events_partitions,
         recommendations_partitions=settings.recommendations_partitions,
-        redis_cluster=redis_cluster,
-        redis_cluster_port=redis_cluster_port,
-        secure_dir=secure_dir.resolve() if secure_dir is not None else None,
+        redis_cluster=v["redis_cluster"],
+        redis_cluster_port=v["redis_cluster_port"],
+        secure_dir=v["secure"].resolve() if v["secure"] is not None else None,
     )
 
 
+@with_options(_LAYOUT)
 def up(
-    state_dir: _StateDir = None,
-    cache_dir: _CacheDir = None,
-    kafka_port: _KafkaPort = 19092,
-    controller_port: _ControllerPort = 19093,
-    redis_port: _RedisPort = 16379,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Topic prefix [default: settings].")] = None,
-    redis_cluster: _RedisCluster = False,
-    redis_cluster_port: _ClusterPort = 17000,
-    secure: _Secure = None,
     docker: Annotated[bool, typer.Option("--docker", help="Use `docker compose` instead of local processes.")] = False,
     compose_file: Annotated[Path, typer.Option("--compose-file", help="Compose file for --docker.")] = Path(
         "docker-compose.yml"
     ),
+    **values: Any,
 ) -> None:
     """Start Kafka (KRaft) and Redis (or a Redis Cluster) unless running, create the topics, print `STREAMREC_*`
     lines to eval."""
@@ -95,11 +76,8 @@ def up(
     from streamrec.stack import LocalStack
 
     err = Console(stderr=True)
-    cfg = _config(
-        state_dir, cache_dir, kafka_port, controller_port, redis_port, prefix,
-        redis_cluster=redis_cluster, redis_cluster_port=redis_cluster_port, secure_dir=secure,
-    )  # fmt: skip
-    if docker and (redis_cluster or secure):
+    cfg = _config(values, prefix)
+    if docker and (values["redis_cluster"] or values["secure"]):
         err.print("[red]stack up failed:[/red] --redis-cluster and --secure run local processes; drop --docker")
         raise typer.Exit(1)
     try:
@@ -112,44 +90,30 @@ def up(
     typer.echo("\n".join(info.env_lines()))
 
 
+@with_options(_DOWN)
 def down(
-    state_dir: _StateDir = None,
-    cache_dir: _CacheDir = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds before SIGKILL.")] = 30.0,
-    secure: _Secure = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds before SIGKILL.")] = 30.0, **values: Any
 ) -> None:
     """Stop the processes this state dir's `up` started (by PID file), cluster nodes included."""
     from rich.console import Console
 
     from streamrec.stack import LocalStack
 
-    cfg = _config(state_dir, cache_dir, 19092, 19093, 16379, secure_dir=secure)
-    stopped = LocalStack(cfg).down(timeout_seconds=timeout)
+    stopped = LocalStack(_config(values)).down(timeout_seconds=timeout)
     console = Console()
     for name, pid in stopped.items():
         console.print(f"{name}: " + (f"stopped pid {pid}" if pid else "was not running"))
 
 
-def status(
-    state_dir: _StateDir = None,
-    cache_dir: _CacheDir = None,
-    kafka_port: _KafkaPort = 19092,
-    controller_port: _ControllerPort = 19093,
-    redis_port: _RedisPort = 16379,
-    redis_cluster: _RedisCluster = False,
-    redis_cluster_port: _ClusterPort = 17000,
-    secure: _Secure = None,
-) -> None:
+@with_options(_LAYOUT)
+def status(**values: Any) -> None:
     """Show what runs where: PID, address, alive, listening (cluster nodes too when started)."""
     from rich.console import Console
     from rich.table import Table
 
     from streamrec.stack import LocalStack
 
-    cfg = _config(
-        state_dir, cache_dir, kafka_port, controller_port, redis_port,
-        redis_cluster=redis_cluster, redis_cluster_port=redis_cluster_port, secure_dir=secure,
-    )  # fmt: skip
+    cfg = _config(values)
     table = Table("service", "pid", "address", "alive", "listening", title=f"stack in {cfg.state_dir}")
     rows = LocalStack(cfg).status()
     for row in rows:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from streamrec.commands.common import iso_time
+from streamrec.commands.options import ConfigOption, Opt, merge, read_config, with_options
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["register", "train"]
+__all__ = ["OPTIONS", "register", "train"]
 
 
 class Protocol(StrEnum):
@@ -53,65 +54,58 @@ class Loss(StrEnum):
     SAMPLED = "sampled"
 
 
-# The command's options, one line each where they fit (typer reads them from the signature of `train`).
+# The command's options (`--data`, `--out`, `--config` aside): each is also a key of the `--config` file.
+OPTIONS = {
+    "epochs": Opt("Most epochs (early stopping on validation NDCG@10).", int, 30, min=1),
+    "loss": Opt("Full softmax, sampled softmax, or auto (sampled above 20,000 items).", Loss, Loss.AUTO),
+    "text_tower": Opt(
+        "MiniLM item/query text (default: on when any catalog item has a title, category or brand).",
+        bool | None,
+        flags=("--text-tower/--no-text-tower",),
+    ),
+    "seed": Opt("Seed (init, shuffling, dropout, validation subsample).", int, 0),
+    "until": Opt("Train only on events before this ISO time (naive = UTC).", str | None),
+    "since": Opt("Train only on events from this ISO time on (naive = UTC).", str | None),
+    "exclude_last_day": Opt(
+        "Train only on events before the last 24 h (matches `streamrec evaluate --data`).", bool, False
+    ),
+    "exclude_last_days": Opt(
+        "Train only on events before the last N days (`streamrec evaluate --test-days N`).", float, 0.0, min=0
+    ),
+    "max_len": Opt("Events per user sequence.", int, 50, min=1),
+    "d_model": Opt("Hidden size.", int, 64, min=8),
+    "layers": Opt("Transformer blocks.", int, 2, min=1),
+    "batch_size": Opt("Sequences per step.", int, 256, min=1),
+    "lr": Opt("AdamW learning rate.", float, 3e-3),
+    "negatives": Opt("Sampled negatives per step (sampled loss).", int, 1024, min=1),
+    "patience": Opt("Epochs without a better validation NDCG@10 before stopping.", int, 3, min=1),
+    "valid_fraction": Opt("Newest share of training events used for validation.", float, 0.2),
+    "max_train_seconds": Opt("No validated epoch starts after this many seconds (0: no cap).", float, 420.0, min=0),
+    "two_stage": Opt(
+        "Candidates re-ranked by a learned ranker (default).", bool, True, flags=("--two-stage/--transformer-only",)
+    ),
+    "max_valid_points": Opt("Validation targets at most.", int, 2000, min=1),
+    "dropout": Opt("Dropout (embeddings, attention, residual).", float, 0.2, min=0, max=0.9),
+    "weight_decay": Opt("AdamW weight decay.", float, 0.01, min=0),
+    "copy_head": Opt("Pointer over own past items.", bool, True, flags=("--repeat-head/--no-repeat-head",)),
+    "refit": Opt("After early stopping, retrain for the best epoch count on training + validation events.", bool, True),
+    "protocol": Opt(
+        "next-new: validate on the newest --valid-fraction, targets = events whose item differs from "
+        "the user's previous one; time: the same window, every event a target; loo: hold out every user's "
+        "last item (the test target of `evaluate --protocol loo`) and validate on the one before it.",
+        Protocol,
+        Protocol.NEXT_NEW,
+    ),
+    "train_targets": Opt(
+        "every: every next event is a target; next-new: not the re-clicks of the current item.",
+        Targets,
+        Targets.NEXT_NEW,
+    ),
+    "id_dropout": Opt("Text tower: share of item rows trained without their ID part.", float, 0.25, min=0, max=1),
+    "text_adapter": Opt("Text tower: one linear layer or whitening + experts.", TextAdapter, TextAdapter.LINEAR),
+}
 _Data = Annotated[Path, typer.Option(help="Imported directory (events.jsonl.gz, catalog.jsonl.gz).")]
 _Out = Annotated[Path, typer.Option(help="Model directory to write (model.safetensors + manifest.json).")]
-_Epochs = Annotated[int, typer.Option(min=1, help="Most epochs (early stopping on validation NDCG@10).")]
-_Loss = Annotated[Loss, typer.Option(help="Full softmax, sampled softmax, or auto (sampled above 20,000 items).")]
-_TextTower = Annotated[
-    bool | None,
-    typer.Option(
-        "--text-tower/--no-text-tower",
-        help="MiniLM item/query text (default: on when any catalog item has a title, category or brand).",
-    ),
-]
-_IdDropout = Annotated[
-    float, typer.Option(min=0.0, max=1.0, help="Text tower: share of item rows trained without their ID part.")
-]
-_TextAdapter = Annotated[TextAdapter, typer.Option(help="Text tower: one linear layer or whitening + experts.")]
-_Seed = Annotated[int, typer.Option(help="Seed (init, shuffling, dropout, validation subsample).")]
-_Until = Annotated[str | None, typer.Option(help="Train only on events before this ISO time (naive = UTC).")]
-_Since = Annotated[str | None, typer.Option(help="Train only on events from this ISO time on (naive = UTC).")]
-_ExcludeLastDay = Annotated[
-    bool, typer.Option(help="Train only on events before the last 24 h (matches `streamrec evaluate --data`).")
-]
-_ExcludeLastDays = Annotated[
-    float,
-    typer.Option(min=0.0, help="Train only on events before the last N days (`streamrec evaluate --test-days N`)."),
-]
-_MaxLen = Annotated[int, typer.Option(min=1, help="Events per user sequence.")]
-_DModel = Annotated[int, typer.Option(min=8, help="Hidden size.")]
-_Layers = Annotated[int, typer.Option(min=1, help="Transformer blocks.")]
-_BatchSize = Annotated[int, typer.Option(min=1, help="Sequences per step.")]
-_Lr = Annotated[float, typer.Option(help="AdamW learning rate.")]
-_Negatives = Annotated[int, typer.Option(min=1, help="Sampled negatives per step (sampled loss).")]
-_Patience = Annotated[int, typer.Option(min=1, help="Epochs without a better validation NDCG@10 before stopping.")]
-_ValidFraction = Annotated[float, typer.Option(help="Newest share of training events used for validation.")]
-_MaxTrainSeconds = Annotated[
-    float, typer.Option(min=0.0, help="No validated epoch starts after this many seconds (0: no cap).")
-]
-_TwoStage = Annotated[
-    bool, typer.Option("--two-stage/--transformer-only", help="Candidates re-ranked by a learned ranker (default).")
-]
-_MaxValidPoints = Annotated[int, typer.Option(min=1, help="Validation targets at most.")]
-_Dropout = Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout (embeddings, attention, residual).")]
-_WeightDecay = Annotated[float, typer.Option(min=0.0, help="AdamW weight decay.")]
-_CopyHead = Annotated[bool, typer.Option("--repeat-head/--no-repeat-head", help="Pointer over own past items.")]
-_Refit = Annotated[
-    bool, typer.Option(help="After early stopping, retrain for the best epoch count on training + validation events.")
-]
-_Protocol = Annotated[
-    Protocol,
-    typer.Option(
-        help="next-new: validate on the newest --valid-fraction, targets = events whose item differs from "
-        "the user's previous one; time: the same window, every event a target; loo: hold out every user's "
-        "last item (the test target of `evaluate --protocol loo`) and validate on the one before it."
-    ),
-]
-_TrainTargets = Annotated[
-    Targets,
-    typer.Option(help="every: every next event is a target; next-new: not the re-clicks of the current item."),
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -119,41 +113,13 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train)
 
 
-def train(
-    data: _Data,
-    out: _Out,
-    epochs: _Epochs = 30,
-    loss: _Loss = Loss.AUTO,
-    text_tower: _TextTower = None,
-    seed: _Seed = 0,
-    until: _Until = None,
-    since: _Since = None,
-    exclude_last_day: _ExcludeLastDay = False,
-    exclude_last_days: _ExcludeLastDays = 0.0,
-    max_len: _MaxLen = 50,
-    d_model: _DModel = 64,
-    layers: _Layers = 2,
-    batch_size: _BatchSize = 256,
-    lr: _Lr = 3e-3,
-    negatives: _Negatives = 1024,
-    patience: _Patience = 3,
-    valid_fraction: _ValidFraction = 0.2,
-    max_train_seconds: _MaxTrainSeconds = 420.0,
-    two_stage: _TwoStage = True,
-    max_valid_points: _MaxValidPoints = 2000,
-    dropout: _Dropout = 0.2,
-    weight_decay: _WeightDecay = 0.01,
-    copy_head: _CopyHead = True,
-    refit: _Refit = True,
-    protocol: _Protocol = Protocol.NEXT_NEW,
-    train_targets: _TrainTargets = Targets.NEXT_NEW,
-    id_dropout: _IdDropout = 0.25,
-    text_adapter: _TextAdapter = TextAdapter.LINEAR,
-) -> None:
+@with_options(OPTIONS)
+def train(context: typer.Context, data: _Data, out: _Out, config: ConfigOption = None, **values: Any) -> None:
     """Train the two-stage model (CPU is fine) and save it with a verified manifest.
 
     Defaults are the tested ones for every dataset: next-new targets, early stopping on the newest
-    --valid-fraction, the ranker fitted on that window, then everything refitted on all events.
+    --valid-fraction, the ranker fitted on that window, then everything refitted on all events. `--config FILE`
+    reads option values from a TOML file (keys: the option names, e.g. `d_model = 64`); flags given win.
     """
     import torch
 
@@ -161,21 +127,24 @@ def train(
     from model.train import TrainConfig
     from model.transformer import ModelConfig
 
-    torch.manual_seed(seed)
-    events, catalog, window = _load(data, until, since, 1.0 if exclude_last_day else exclude_last_days, protocol)
+    v = merge(context, values, read_config(config, OPTIONS)) if config is not None else values
+    torch.manual_seed(v["seed"])
+    last_days = 1.0 if v["exclude_last_day"] else v["exclude_last_days"]
+    events, catalog, window = _load(data, v["until"], v["since"], last_days, v["protocol"])
     model = ModelConfig(
-        max_len=max_len, d_model=d_model, n_layers=layers, dropout=dropout, copy_head=copy_head,
-        text_tower=has_text(catalog) if text_tower is None else text_tower, id_dropout=id_dropout,
-        text_adapter=text_adapter.value,
+        max_len=v["max_len"], d_model=v["d_model"], n_layers=v["layers"], dropout=v["dropout"],
+        copy_head=v["copy_head"], text_tower=has_text(catalog) if v["text_tower"] is None else v["text_tower"],
+        id_dropout=v["id_dropout"], text_adapter=v["text_adapter"].value,
     )  # fmt: skip
-    config = TrainConfig(
-        model=model, epochs=epochs, batch_size=batch_size, lr=lr, n_negatives=negatives, patience=patience,
-        loss=loss.value, seed=seed, valid_fraction=valid_fraction, valid_protocol=protocol.value,
-        weight_decay=weight_decay, max_valid_points=max_valid_points, train_targets=train_targets.value,
-        text_cache_dir=out / ".text-cache", refit=refit, max_train_seconds=max_train_seconds or None,
+    train_config = TrainConfig(
+        model=model, epochs=v["epochs"], batch_size=v["batch_size"], lr=v["lr"], n_negatives=v["negatives"],
+        patience=v["patience"], loss=v["loss"].value, seed=v["seed"], valid_fraction=v["valid_fraction"],
+        valid_protocol=v["protocol"].value, weight_decay=v["weight_decay"], max_valid_points=v["max_valid_points"],
+        train_targets=v["train_targets"].value, text_cache_dir=out / ".text-cache", refit=v["refit"],
+        max_train_seconds=v["max_train_seconds"] or None,
     )  # fmt: skip
-    fingerprint = {**window, "protocol": protocol.value, "events": len(events)}
-    _train_and_save(data, out, events, catalog, config, two_stage, fingerprint)
+    fingerprint = {**window, "protocol": v["protocol"].value, "events": len(events)}
+    _train_and_save(data, out, events, catalog, train_config, v["two_stage"], fingerprint)
 
 
 def _load(

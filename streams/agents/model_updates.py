@@ -20,13 +20,12 @@ import logging
 from pathlib import Path
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 from pydantic import ValidationError
 
 from contracts import ModelError, ModelUpdate, Settings
 from model.store import ModelStore, store_root
-from streams.kafka_clients import client_kwargs
+from streams.kafka_clients import follow_partitions
 from streams.runtime import Runtime
 from streams.serving import load_serving
 
@@ -121,37 +120,16 @@ class ModelFollower:
                 log.exception("applying a model update failed; still serving %s", self.runtime.serving.version)
 
     async def run(self) -> None:
-        """Follow the topic until cancelled."""
-        topic = self.settings.topics.model_updates
-        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_kwargs(self.settings))
-        await consumer.start()
+        """Follow the topic until cancelled (every partition, from its end, after checking the store)."""
+        applier = asyncio.create_task(self._applier())
         try:
-            partitions = consumer.partitions_for_topic(topic)
-            waited = 0
-            while not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 (aiokafka has no public refresh)
-                partitions = consumer.partitions_for_topic(topic)
-                if not partitions:
-                    waited += 1
-                    if waited == 10:
-                        log.warning("topic %s not found; model updates are not followed until it exists", topic)
-                    await asyncio.sleep(1.0)
-            consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-            await consumer.seek_to_end()
-            for tp in consumer.assignment():
-                await consumer.position(tp)  # resolve the end offsets now, before the store check below
-            await self.sync_with_store()
-            applier = asyncio.create_task(self._applier())
-            try:
-                while True:
-                    for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                        for m in messages:
-                            self.offer(m.value)
-            finally:
-                applier.cancel()
-                await asyncio.gather(applier, return_exceptions=True)
+            await follow_partitions(
+                self.settings, self.settings.topics.model_updates, self.offer, from_start=False,
+                on_ready=self.sync_with_store,
+            )  # fmt: skip
         finally:
-            await consumer.stop()
+            applier.cancel()
+            await asyncio.gather(applier, return_exceptions=True)
 
 
 def attach_model_updates(app: faust.App, runtime: Runtime, settings: Settings) -> ModelFollower:

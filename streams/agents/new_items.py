@@ -24,7 +24,7 @@ from model.new_items import with_new_items
 from model.text_tower import MiniLMEncoder, TextEncoder, item_text
 from model.torch_scorer import TorchScorer
 from model.two_stage import TwoStageScorer
-from streams.learner.kafka import follow_topic
+from streams.kafka_clients import follow_partitions
 from streams.runtime import Runtime
 from streams.serving import ServingModel, serving_pair
 
@@ -103,7 +103,7 @@ def attach_new_items(app: faust.App, runtime: Runtime, settings: Settings) -> Ne
     async def follow_new_items() -> None:
         grower = asyncio.create_task(rows.run())
         try:
-            await follow_topic(settings, settings.topics.items, True, rows.offer)
+            await follow_partitions(settings, settings.topics.items, rows.offer, from_start=True)
         finally:
             grower.cancel()
             await asyncio.gather(grower, return_exceptions=True)

@@ -1,8 +1,10 @@
-"""The learner's Kafka plumbing: the model-update publisher, topic followers and the history replay on restart."""
+"""The learner's Kafka plumbing: the model-update publisher and the history replay on restart.
+
+Topic followers (catalog, recommendations) are `streams.kafka_clients.follow_partitions`, shared with the worker.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -15,7 +17,7 @@ from streams.kafka_clients import client_kwargs
 if TYPE_CHECKING:
     from model.artifacts import Manifest  # only a type here: importing this module stays free of torch
 
-__all__ = ["MODEL_UPDATE_KEY", "follow_topic", "model_update", "publish_update", "replay_before"]
+__all__ = ["MODEL_UPDATE_KEY", "model_update", "publish_update", "replay_before"]
 
 MODEL_UPDATE_KEY = b"model"  # one key: every update lands on one partition, in order
 
@@ -45,33 +47,6 @@ async def publish_update(settings: Settings, update: ModelUpdate, producer: AIOK
     finally:
         if own:
             await producer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    partitions = consumer.partitions_for_topic(topic)
-    while not partitions:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 (no public refresh in aiokafka)
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await asyncio.sleep(1.0)
-    return set(partitions)
-
-
-async def follow_topic(
-    settings: Settings, topic: str, from_start: bool, handle: Callable[[bytes | None], None]
-) -> None:
-    """Read every partition of `topic` without a group (from its start or its end) until cancelled."""
-    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_kwargs(settings))
-    await consumer.start()
-    try:
-        consumer.assign([TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))])
-        await (consumer.seek_to_beginning() if from_start else consumer.seek_to_end())
-        while True:
-            for messages in (await consumer.getmany(timeout_ms=1000)).values():
-                for m in messages:
-                    handle(m.value)
-    finally:
-        await consumer.stop()
 
 
 async def replay_before(

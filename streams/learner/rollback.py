@@ -39,6 +39,7 @@ from typing import Any
 from scipy.stats import hypergeom
 
 from model.store import CurrentChanged, ModelStore
+from streams.learner.settings import RollbackConfig
 
 __all__ = [
     "RollbackConfig",
@@ -51,16 +52,6 @@ __all__ = [
 ]
 
 _COUNTS = {"ctr": "clicks", "conversion": "purchases"}
-
-
-@dataclass(frozen=True)
-class RollbackConfig:
-    """When a new version is rolled back to its parent."""
-
-    window_seconds: float = 1800.0  # a version is watched this long after it was written
-    min_impressions: int = 200  # per version, before any decision (the first look)
-    alpha: float = 0.01  # one-sided level over a version's whole watch (all looks, all rates)
-    metrics: tuple[str, ...] = ("ctr", "conversion")  # rates watched (keys of `_COUNTS`)
 
 
 @dataclass(frozen=True, slots=True)

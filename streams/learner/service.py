@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,73 +32,31 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from contracts import Event, Item, ModelUpdate, Recommendation, Settings
-from model.continual import (
-    CachedEncoder,
-    ContinualConfig,
-    ListsTop,
-    ReplayReservoir,
-    fine_tune,
-    grow_vocabulary,
-    ndcg_at_10,
-    resolve_loss,
-)
-from model.gate import GateConfig, GateResult, gate
-from model.scoring import ItemContext
-from model.served_ranking import ServedModel, window_context
+from model.continual import CachedEncoder, CycleDecision, CycleInputs, ReplayReservoir, run_cycle
+from model.served_ranking import ServedModel
 from model.store import CurrentChanged, ModelStore
 from model.stream_buffer import CycleData, StreamBuffer
-from model.targets import next_new_points
 from model.text_tower import MiniLMEncoder, TextEncoder
-from model.transformer import SeqRecModel
-from model.vocab import ItemVocab
-from streams.kafka_clients import client_kwargs
+from streams.kafka_clients import client_kwargs, follow_partitions
 from streams.learner.effects import OnlineEffects
-from streams.learner.kafka import follow_topic, model_update, publish_update
+from streams.learner.kafka import model_update, publish_update
 from streams.learner.restore import restore_histories
-from streams.learner.rollback import RollbackConfig, RollbackWatch, check_and_roll_back
+from streams.learner.rollback import RollbackWatch, check_and_roll_back
+from streams.learner.settings import LearnerSettings
 from streams.learner.window import Windows
 from streams.validation import RawRecord, validate_event
 
-__all__ = ["LOG_FILE", "ONLINE_FILE", "Learner", "LearnerOptions"]
+__all__ = ["LOG_FILE", "ONLINE_FILE", "Learner", "LearnerSettings"]
 
 log = logging.getLogger(__name__)
 LOG_FILE = "learner.jsonl"
 ONLINE_FILE = "online.json"
 
 
-@dataclass(frozen=True)
-class LearnerOptions:
-    """When to run a cycle and how; `continual` holds the fine-tuning and gate knobs."""
-
-    every_events: int = 500  # a cycle as soon as this many events are pending ...
-    every_seconds: float = 30.0  # ... or this long after the previous cycle, with at least `min_events` pending
-    min_events: int = 50
-    from_beginning: bool = False  # a new consumer group starts at the earliest offset (default: latest)
-    text_init: bool = True  # initialise new titled items from MiniLM text (loaded only when needed)
-    track_frozen: bool = True  # also score a fixed reference version on each window (drift report) ...
-    frozen_version: str | None = None  # ... this one (default: the version this process started from)
-    effects_window_seconds: float = 1800.0  # a click/cart/purchase this soon after a recommendation is a hit
-    effects_every_seconds: float = 10.0  # how often online.json is rewritten (and the rollback rule checked)
-    restore_events: int = 20_000  # on start with committed offsets: events re-read per partition for histories
-    max_window_events: int = 0  # a learner behind the stream trains on the newest this many (0: all pending) ...
-    # ... the older pending events update the histories and the replay reservoir only (`skipped_to_newest`)
-    continual: ContinualConfig = field(default_factory=ContinualConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
-    rollback: RollbackConfig = field(default_factory=RollbackConfig)
-
-
 @dataclass
 class _Serving:
     served: ServedModel  # the transformer, its vocabulary and the two-stage model it is served in
     version: str
-
-    @property
-    def model(self) -> SeqRecModel:
-        return self.served.model
-
-    @property
-    def vocab(self) -> ItemVocab:
-        return self.served.vocab
 
 
 class Learner:
@@ -107,7 +65,7 @@ class Learner:
     def __init__(
         self,
         settings: Settings,
-        options: LearnerOptions | None = None,
+        options: LearnerSettings | None = None,
         store: ModelStore | None = None,
         encoder: TextEncoder | None = None,
         registry: CollectorRegistry | None = None,
@@ -115,7 +73,7 @@ class Learner:
         """Args: settings (Kafka, topics, store dir), options, store (default `settings.model_dir`), text model,
         Prometheus registry for the online effect counters."""
         self.settings = settings
-        self.options = options or LearnerOptions()
+        self.options = options or LearnerSettings()
         self.store = store or ModelStore(settings.model_dir)
         self._encoder = CachedEncoder(encoder or MiniLMEncoder()) if self.options.text_init else None
         self._catalog: dict[str, Item] = {}
@@ -136,7 +94,7 @@ class Learner:
         if not await self._wait_for_model(stop):
             return
         assert self._serving is not None  # noqa: S101
-        self._buffer = StreamBuffer(self._serving.model.config.max_len + 1, self._categories)
+        self._buffer = StreamBuffer(self._serving.served.model.config.max_len + 1, self._categories)
         topics = self.settings.topics
         kafka = client_kwargs(self.settings)
         events = AIOKafkaConsumer(
@@ -201,13 +159,14 @@ class Learner:
 
     async def _follow_catalog(self) -> None:
         """The compacted items topic from the start: titles and categories for new items."""
-        await follow_topic(self.settings, self.settings.topics.items, True, self._add_item)
+        await follow_partitions(self.settings, self.settings.topics.items, self._add_item, from_start=True)
 
     async def _follow_effects(self, stop: asyncio.Event) -> None:
         """New recommendations (from the end) for the online effect metrics; online.json every few seconds."""
         writer = asyncio.create_task(self._write_effects(stop))
         try:
-            await follow_topic(self.settings, self.settings.topics.recommendations, False, self._add_recommendation)
+            topic = self.settings.topics.recommendations
+            await follow_partitions(self.settings, topic, self._add_recommendation, from_start=False)
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
@@ -315,7 +274,6 @@ class Learner:
     def _cycle(self, data: CycleData, offsets: dict[str, list[int]]) -> dict[str, Any]:
         """One update cycle on `data` (runs in a worker thread); `offsets`: per partition [first, end)."""
         started = time.perf_counter()
-        cfg = self.options.continual
         if self.store.current() != (self._serving.version if self._serving else None):
             self._reload()  # someone promoted or rolled back: learn on top of what is serving
         assert self._serving is not None  # noqa: S101
@@ -325,45 +283,22 @@ class Learner:
             "events": data.events, "train_sequences": len(data.train), "gate_points": len(data.points),
             "first_ts": _iso(data.first_ts), "last_ts": _iso(data.last_ts), "promoted": False, "offsets": offsets,
         }  # fmt: skip
-        new = [i for i in data.items + self._new_catalog if i not in base.vocab]
+        inputs = CycleInputs(
+            base_version=base.version, catalog=self._catalog, new_items=self._new_catalog, reservoir=self._reservoir,
+            encoder=self._encoder, anchor_version=self.store.anchor(), frozen_version=self._frozen_version,
+            reference=self._reference,
+        )  # fmt: skip
         self._new_catalog = []
-        model, vocab, added = grow_vocabulary(
-            base.model, base.vocab, new, self._catalog, self._encoder if self._catalog else None, cfg.growth
-        )
-        record["new_items"], record["loss"] = len(added), resolve_loss(cfg, vocab)
-        phase = time.perf_counter()
-        tuned = fine_tune(model, vocab, data.train, self._reservoir, cfg)
-        record["fine_tune_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()
+        decision = run_cycle(base.served, data, inputs, self.options.continual, self.options.gate)
         self._reservoir.add(data.train)
-        record |= {"steps": tuned.steps, "loss_first": tuned.loss_first, "loss_last": tuned.loss_last}
-        record["max_grad_norm"] = tuned.max_grad_norm
-        if tuned.model is None:
-            record["reason"] = f"update discarded: {tuned.reason}"
-            return _finish(record, started)
-        # Every model is judged as workers serve it (inside its two-stage model), on the same item-side features.
-        items = window_context(data.train, data.users, self._catalog)
-        candidate = base.served.with_transformer(tuned.model, vocab)
-        serving = base.served.ranker(items)
-        anchor = self._anchor(base, serving, items)
-        result = gate(candidate.ranker(items), serving, anchor, data.points, self.options.gate)
-        record |= {"candidate_ndcg": result.candidate_ndcg, "serving_ndcg": result.serving_ndcg,
-                   "anchor_ndcg": result.anchor_ndcg, "anchor_version": self.store.anchor(), "gate": result.metrics(),
-                   "reason": result.reason}  # fmt: skip
-        self._track_frozen(record, result, base, data, items)
-        record["gate_seconds"], phase = round(time.perf_counter() - phase, 3), time.perf_counter()
-        if not result.points and self._buffer is not None:
+        record |= decision.record
+        if decision.carry and self._buffer is not None:
             self._buffer.carry(data.users)  # no decision yet: train on these users again next cycle
-        if result.promote:
-            self._promote(record, result, base, _Serving(candidate, ""), data, offsets, tuned.steps)
+        if decision.promote and isinstance(decision.candidate, ServedModel):
+            phase = time.perf_counter()
+            self._promote(record, decision, base, _Serving(decision.candidate, ""), data, offsets)
             record["save_seconds"] = round(time.perf_counter() - phase, 3)
         return _finish(record, started)
-
-    def _anchor(self, base: _Serving, serving: ListsTop, items: ItemContext) -> ListsTop | None:
-        """The gate's anchor (`ModelStore.anchor`): None if none is recorded, `serving` if it is the base."""
-        version = self.store.anchor()
-        if version is None:
-            return None
-        return serving if version == base.version else self._reference(version).ranker(items)
 
     def _reference(self, version: str) -> ServedModel:
         """A stored version as served (the anchor and the frozen reference; the last two are kept loaded)."""
@@ -373,46 +308,30 @@ class Learner:
             self._references[version] = ServedModel.of(loaded)
         return self._references[version]
 
-    def _track_frozen(
-        self, record: dict[str, Any], result: GateResult, base: _Serving, data: CycleData, items: ItemContext
-    ) -> None:
-        """The fixed reference version on the gate's targets (drift report), reusing an already scored model."""
-        if not self._frozen_version or not result.points:
-            return
-        if self._frozen_version == record["anchor_version"]:
-            value = result.anchor_ndcg
-        elif self._frozen_version == base.version:
-            value = result.serving_ndcg
-        else:
-            targets = next_new_points(data.points)[-self.options.gate.max_points :]
-            value = ndcg_at_10(self._reference(self._frozen_version).ranker(items), targets)
-        record |= {"frozen_ndcg": value, "frozen_version": self._frozen_version}
-
     def _promote(
         self,
         record: dict[str, Any],
-        result: GateResult,
+        decision: CycleDecision,
         base: _Serving,
         candidate: _Serving,
         data: CycleData,
         offsets: dict[str, list[int]],
-        steps: int,
     ) -> None:
         """Save the candidate and compare-and-set `CURRENT` from the cycle's base to it."""
         cfg = self.options.continual
-        metrics = result.metrics()
+        metrics = decision.metrics
         window = {"events": data.events, "first_ts": _iso(data.first_ts), "last_ts": _iso(data.last_ts),
                   "train_sequences": len(data.train), "new_items": record["new_items"],
                   "topic": self.settings.topics.events, "offsets": offsets}  # fmt: skip
-        training = {"steps": steps, "lr": cfg.lr, "batch_size": cfg.batch_size,
+        training = {"steps": record["steps"], "lr": cfg.lr, "batch_size": cfg.batch_size,
                     "replay_fraction": cfg.replay_fraction, "loss_last": record["loss_last"]}  # fmt: skip
         manifest = self.store.save(
-            candidate.model, candidate.vocab, parent_version=base.version, data=window, metrics=metrics,
+            candidate.served.model, candidate.served.vocab, parent_version=base.version, data=window, metrics=metrics,
             training=training,
         )  # fmt: skip
         try:
             self.store.set_current(
-                manifest.version, action="learner", note={"gate": result.reason}, expected=base.version
+                manifest.version, action="learner", note={"gate": decision.reason}, expected=base.version
             )
         except CurrentChanged as exc:
             record |= {"version": manifest.version, "reason": f"passed the gate but not promoted: {exc}"}

@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import json
-import random
 import time
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from contracts import DeadLetterReason, Event, EventType, Item
+from contracts import DeadLetterReason, Event, Item
 from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore
 from model.baselines import default_blend
 from streams.batch import BatchConfig, process_batch
 from streams.validation import RawRecord
+from tests.integration.worker_support import generated_events
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=1)
-
-
-def _events(n: int) -> list[Event]:
-    rng = random.Random(3)
-    kinds = [EventType.VIEW] * 5 + [EventType.ADD_TO_CART, EventType.PURCHASE, EventType.CLICK]
-    return [
-        Event(
-            event_id=f"e{i}",
-            user_id=f"u{rng.randrange(20)}",
-            item_id=f"i{rng.randrange(30)}",
-            type=rng.choice(kinds),
-            ts=T0 + timedelta(seconds=11 * i),
-        )
-        for i in range(n)
-    ]
 
 
 def _records(events: list[Event], bad: list[bytes]) -> list[RawRecord]:
@@ -58,7 +43,7 @@ async def test_batch_recommends_every_user_with_real_evidence_and_dead_letters_t
 ) -> None:
     store = FeatureStore(redis_db, FeatureConfig(namespace="b"))
     await store.upsert_items([Item(item_id=f"i{k}", title=f"Mug {k}", category=f"c{k % 3}", ts=T0) for k in range(30)])
-    events = _events(500)
+    events = generated_events(500, users=20, items=30, seed=3, start=T0)
     bad = [b"\xff", json.dumps({"type": "view", "user_id": "u1"}).encode(), b"[]"]
     outcome = await _run(store, _records(events, bad))
 
@@ -87,7 +72,7 @@ async def test_batch_recommends_every_user_with_real_evidence_and_dead_letters_t
 
 async def test_replayed_batch_is_recognised_and_recommends_the_same(redis_db: aioredis.Redis) -> None:
     store = FeatureStore(redis_db, FeatureConfig(namespace="r"))
-    records = _records(_events(200), [])
+    records = _records(generated_events(200, users=20, items=30, seed=3, start=T0), [])
     first = await _run(store, records)
     again = await _run(store, records)
     assert not again.applied and sorted(again.duplicates) == sorted(first.applied)

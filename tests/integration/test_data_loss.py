@@ -25,6 +25,7 @@ from tests.integration.worker_support import (
     WorkerPool,
     assert_exactly_once,
     collect,
+    collect_answers,
     generated_events,
     produce,
     records,
@@ -105,15 +106,7 @@ async def test_redis_full_mid_stream_and_poison_pills_lose_nothing_and_count_not
     finally:
         await client.config_set("maxmemory", old_limit)
 
-    latest = {e.user_id: e.event_id for e in events}
-    recs, letters = await collect(
-        settings,
-        lambda last, dl: (
-            len(dl) >= len(POISON) and all(last.get(u, {}).get("trigger_event_id") == latest[u] for u in latest)
-        ),
-        timeout_s=240,
-    )
-    assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest  # every user's latest answered
+    _, letters = await collect_answers(settings, events, dead_letters=len(POISON), timeout_s=240)
     assert sorted(d["reason"] for d in letters) == sorted(POISON)
     [big] = [d for d in letters if d["reason"] == DeadLetterReason.OVERSIZE]
     assert big["truncated"] and big["payload_bytes"] == len(POISON[DeadLetterReason.OVERSIZE][0])

@@ -37,7 +37,7 @@ from tests.integration.test_learner import learner_log, readies, wait_for
 from tests.integration.worker_support import (
     WorkerPool,
     assert_exactly_once,
-    collect,
+    collect_answers,
     generated_events,
     produce,
     records,
@@ -174,10 +174,7 @@ async def test_worker_replay_tail_and_promote_publish_run_on_the_secured_stack(
         replayed = run_cli(["replay", str(write_events(tmp_path / "data", events)), "--rate", "0"], env, tmp_path)
         outputs += [replayed.stdout, replayed.stderr]
         assert replayed.returncode == 0, replayed.stderr
-        latest = {e.user_id: e.event_id for e in events}
-        recs, _ = await collect(settings, lambda last, _dl: all(last.get(u, {}).get("trigger_event_id") == latest[u]
-                                                                for u in latest), timeout_s=180)  # fmt: skip
-        assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest
+        await collect_answers(settings, events, timeout_s=180)
         await assert_exactly_once(redis_url, events)
 
         tail = run_cli(["tail", "--from-beginning", "--limit", "5", "--idle-exit", "20"], env, tmp_path)

@@ -1,5 +1,7 @@
 """Helpers for tests that run `streamrec worker` subprocesses: start/stop, produce, collect, group assignment.
 
+`collect_answers` is the end of most of them: every user's latest event answered, the dead letters counted.
+
 `produce` and `collect` connect with the settings' own security (`client_kwargs`), so they also serve the
 secured stack (`test_security.py`).
 """
@@ -31,6 +33,7 @@ __all__ = [
     "WorkerPool",
     "assert_exactly_once",
     "collect",
+    "collect_answers",
     "generated_events",
     "group_assignment",
     "produce",
@@ -40,10 +43,12 @@ __all__ = [
 _KINDS = [EventType.VIEW] * 6 + [EventType.CLICK, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE]
 
 
-def generated_events(n: int, users: int = 200, items: int = 300, seed: int = 11, prefix: str = "g") -> list[Event]:
-    """A seeded multi-behaviour stream in event-time order (two days ago, 2 s apart)."""
+def generated_events(
+    n: int, users: int = 200, items: int = 300, seed: int = 11, prefix: str = "g", start: datetime | None = None
+) -> list[Event]:
+    """A seeded multi-behaviour stream in event-time order, 2 s apart from `start` (default: two days ago)."""
     rng = random.Random(seed)
-    t0 = datetime.now(UTC) - timedelta(days=2)
+    t0 = start or datetime.now(UTC) - timedelta(days=2)
     return [
         Event(
             event_id=f"{prefix}{i}",
@@ -158,6 +163,23 @@ async def collect(
                 break
     finally:
         await consumer.stop()
+    return recs, letters
+
+
+async def collect_answers(
+    settings: Settings, events: Sequence[Event], dead_letters: int = 0, timeout_s: float = 120.0
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """`collect` until every user of `events` was answered for their latest event (and `dead_letters` dead
+    letters arrived); asserts that they were. Returns the recommendations per user and the dead letters."""
+    latest = {e.user_id: e.event_id for e in events}
+
+    def answered(last: dict[str, Any], letters: list[dict[str, Any]]) -> bool:
+        return len(letters) >= dead_letters and all(
+            last.get(u, {}).get("trigger_event_id") == latest[u] for u in latest
+        )
+
+    recs, letters = await collect(settings, answered, timeout_s)
+    assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest  # noqa: S101 (a test helper)
     return recs, letters
 
 

@@ -20,7 +20,8 @@ from model.store import ModelStore
 from model.stream_buffer import StreamBuffer
 from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
-from streams.learner.service import LOG_FILE, Learner, LearnerOptions
+from streams.learner.service import LOG_FILE, Learner
+from streams.learner.settings import LearnerSettings
 
 torch.set_num_threads(1)
 
@@ -34,7 +35,7 @@ def _learner(tmp_path: Path, gate: GateConfig | None = None, **continual: object
     store = ModelStore(tmp_path / "store")
     base = store.promote(tmp_path / "base").version
     cfg = ContinualConfig(steps=40, lr=1e-2, **continual)  # type: ignore[arg-type]
-    options = LearnerOptions(text_init=False, continual=cfg, gate=gate or GateConfig(min_points=10))
+    options = LearnerSettings(text_init=False, continual=cfg, gate=gate or GateConfig(min_points=10))
     learner = Learner(Settings(model_dir=store.root), options, store)
     learner._reload()  # noqa: SLF001 (what `run` does once the store has a version)
     buffer = StreamBuffer(9, {})
@@ -87,14 +88,14 @@ def test_a_manual_rollback_during_a_cycle_stays(tmp_path: Path, monkeypatch: pyt
         store.rollback(manual)  # the operator's `streamrec model rollback` while the learner is fine-tuning
         return fine_tune(*args, **kwargs)
 
-    monkeypatch.setattr("streams.learner.service.fine_tune", operator_rolls_back_meanwhile)
+    monkeypatch.setattr("model.continual.fine_tune", operator_rolls_back_meanwhile)
     record = learner._cycle(learner._buffer.cut(0.3), {})  # noqa: SLF001
     assert record["base"] == base and not record["promoted"], record
     assert "passed the gate but not promoted" in record["reason"] and manual in record["reason"]
     assert store.current() == manual  # the rollback stands
     assert (store.path(record["version"]) / "manifest.json").is_file()  # the candidate is kept, unpromoted
     assert [h["action"] for h in store.history()] == ["promote", "rollback"]
-    monkeypatch.setattr("streams.learner.service.fine_tune", fine_tune)
+    monkeypatch.setattr("model.continual.fine_tune", fine_tune)
     assert learner._cycle(learner._buffer.cut(0.3), {})["base"] == manual  # noqa: SLF001 (the next cycle follows)
 
 

@@ -21,7 +21,8 @@ from model.synthetic import synthetic_catalog, synthetic_events
 from model.targets import next_new_points
 from model.transformer import SeqRecModel
 from model.two_stage import TwoStageScorer
-from streams.learner.service import Learner, LearnerOptions
+from streams.learner.service import Learner
+from streams.learner.settings import LearnerSettings
 
 torch.set_num_threads(1)
 
@@ -64,7 +65,7 @@ def test_the_learner_gates_a_two_stage_base_on_its_two_stage_ranking(two_stage_d
     store = ModelStore(tmp_path / "store")
     store.promote(two_stage_dir)
     gate = GateConfig(min_points=5, alpha=1e-6, anchor_margin=1.0)
-    options = LearnerOptions(text_init=False, continual=ContinualConfig(steps=3), gate=gate)
+    options = LearnerSettings(text_init=False, continual=ContinualConfig(steps=3), gate=gate)
     learner = Learner(Settings(model_dir=store.root), options, store)
     learner._reload()  # noqa: SLF001 (what `run` does once the store has a version)
     events, catalog = synthetic_events(n_users=80, length=12, seed=3), synthetic_catalog()

@@ -11,6 +11,10 @@ finished cycle; it first re-reads up to `restore_events` events per partition be
 rebuild the user histories and the replay reservoir, and says so in its `ready` line (a group without committed
 offsets is logged as a fresh start, never silently). Heavy work runs in a thread, off the event loop.
 
+A cycle's model work (vocabulary growth, fine-tune, gate) is `model.continual.run_cycle`, a plain function; this
+class feeds it the window and the stored versions to compare with, and acts on its `CycleDecision` (save the
+candidate, compare-and-set `CURRENT`, publish the `ModelUpdate`).
+
 Every cycle appends one JSON line to `<store>/learner.jsonl`: window, gate metrics (`model.gate`), decision and
 why. Online effects (`streams.learner.effects`: CTR and conversion per model version and reason kind, from the
 recommendations topic joined with later events) are kept in `<store>/online.json` and as Prometheus counters;
@@ -284,9 +288,9 @@ class Learner:
             "first_ts": _iso(data.first_ts), "last_ts": _iso(data.last_ts), "promoted": False, "offsets": offsets,
         }  # fmt: skip
         inputs = CycleInputs(
-            base_version=base.version, catalog=self._catalog, new_items=self._new_catalog, reservoir=self._reservoir,
-            encoder=self._encoder, anchor_version=self.store.anchor(), frozen_version=self._frozen_version,
-            reference=self._reference,
+            base_version=base.version, catalog=self._catalog, new_items=tuple(self._new_catalog),
+            reservoir=self._reservoir, encoder=self._encoder, anchor_version=self.store.anchor(),
+            frozen_version=self._frozen_version, reference=self._reference,
         )  # fmt: skip
         self._new_catalog = []
         decision = run_cycle(base.served, data, inputs, self.options.continual, self.options.gate)

@@ -17,9 +17,8 @@ from contracts import Event, Settings
 from streamrec.data_import import import_dataset
 from tests.integration.worker_support import (
     WorkerPool,
-    assert_exactly_once,
+    answered_exactly_once,
     collect,
-    collect_answers,
     generated_events,
     produce,
     records,
@@ -85,7 +84,7 @@ async def test_worker_answers_every_user_and_dead_letters_every_malformed_record
     bad = list(MALFORMED.values())
     mixed = records(events[:1500]) + bad + records(events[1500:])
     await produce(settings, mixed)
-    recs, letters = await collect_answers(settings, events, dead_letters=len(bad))
+    recs, letters = await answered_exactly_once(settings, events, dead_letters=len(bad))
     assert sorted(d["reason"] for d in letters) == sorted(MALFORMED)
     own = {e.event_id: e.user_id for e in events}
     for user, answers in recs.items():
@@ -94,7 +93,6 @@ async def test_worker_answers_every_user_and_dead_letters_every_malformed_record
             for item in rec["items"]:
                 assert item["explanation"]["text"]
                 assert all(own[ev["event_id"]] == user for ev in item["explanation"]["evidence"])
-    await assert_exactly_once(settings.redis_url.get_secret_value(), events, cluster=settings.redis_cluster)
 
 
 @pytest.mark.slow
@@ -110,8 +108,8 @@ async def test_kill_9_mid_replay_then_restart_has_every_effect_exactly_once(
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     start_worker(settings)
-    await collect_answers(settings, events, timeout_s=420)  # ~150 events/s on a loaded 2-core box (bench/pipeline.py)
-    await assert_exactly_once(settings.redis_url.get_secret_value(), events, cluster=settings.redis_cluster)
+    # ~150 events/s on a loaded 2-core box (bench/pipeline.py)
+    await answered_exactly_once(settings, events, timeout_s=420)
 
 
 @pytest.mark.shared_data
@@ -130,6 +128,5 @@ async def test_ten_thousand_taobao_events_through_the_worker(
     settings = settings_factory()
     start_worker(settings)
     await produce(settings, records(events) + list(MALFORMED.values()))
-    _, letters = await collect_answers(settings, events, dead_letters=len(MALFORMED), timeout_s=240)
+    _, letters = await answered_exactly_once(settings, events, dead_letters=len(MALFORMED), timeout_s=240)
     assert sorted(d["reason"] for d in letters) == sorted(MALFORMED)
-    await assert_exactly_once(settings.redis_url.get_secret_value(), events, cluster=settings.redis_cluster)

@@ -36,8 +36,7 @@ from streamrec.stack_security import read_env_file
 from tests.integration.test_learner import learner_log, readies, wait_for
 from tests.integration.worker_support import (
     WorkerPool,
-    assert_exactly_once,
-    collect_answers,
+    answered_exactly_once,
     generated_events,
     produce,
     records,
@@ -174,8 +173,7 @@ async def test_worker_replay_tail_and_promote_publish_run_on_the_secured_stack(
         replayed = run_cli(["replay", str(write_events(tmp_path / "data", events)), "--rate", "0"], env, tmp_path)
         outputs += [replayed.stdout, replayed.stderr]
         assert replayed.returncode == 0, replayed.stderr
-        await collect_answers(settings, events, timeout_s=180)
-        await assert_exactly_once(redis_url, events)
+        await answered_exactly_once(settings, events, timeout_s=180)
 
         tail = run_cli(["tail", "--from-beginning", "--limit", "5", "--idle-exit", "20"], env, tmp_path)
         outputs += [tail.stdout, tail.stderr]

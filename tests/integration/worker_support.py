@@ -1,6 +1,7 @@
 """Helpers for tests that run `streamrec worker` subprocesses: start/stop, produce, collect, group assignment.
 
-`collect_answers` is the end of most of them: every user's latest event answered, the dead letters counted.
+`answered_exactly_once` is the end of most of them: every user's latest event answered, every event applied
+exactly once, the dead letters counted.
 
 `produce` and `collect` connect with the settings' own security (`client_kwargs`), so they also serve the
 secured stack (`test_security.py`).
@@ -32,8 +33,8 @@ __all__ = [
     "Worker",
     "WorkerPool",
     "assert_exactly_once",
+    "answered_exactly_once",
     "collect",
-    "collect_answers",
     "generated_events",
     "group_assignment",
     "produce",
@@ -166,20 +167,21 @@ async def collect(
     return recs, letters
 
 
-async def collect_answers(
+async def answered_exactly_once(
     settings: Settings, events: Sequence[Event], dead_letters: int = 0, timeout_s: float = 120.0
 ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """`collect` until every user of `events` was answered for their latest event (and `dead_letters` dead
-    letters arrived); asserts that they were. Returns the recommendations per user and the dead letters."""
+    letters arrived), then assert that they were and that every event was applied exactly once
+    (`assert_exactly_once`). Returns the recommendations per user and the dead letters."""
     latest = {e.user_id: e.event_id for e in events}
 
     def answered(last: dict[str, Any], letters: list[dict[str, Any]]) -> bool:
-        return len(letters) >= dead_letters and all(
-            last.get(u, {}).get("trigger_event_id") == latest[u] for u in latest
-        )
+        answers = {u: last.get(u, {}).get("trigger_event_id") for u in latest}
+        return len(letters) >= dead_letters and answers == latest
 
     recs, letters = await collect(settings, answered, timeout_s)
     assert {u: r[-1]["trigger_event_id"] for u, r in recs.items()} == latest  # noqa: S101 (a test helper)
+    await assert_exactly_once(settings.redis_url.get_secret_value(), events, cluster=settings.redis_cluster)
     return recs, letters
 
 

@@ -108,7 +108,11 @@ def ensure_kafka_storage(
             raise ConfigError(msg)
         return props
     # A cluster id is 16 random bytes, URL-safe base64 without padding (what `kafka-storage random-uuid` prints).
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    # Like Kafka's own Uuid.randomUuid, never one starting with "-": the tool would read it as an option (this
+    # failed one CI run in 64 on average: "argument --cluster-id/-t: expected one argument").
+    cluster_id = "-"
+    while cluster_id.startswith("-"):
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
     cmd = _java_base(cfg) + ["kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)]
     _run_logged([*cmd, *format_args], cfg.log_dir / "kafka-format.log", "formatting Kafka storage")
     mode_file.write_text(mode + "\n", encoding="ascii")

@@ -43,7 +43,11 @@ def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lo
         redis_port=free_port(),
     )
     local = LocalStack(config)
-    info = local.up()
+    try:
+        info = local.up()
+    except BaseException:
+        local.down()  # what started before the failure (e.g. Redis when Kafka would not format) must not linger
+        raise
     yield local, info
     local.down()
 

@@ -81,7 +81,11 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     )
     local = LocalStack(config)
     started = time.monotonic()
-    info = local.up()
+    try:
+        info = local.up()
+    except BaseException:
+        local.down()  # what started before the failure (e.g. Redis when Kafka would not format) must not linger
+        raise
     seconds = time.monotonic() - started
     print(f"secured stack (certificates, SCRAM format, broker, Redis, topics) up in {seconds:.1f} s")
     assert info.env_file is not None

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["KafkaSecurity", "client_kwargs", "follow_partitions", "topic_partitions"]
 
 log = logging.getLogger(__name__)
+_CHECK_TIMEOUT_SECONDS = 10.0  # a partition check waits this long for the brokers, then the follower reads on
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,20 @@ async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> set[int]:
     return {p["partition"] for t in described if t["topic"] == topic and not t["error_code"] for p in t["partitions"]}
 
 
+async def _partitions_now(admin: AIOKafkaAdminClient, topic: str) -> set[int] | None:
+    """`topic_partitions`, or None when the brokers do not answer now (a broker restart must not end a follower)."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        return await asyncio.wait_for(topic_partitions(admin, topic), _CHECK_TIMEOUT_SECONDS)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning("topic %s: partitions not read (%r); following the known ones", topic, exc)
+        return None
+
+
 async def _wait_for_partitions(admin: AIOKafkaAdminClient, topic: str, warn_after_seconds: float) -> set[int]:
     waited = 0.0
-    while not (partitions := await topic_partitions(admin, topic)):
+    while not (partitions := await _partitions_now(admin, topic)):
         if waited < warn_after_seconds <= waited + 1.0:
             log.warning("topic %s not found; it is not followed until it exists", topic)
         await asyncio.sleep(1.0)
@@ -131,11 +143,14 @@ async def _wait_for_partitions(admin: AIOKafkaAdminClient, topic: str, warn_afte
     return partitions
 
 
-async def _add_partitions(consumer: AIOKafkaConsumer, topic: str, partitions: set[int]) -> None:
+async def _add_partitions(consumer: AIOKafkaConsumer, topic: str, partitions: set[int] | None) -> None:
     """Assign `partitions` besides the current ones: those keep their positions, new ones start at their start."""
     from aiokafka import TopicPartition
 
-    positions = {tp: await consumer.position(tp) for tp in consumer.assignment()}
+    if not partitions:
+        return  # not read now (`_partitions_now`): the next check tries again
+
+    positions = {tp: await consumer.position(tp) for tp in sorted(consumer.assignment())}
     new = [TopicPartition(topic, p) for p in sorted(partitions) if TopicPartition(topic, p) not in positions]
     if not new:
         return
@@ -191,7 +206,7 @@ async def follow_partitions(
                 for m in messages:
                     handle(m.value)
             if loop.time() - checked >= check_seconds:
-                await _add_partitions(consumer, topic, await topic_partitions(admin, topic))
+                await _add_partitions(consumer, topic, await _partitions_now(admin, topic))
                 checked = loop.time()
     finally:
         await admin.close()

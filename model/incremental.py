@@ -72,7 +72,6 @@ class IncrementalEncoder:
         self._tensors: list[Tensor] = []
         self._last = torch.zeros(0, self._c)
         self._lock = threading.Lock()
-        self._batch_slots: list[int] = []
 
     @property
     def slot_bytes(self) -> int:
@@ -105,13 +104,13 @@ class IncrementalEncoder:
             else:
                 extend.append((row, *found))
         pinned = {slot for _, slot, _ in extend}  # slots this batch reads: never evicted or reused in it
-        self._batch_slots = [slot for _, slot, k in extend if k == 0]  # read as they are
         x = self.model._embed(batch)  # noqa: SLF001 (input rows of every position; no attention)
         slots = np.zeros(len(lengths), dtype=np.int64)
         for row, slot, _ in extend:
             slots[row] = slot
         grown = [(row, slot, k) for row, slot, k in extend if k > 0]
-        orphans = self._extend(x, grown, digests, pinned) if grown else []
+        readers = Counter(slot for _, slot, _ in extend)  # rows of this batch reading each slot
+        orphans = self._extend(x, grown, digests, pinned, readers) if grown else []
         for row, slot, _ in grown:
             slots[row] = self._slots.get(digests[row].without(0), slot)
         if fresh:
@@ -147,13 +146,17 @@ class IncrementalEncoder:
         return slots.astype(np.int64)
 
     def _extend(
-        self, x: Tensor, grown: list[tuple[int, int, int]], digests: list[_Digests], pinned: set[int]
+        self,
+        x: Tensor,
+        grown: list[tuple[int, int, int]],
+        digests: list[_Digests],
+        pinned: set[int],
+        readers: Counter[int],
     ) -> list[int]:
         """Run only each row's k new positions through the blocks over its cached keys and values; the slot
         then holds the longer state (the prefix's state is part of it), unless another row of the batch reads
         that slot too: then the longer state goes to a slot of its own. Returns slots left without a digest
         (their new content was cached elsewhere already), to free once the batch is done."""
-        readers = Counter(slot for _, slot, _ in grown) + Counter(self._batch_slots)
         rows = torch.tensor([row for row, _, _ in grown])
         index = torch.tensor([slot for _, slot, _ in grown])
         k = torch.tensor([k for _, _, k in grown])

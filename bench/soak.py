@@ -15,7 +15,8 @@ with full histories (50 events per user are kept): then memory growth is the sys
 Growth figures compare the mean of the first and the last 5 minutes (after a 2-minute warm-up; shorter runs use
 the first and last fifth), so one garbage-collection peak does not decide them. Before the RESULT line a table
 gives, per minute of the run, the p50/p99 latency of the events sent in that minute, the mean RSS of each process,
-Redis's memory and the 1-minute load average (the machine may be shared); `--log-dir` keeps the processes' logs.
+Redis's memory, the 1-minute load average (the machine may be shared), the cores each process used, the worker's
+model swaps and its milliseconds in garbage-collector passes; `--log-dir` keeps the processes' logs.
 
     nice -n 10 .venv/bin/python bench/soak.py --minutes 30 --rate 200 [--users 1000 --warm-events 50 --model-dir M]
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import math
 import os
 import statistics
@@ -40,11 +42,22 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import Proc, Resolver, Stream, _rec_trigger, catalog, quantile, send, start_worker, watch  # noqa: E402
+from pipeline import (  # noqa: E402
+    Proc,
+    Resolver,
+    Stream,
+    _rec_trigger,
+    catalog,
+    cpu_seconds,
+    quantile,
+    send,
+    start_worker,
+    watch,
+)
 
 from contracts import Event, Settings  # noqa: E402
 from feature_store import FeatureStore  # noqa: E402
-from streamrec.child_processes import free_port, worker_env  # noqa: E402
+from streamrec.child_processes import free_port, scrape_metrics, worker_env  # noqa: E402
 from streamrec.stack import LocalStack  # noqa: E402
 from streamrec.stack_config import StackConfig  # noqa: E402
 
@@ -67,6 +80,32 @@ class Samples:
     learner_rss: list[tuple[float, float]] = field(default_factory=list)
     redis_memory: list[tuple[float, float]] = field(default_factory=list)
     load: list[tuple[float, float]] = field(default_factory=list)  # 1-minute load average
+    worker_cpu: list[tuple[float, float]] = field(default_factory=list)  # CPU seconds used so far
+    learner_cpu: list[tuple[float, float]] = field(default_factory=list)
+    versions: list[tuple[float, str]] = field(default_factory=list)  # the worker's serving model version
+    worker_gc: list[tuple[float, float]] = field(default_factory=list)  # seconds in collector passes so far
+
+
+def serving_version(metrics: dict[str, float]) -> str:
+    """The version label of `streamrec_model_info` ("" while the worker does not answer)."""
+    for name in metrics:
+        if name.startswith("streamrec_model_info{"):
+            return name.split('version="', 1)[1].split('"', 1)[0]
+    return ""
+
+
+def cpu_share(series: list[tuple[float, float]], window: tuple[float, float]) -> float:
+    """Cores used on average within `window`, from cumulative CPU seconds."""
+    inside = [(t, v) for t, v in series if window[0] <= t <= window[1]]
+    if len(inside) < 2 or inside[-1][0] == inside[0][0]:
+        return float("nan")
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
+
+
+def swaps_in(versions: list[tuple[float, str]], window: tuple[float, float]) -> int:
+    """Model version changes the worker made within `window`: sampled versions differing from the one before."""
+    known = [(t, v) for t, v in versions if v]
+    return sum(v != prev for (_, prev), (t, v) in itertools.pairwise(known) if window[0] < t <= window[1])
 
 
 def windows(minutes: float) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -99,8 +138,15 @@ async def sample(
                 sys.exit(f"soak: the {name} exited ({p.proc.returncode}) at {time.monotonic() - start:.0f} s")
         t = time.monotonic() - start
         samples.worker_rss.append((t, rss_bytes(pids["worker"])))
+        samples.worker_cpu.append((t, cpu_seconds(pids["worker"])))
+        metrics = await scrape_metrics(procs["worker"].web_port or 0)
+        samples.versions.append((t, serving_version(metrics)))
+        samples.worker_gc.append(
+            (t, sum(v for k, v in metrics.items() if k.startswith("streamrec_gc_pause_seconds_sum")))
+        )
         if "learner" in pids:
             samples.learner_rss.append((t, rss_bytes(pids["learner"])))
+            samples.learner_cpu.append((t, cpu_seconds(pids["learner"])))
         samples.redis_memory.append((t, float((await client.info("memory"))["used_memory"])))
         samples.load.append((t, os.getloadavg()[0]))
         try:
@@ -247,8 +293,9 @@ def report(
 
 
 def print_minutes(minutes: float, s: Samples, timed: TimedResolver) -> None:
-    """Per-minute series: p50/p99 latency of the events sent that minute, mean RSS and Redis memory, load."""
-    print("minute  events  p50_ms  p99_ms  worker_MiB  learner_MiB  redis_MiB  load1")
+    """Per minute: p50/p99 latency of the events sent, mean RSS, Redis memory, load, cores used, model swaps and
+    the worker's milliseconds in garbage-collector passes."""
+    print("minute  events  p50_ms  p99_ms  worker_MiB  learner_MiB  redis_MiB  load1  w_cpu  l_cpu  swaps  gc_ms")
     for m in range(int(math.ceil(minutes))):
         w = (60.0 * m, 60.0 * (m + 1))
         lat = timed.by_window(w)
@@ -256,7 +303,9 @@ def print_minutes(minutes: float, s: Samples, timed: TimedResolver) -> None:
         mib = [mean_in(series, w) / 2**20 for series in (s.worker_rss, s.learner_rss, s.redis_memory)]
         load = mean_in(s.load, w)
         cells = f"{m:6d}  {len(lat):6d}  {p50:6.0f}  {p99:6.0f}"
-        print(f"{cells}  {mib[0]:10.1f}  {mib[1]:11.1f}  {mib[2]:9.1f}  {load:5.2f}")
+        cpu = f"{cpu_share(s.worker_cpu, w):5.2f}  {cpu_share(s.learner_cpu, w):5.2f}  {swaps_in(s.versions, w):5d}"
+        cpu += f"  {1000 * 60 * cpu_share(s.worker_gc, w):5.0f}"  # ms of collector passes in the minute
+        print(f"{cells}  {mib[0]:10.1f}  {mib[1]:11.1f}  {mib[2]:9.1f}  {load:5.2f}  {cpu}")
 
 
 def main() -> None:

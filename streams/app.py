@@ -42,7 +42,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         web_application_options={"middlewares": [bearer_auth(settings.web_token)]} if settings.web_token else None,
         web_in_thread=False,
     )
-    runtime = runtime or Runtime(settings, serving=initial_serving(settings))
+    if runtime is None:  # the worker process's own runtime (tests pass theirs)
+        runtime = Runtime(settings, serving=initial_serving(settings))
+        runtime.metrics.observe_gc()
     topics = declare_topics(app, settings)
     live = attach_web(app, runtime)
     attach_recommend_agent(app, topics, runtime, settings, on_sent=live.sent_recommendation)

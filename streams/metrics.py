@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -52,3 +56,23 @@ class WorkerMetrics:
             registry=r,
         )
         self.model_info = Gauge("streamrec_model_info", "Serving model version (value 1)", ["version"], registry=r)
+        self.gc_pause = Histogram(
+            "streamrec_gc_pause_seconds",
+            "Garbage-collector passes of this process, by generation (the event loop stops for each)",
+            ["generation"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+
+    def observe_gc(self) -> Callable[[], None]:
+        """Time every collector pass of this process into `gc_pause` (once per worker process); returns the undo."""
+        started = [0.0]
+
+        def callback(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                self.gc_pause.labels(generation=str(info["generation"])).observe(time.perf_counter() - started[0])
+
+        gc.callbacks.append(callback)
+        return lambda: gc.callbacks.remove(callback)

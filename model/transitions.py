@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from contracts import Event, Reason, ReasonKind
 from model.recency import is_blocked, item_label
-from model.scoring import ItemContext, PerUserScorer, ScoredItem, UserState
+from model.scoring import ItemContext, PerUserScorer, Pick, ScoredItem, UserState
 from model.sessions import Sequences, context_items, fill_popular, top_rows
 
 __all__ = ["RepeatThenTransitionsScorer", "TransitionScorer"]
@@ -63,30 +63,21 @@ class TransitionScorer(PerUserScorer):
                 item_id = self._seq.vocab[r]
                 if is_blocked(item_id, user, items):
                     continue
-                picked.append(self._explain(user, items, item_id, float(scores[r]), part, weights, context, r))
+                picked.append(self._explain(Pick(user, items, item_id, float(scores[r])), part, weights, context, r))
                 if len(picked) == k:
                     break
         return _with_popular(picked, user, items, k, exclude)
 
     def _explain(
-        self,
-        user: UserState,
-        items: ItemContext,
-        item_id: str,
-        total: float,
-        part: sp.csr_matrix,
-        weights: np.ndarray,
-        context: list[tuple[int, int]],
-        row: int,
+        self, pick: Pick, part: sp.csr_matrix, weights: np.ndarray, context: list[tuple[int, int]], row: int
     ) -> ScoredItem:
         column = np.asarray(part[:, [row]].todense()).ravel() * weights  # contribution of each context item
         evidence = sorted(
             ((context[n][1], float(c)) for n, c in enumerate(column.tolist()) if c > 0.0), key=lambda e: -e[1]
         )
-        source = user.events[evidence[0][0]].item_id or ""
-        detail = f"shoppers often open it right after {item_label(source, items)}"
-        reason = Reason(kind=ReasonKind.SIMILAR_TO, detail=detail[:512], weight=total)
-        return ScoredItem(item_id=item_id, score=total, evidence=tuple(evidence[:5]), reasons=(reason,))
+        source = pick.user.events[evidence[0][0]].item_id or ""
+        detail = f"shoppers often open it right after {item_label(source, pick.items)}"
+        return pick.with_reason(ReasonKind.SIMILAR_TO, detail, evidence[:5])
 
 
 class RepeatThenTransitionsScorer(PerUserScorer):

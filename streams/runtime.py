@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from redis.exceptions import RedisError
@@ -24,7 +24,7 @@ from streams.batch import BatchConfig, BatchOutcome, Pipeline, merge_outcomes
 from streams.metrics import WorkerMetrics
 from streams.serving import ServingModel, baseline_serving
 from streams.settle import Backoff, Settler
-from streams.validation import RawRecord, processing_failed
+from streams.validation import EventLimits, RawRecord, processing_failed
 
 __all__ = ["Runtime", "gc_paused"]
 
@@ -72,13 +72,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         """Derive the batch config and explainer from settings."""
-        s = self.settings
-        self.batch_config = BatchConfig(
-            top_k=s.top_k,
-            max_event_bytes=s.max_event_bytes,
-            max_future_skew=timedelta(seconds=s.max_future_skew_seconds),
-            min_event_time=s.min_event_time,
-        )
+        self.batch_config = BatchConfig(top_k=self.settings.top_k, limits=EventLimits.from_settings(self.settings))
         self.metrics.model_info.labels(version=self.serving.version).set(1)
 
     @property

@@ -38,7 +38,7 @@ from contracts import (
 )
 from contracts.codec import EventDoc, EventFields, WireEvent, decode_event_fast, encode_recommendation, python_pattern
 from explain.records import construct
-from streams.validation import RawRecord, decode_event, validate_event
+from streams.validation import EventLimits, RawRecord, decode_event, validate_event
 from tests.unit.json_text import json_object
 
 SCHEMAS = Path(__file__).parents[2] / "schemas"
@@ -50,6 +50,7 @@ REC_VALIDATOR = jsonschema_rs.Draft202012Validator(
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
 MAX_BYTES = 16384
+LIMITS = EventLimits(MAX_BYTES, SKEW)
 GOOD = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "view", "ts": "2026-06-01T11:59:00+00:00"}
 FIELDS = ("event_id", "user_id", "item_id", "type", "ts", "session_id", "query", "context")
 # Reasons `validate_event` gives only after the schema and pydantic have accepted the record.
@@ -267,7 +268,7 @@ def _judge(value: bytes, key: bytes | None) -> None:
     record = _record(value, key)
     fast = decode_event_fast(value)
     schema_doc = _schema_accepts(value)
-    verdict = validate_event(record, max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    verdict = validate_event(record, LIMITS, now=NOW)
     pydantic_ok = isinstance(verdict, Event) or verdict.reason in AFTER_SCHEMA
     # Where the schema and pydantic differ (year 0000: an RFC 3339 year, not a Python one), the codec declines.
     both = schema_doc is not None and pydantic_ok
@@ -276,7 +277,7 @@ def _judge(value: bytes, key: bytes | None) -> None:
         assert _fields(fast) == _fields(Event.model_validate(schema_doc))
     else:
         assert not both or (schema_doc is not None and _beyond_double(schema_doc)), schema_doc
-    out = decode_event(record, max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    out = decode_event(record, LIMITS, now=NOW)
     event("accepted" if not isinstance(verdict, DeadLetter) else f"dead letter: {verdict.reason.value}")
     if isinstance(verdict, DeadLetter):
         assert out == verdict  # same reason, error, copy of the bytes, source and time
@@ -332,15 +333,15 @@ def test_arbitrary_bytes_get_the_pydantic_verdict(value: bytes, key: bytes | Non
 )
 def test_each_reason_is_the_pydantic_paths(value: bytes, reason: DeadLetterReason) -> None:
     record = _record(value, b"u1")
-    out = decode_event(record, max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    out = decode_event(record, LIMITS, now=NOW)
     assert isinstance(out, DeadLetter) and out.reason == reason, out
-    assert out == validate_event(record, max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    assert out == validate_event(record, LIMITS, now=NOW)
 
 
 def test_a_number_beyond_the_double_range_is_left_to_the_pydantic_path() -> None:
     value = json.dumps({**GOOD, "context": {"n": 0}}).replace("0}", "1e400}").encode()
     assert decode_event_fast(value) is None
-    out = decode_event(_record(value, b"u1"), max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    out = decode_event(_record(value, b"u1"), LIMITS, now=NOW)
     assert isinstance(out, Event) and out.context == {"n": math.inf}
 
 

@@ -166,14 +166,13 @@ def _report(args: argparse.Namespace, rows: dict[int, list[_Run]], measured: lis
 
 def codecs(batches: list[list[RawRecord]], recs: list[Recommendation], rounds: int) -> list[str]:
     """Both codecs on the same records and recommendations, interleaved; prints µs of CPU per event / per rec."""
-    config, now = BatchConfig(), datetime.now(UTC)
-    limits = {"max_bytes": config.max_event_bytes, "max_future_skew": config.max_future_skew, "now": now}
+    limits, now = BatchConfig().limits, datetime.now(UTC)
     events = sum(len(b) for b in batches)
     for r in recs:
         assert json.loads(encode_recommendation(r)) == json.loads(r.model_dump_json()), r.user_id
     for record in (r for b in batches for r in b):  # the same verdicts (all valid here)
-        assert type(validate_event(record, **limits)) is not DeadLetter
-        assert type(decode_event(record, **limits)) is WireEvent
+        assert type(validate_event(record, limits, now=now)) is not DeadLetter
+        assert type(decode_event(record, limits, now=now)) is WireEvent
     decoders = {"pydantic": validate_event, "msgspec": decode_event}
     encoders = {"pydantic": lambda r: r.model_dump_json().encode(), "msgspec": encode_recommendation}
     spent: dict[str, list[float]] = {f"{kind}_{name}": [] for kind in ("decode", "encode") for name in decoders}
@@ -183,7 +182,7 @@ def codecs(batches: list[list[RawRecord]], recs: list[Recommendation], rounds: i
                 start = time.process_time()
                 for batch in batches:
                     for record in batch:
-                        decode(record, **limits)
+                        decode(record, limits, now=now)
                 spent[f"decode_{name}"].append((time.process_time() - start) / events * 1e6)
         for name, encode in encoders.items():
             with gc_paused():

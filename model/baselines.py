@@ -26,7 +26,7 @@ from contracts import EventType, Reason, ReasonKind
 from model.candidates import Candidate, Ranker, RankingScorer
 from model.cooccurrence import CooccurrenceScorer
 from model.recency import RecencyConfig, is_blocked, weight_list
-from model.scoring import ItemContext, ScoredItem, Scorer, UserState
+from model.scoring import ItemContext, Pick, ScoredItem, Scorer, UserState
 
 if TYPE_CHECKING:
     from model.evaluate import ScorerFactory
@@ -89,16 +89,15 @@ class RecentItemsScorer(RankingScorer):
                 ranked.append((total, events[-1][0], item_id, events))
         ranked.sort(key=lambda r: (-r[0], -r[1]))  # ties: the more recent item first
         return [
-            Candidate(item_id, total, partial(self._explain, user, total, item_id, events))
+            Candidate(item_id, total, partial(self._explain, Pick(user, items, item_id, total), events))
             for total, _, item_id, events in ranked[:k]
         ]
 
-    def _explain(self, user: UserState, total: float, item_id: str, events: list[tuple[int, float]]) -> ScoredItem:
-        counts = Counter(user.events[i].type for i, _ in events)
+    def _explain(self, pick: Pick, events: list[tuple[int, float]]) -> ScoredItem:
+        counts = Counter(pick.user.events[i].type for i, _ in events)
         detail = "you " + ", ".join(f"{_VERBS.get(t, str(t))} it {n}x" for t, n in counts.most_common())
         evidence = sorted(events, key=lambda e: -e[1])[: self._max_evidence]
-        reason = Reason(kind=ReasonKind.SEEN_BEFORE, detail=detail[:512], weight=total)
-        return ScoredItem(item_id=item_id, score=total, evidence=tuple(evidence), reasons=(reason,))
+        return pick.with_reason(ReasonKind.SEEN_BEFORE, detail, evidence)
 
 
 class PopularityScorer(RankingScorer):
@@ -155,7 +154,7 @@ class PopularityScorer(RankingScorer):
         picked = []
         for item_id, total in sorted(totals.items(), key=_negated_value):  # stable: ties keep first-seen order
             if item_id not in unavailable and item_id not in bought:
-                explain = partial(self._explain, user, items, item_id, total, lists, cache, memo)
+                explain = partial(self._explain, Pick(user, items, item_id, total), lists, cache, memo)
                 picked.append(Candidate(item_id, total, explain))
                 if len(picked) == k:
                     break
@@ -183,14 +182,12 @@ class PopularityScorer(RankingScorer):
 
     def _explain(
         self,
-        user: UserState,
-        items: ItemContext,
-        item_id: str,
-        total: float,
+        pick: Pick,
         lists: list[tuple[str | None, float]],
         cache: dict[str | None, list[tuple[str, float]]],
         memo: dict[str, list[tuple[int, float]]],
     ) -> ScoredItem:
+        item_id = pick.item_id
         parts: dict[str | None, float] = {}  # the item's contribution per list
         for category, share in lists:
             ranked = cache[category]
@@ -200,7 +197,7 @@ class PopularityScorer(RankingScorer):
                         parts[category] = parts.get(category, 0.0) + share * value
             elif (at := found.get(item_id)) is not None:
                 parts[category] = share * ranked[at][1]
-        by_category = self._evidence(user, items, memo) if len(parts) > 1 or None not in parts else {}
+        by_category = self._evidence(pick.user, pick.items, memo) if len(parts) > 1 or None not in parts else {}
         reasons = []
         evidence: list[tuple[int, float]] = []
         for category, weight in sorted(parts.items(), key=lambda kv: -kv[1]):
@@ -210,7 +207,7 @@ class PopularityScorer(RankingScorer):
                 evidence.extend(by_category.get(category, ())[:5])
         # Global popularity has no evidence in the user's events; category popularity points at their events there.
         evidence.sort(key=lambda e: -e[1])
-        return ScoredItem(item_id=item_id, score=total, evidence=tuple(evidence[:5]), reasons=tuple(reasons))
+        return ScoredItem(item_id=item_id, score=pick.score, evidence=tuple(evidence[:5]), reasons=tuple(reasons))
 
 
 _SCAN = 8  # lists this short are scanned; longer ones are looked up by position

@@ -13,11 +13,11 @@ from functools import partial
 
 import numpy as np
 
-from contracts import EventType, Reason, ReasonKind
+from contracts import EventType, ReasonKind
 from model.candidates import Candidate, RankingScorer
 from model.interactions import NeighbourTable
 from model.recency import RecencyConfig, item_label, weight_list
-from model.scoring import ItemContext, ScoredItem, UserState
+from model.scoring import ItemContext, Pick, ScoredItem, UserState
 
 __all__ = ["CooccurrenceScorer"]
 
@@ -107,14 +107,14 @@ class CooccurrenceScorer(RankingScorer):
             return [[] for _ in users]
         lookup, sources, rows, _, totals, cands, _ = ranked
         names = lookup.names()
-        return [
-            [
-                Candidate(names[cands[j]], totals[j], partial(self._explain, user, items, names[cands[j]], totals[j],
-                                                              sources[u], rows, j))
-                for j in picked
-            ]
-            for u, (user, picked) in enumerate(zip(users, _picks(ranked, users, items, k), strict=True))
-        ]  # fmt: skip
+        out: list[list[Candidate]] = []
+        for user, user_sources, picked in zip(users, sources, _picks(ranked, users, items, k), strict=True):
+            row = []
+            for j in picked:
+                pick = Pick(user, items, names[cands[j]], totals[j])
+                row.append(Candidate(pick.item_id, pick.score, partial(self._explain, pick, user_sources, rows, j)))
+            out.append(row)
+        return out
 
     def top(self, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[tuple[str, float]]]:
         """`rank`'s (item id, score) lists without explanations (the two-stage model's candidate source)."""
@@ -183,16 +183,7 @@ class CooccurrenceScorer(RankingScorer):
         sources.sort(key=lambda s: -s[1])
         return sources[: self._max_sources]
 
-    def _explain(
-        self,
-        user: UserState,
-        items: ItemContext,
-        item_id: str,
-        total: float,
-        sources: list[tuple[str, float, list[tuple[int, float]]]],
-        rows: _Rows,
-        j: int,
-    ) -> ScoredItem:
+    def _explain(self, pick: Pick, sources: _Sources, rows: _Rows, j: int) -> ScoredItem:
         source_pos, source_contrib = rows.of(j)  # the sources this candidate came from
         # A source item's contribution is split over its events in proportion to their weights. Walk sources by
         # contribution and stop once no event of the next source can beat the current top `max_evidence`.
@@ -209,12 +200,11 @@ class CooccurrenceScorer(RankingScorer):
                 elif entry[0] > best[0][0]:
                     heapq.heapreplace(best, entry)
         evidence = tuple((index, weight) for weight, index in sorted(best, key=lambda e: (-e[0], e[1])))
-        top = user.events[evidence[0][0]]
-        label = item_label(top.item_id or "", items)
-        kind = ReasonKind.BOUGHT_TOGETHER if top.type in _BASKET else ReasonKind.SIMILAR_TO
-        detail = f"often bought with {label}" if kind is ReasonKind.BOUGHT_TOGETHER else f"similar to {label}"
-        reason = Reason(kind=kind, detail=detail[:512], weight=total)
-        return ScoredItem(item_id=item_id, score=total, evidence=evidence, reasons=(reason,))
+        top = pick.user.events[evidence[0][0]]
+        label = item_label(top.item_id or "", pick.items)
+        if top.type in _BASKET:
+            return pick.with_reason(ReasonKind.BOUGHT_TOGETHER, f"often bought with {label}", evidence)
+        return pick.with_reason(ReasonKind.SIMILAR_TO, f"similar to {label}", evidence)
 
 
 def _picks(ranked: _Ranked, users: Sequence[UserState], items: ItemContext, k: int) -> list[list[int]]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from contracts import ItemContext, PastEvent, Reason, UserState
+from contracts import ItemContext, PastEvent, Reason, ReasonKind, UserState
 
-__all__ = ["ItemContext", "PastEvent", "PerUserScorer", "ScoredItem", "Scorer", "UserState"]
+__all__ = ["ItemContext", "PastEvent", "PerUserScorer", "Pick", "ScoredItem", "Scorer", "UserState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,23 @@ class ScoredItem:
     score: float
     evidence: tuple[tuple[int, float], ...] = ()  # (index into UserState.events, signed weight), strongest first
     reasons: tuple[Reason, ...] = ()
+
+
+class Pick(NamedTuple):
+    """An item a scorer picked for a user, not yet explained: what every baseline's explanation starts from.
+
+    A named tuple, not a dataclass: the ranking scorers make one per candidate on the serving hot path.
+    """
+
+    user: UserState
+    items: ItemContext
+    item_id: str
+    score: float
+
+    def with_reason(self, kind: ReasonKind, detail: str, evidence: Sequence[tuple[int, float]]) -> ScoredItem:
+        """The item explained by one reason as strong as its score (the detail cut to the contract's 512 chars)."""
+        reason = Reason(kind=kind, detail=detail[:512], weight=self.score)
+        return ScoredItem(item_id=self.item_id, score=self.score, evidence=tuple(evidence), reasons=(reason,))
 
 
 class Scorer(Protocol):

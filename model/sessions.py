@@ -15,10 +15,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from contracts import Event
-from model.recency import is_blocked
-from model.scoring import ItemContext, UserState
+from model.scoring import UserState
 
-__all__ = ["Sequences", "context_items", "fill_popular", "top_rows"]
+__all__ = ["Sequences", "context_items", "top_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,23 +83,6 @@ def context_items(user: UserState, index: Mapping[str, int], n: int) -> list[tup
             seen.add(row)
             out.append((row, position))
             if len(out) == n:
-                break
-    return out
-
-
-def fill_popular(
-    picked: list[str], user: UserState, items: ItemContext, k: int, skip: frozenset[str] = frozenset()
-) -> list[str]:
-    """`picked` topped up to `k` with `items.popular` (best first), skipping picked, `skip` and blocked items."""
-    if len(picked) >= k:
-        return picked[:k]
-    chosen = set(picked) | skip
-    out = list(picked)
-    for item_id, _ in items.popular:
-        if item_id not in chosen and not is_blocked(item_id, user, items):
-            out.append(item_id)
-            chosen.add(item_id)
-            if len(out) == k:
                 break
     return out
 

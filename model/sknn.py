@@ -18,34 +18,29 @@ implementation that accompanies the paper; nothing was tuned on the evaluation s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 
-from contracts import Event, Reason, ReasonKind
-from model.recency import is_blocked
-from model.scoring import ItemContext, PerUserScorer, ScoredItem, UserState
-from model.sessions import Sequences, fill_popular, top_rows
+from contracts import Reason, ReasonKind
+from model.counting import SequenceScorer, with_popular
+from model.scoring import ItemContext, ScoredItem, UserState
+from model.sessions import Sequences, top_rows
 
 __all__ = ["SessionKnnScorer"]
 
+_NEIGHBOURS = Reason(kind=ReasonKind.SIMILAR_TO, detail="shoppers with sessions like yours chose it", weight=1)
 
-class SessionKnnScorer(PerUserScorer):
+
+class SessionKnnScorer(SequenceScorer):
     """V-SKNN over fitted training sequences (module docstring)."""
 
     def __init__(self, sequences: Sequences, k: int = 100, sample_size: int = 1000) -> None:
         """Args: fitted sequences, neighbours used, most recent candidate sequences compared."""
-        self._seq = sequences
+        super().__init__(sequences)
         self._incidence = sequences.incidence()  # (N, V)
         self._sessions_of = self._incidence.T.tocsr()  # (V, N): which sequences hold each item
         self._sizes = np.diff(self._incidence.indptr).astype(np.float64)  # (N,) distinct items per sequence
         self._k = k
         self._sample_size = sample_size
-
-    @classmethod
-    def fit(cls, events: Iterable[Event], k: int = 100, sample_size: int = 1000) -> SessionKnnScorer:
-        """Index the sequences of `events` (any order)."""
-        return cls(Sequences.build(events), k, sample_size)
 
     @property
     def version(self) -> str:
@@ -55,19 +50,13 @@ class SessionKnnScorer(PerUserScorer):
     def score_user(self, user: UserState, items: ItemContext, k: int) -> list[ScoredItem]:
         """One user's top-`k`: neighbourhood scores, then popular items (score 0)."""
         scores = self.item_scores(user)
-        picked: list[ScoredItem] = []
-        if scores is not None:
-            depth = k + len(user.purchased_recently) + 16
-            reason = Reason(kind=ReasonKind.SIMILAR_TO, detail="shoppers with sessions like yours chose it", weight=1)
-            for r in top_rows(scores, depth).tolist():
-                item_id = self._seq.vocab[r]
-                if not is_blocked(item_id, user, items):
-                    picked.append(ScoredItem(item_id=item_id, score=float(scores[r]), reasons=(reason,)))
-                    if len(picked) == k:
-                        break
-        filler = fill_popular([s.item_id for s in picked], user, items, k)[len(picked) :]
-        trending = Reason(kind=ReasonKind.TRENDING, detail="popular right now", weight=0.0)
-        return picked + [ScoredItem(item_id=i, score=0.0, reasons=(trending,)) for i in filler]
+        if scores is None:
+            return with_popular([], user, items, k)
+
+        def explain(row: int, item_id: str) -> ScoredItem:
+            return ScoredItem(item_id=item_id, score=float(scores[row]), reasons=(_NEIGHBOURS,))
+
+        return self._ranked(scores, user, items, k, explain)
 
     def item_scores(self, user: UserState) -> np.ndarray | None:
         """(V,) V-SKNN score of every fitted item for `user`, or None without known items or neighbours.

@@ -19,27 +19,23 @@ import numpy as np
 import scipy.sparse as sp
 
 from contracts import Event, Reason, ReasonKind
+from model.counting import SequenceScorer, with_popular
 from model.recency import is_blocked, item_label
-from model.scoring import ItemContext, PerUserScorer, ScoredItem, UserState
-from model.sessions import Sequences, context_items, fill_popular, top_rows
+from model.scoring import ItemContext, PerUserScorer, Pick, ScoredItem, UserState
+from model.sessions import Sequences, context_items
 
 __all__ = ["RepeatThenTransitionsScorer", "TransitionScorer"]
 
 
-class TransitionScorer(PerUserScorer):
+class TransitionScorer(SequenceScorer):
     """First-order transition counts over the last `context` distinct items (module docstring)."""
 
     def __init__(self, sequences: Sequences, context: int = 5, decay: float = 0.5) -> None:
         """Args: fitted sequences, distinct context items used, weight ratio between consecutive ones."""
-        self._seq = sequences
+        super().__init__(sequences)
         self._counts = sequences.transitions()
         self._context = context
         self._decay = decay
-
-    @classmethod
-    def fit(cls, events: Iterable[Event], context: int = 5, decay: float = 0.5) -> TransitionScorer:
-        """Count the transitions of `events` (any order)."""
-        return cls(Sequences.build(events), context, decay)
 
     @property
     def version(self) -> str:
@@ -51,42 +47,28 @@ class TransitionScorer(PerUserScorer):
     ) -> list[ScoredItem]:
         """One user's list, without the items in `exclude`."""
         context = context_items(user, self._seq.index, self._context)
-        picked: list[ScoredItem] = []
-        if context:
-            rows = [r for r, _ in context]
-            weights = self._decay ** np.arange(len(rows), dtype=np.float64)
-            part: sp.csr_matrix = self._counts[rows]  # (n, V)
-            scores = np.asarray(part.T @ weights).ravel()  # (V,)
-            depth = k + len(exclude) + len(user.purchased_recently) + 16
-            best = [r for r in top_rows(scores, depth).tolist() if self._seq.vocab[r] not in exclude]
-            for r in best:
-                item_id = self._seq.vocab[r]
-                if is_blocked(item_id, user, items):
-                    continue
-                picked.append(self._explain(user, items, item_id, float(scores[r]), part, weights, context, r))
-                if len(picked) == k:
-                    break
-        return _with_popular(picked, user, items, k, exclude)
+        if not context:
+            return with_popular([], user, items, k, exclude)
+        rows = [r for r, _ in context]
+        weights = self._decay ** np.arange(len(rows), dtype=np.float64)
+        part: sp.csr_matrix = self._counts[rows]  # (n, V)
+        scores = np.asarray(part.T @ weights).ravel()  # (V,)
+
+        def explain(row: int, item_id: str) -> ScoredItem:
+            return self._explain(Pick(user, items, item_id, float(scores[row])), part, weights, context, row)
+
+        return self._ranked(scores, user, items, k, explain, exclude)
 
     def _explain(
-        self,
-        user: UserState,
-        items: ItemContext,
-        item_id: str,
-        total: float,
-        part: sp.csr_matrix,
-        weights: np.ndarray,
-        context: list[tuple[int, int]],
-        row: int,
+        self, pick: Pick, part: sp.csr_matrix, weights: np.ndarray, context: list[tuple[int, int]], row: int
     ) -> ScoredItem:
         column = np.asarray(part[:, [row]].todense()).ravel() * weights  # contribution of each context item
         evidence = sorted(
             ((context[n][1], float(c)) for n, c in enumerate(column.tolist()) if c > 0.0), key=lambda e: -e[1]
         )
-        source = user.events[evidence[0][0]].item_id or ""
-        detail = f"shoppers often open it right after {item_label(source, items)}"
-        reason = Reason(kind=ReasonKind.SIMILAR_TO, detail=detail[:512], weight=total)
-        return ScoredItem(item_id=item_id, score=total, evidence=tuple(evidence[:5]), reasons=(reason,))
+        source = pick.user.events[evidence[0][0]].item_id or ""
+        detail = f"shoppers often open it right after {item_label(source, pick.items)}"
+        return pick.with_reason(ReasonKind.SIMILAR_TO, detail, evidence[:5])
 
 
 class RepeatThenTransitionsScorer(PerUserScorer):
@@ -148,13 +130,3 @@ def _earlier_items(user: UserState, items: ItemContext, n: int) -> list[tuple[st
 def _scaled(scored: ScoredItem) -> ScoredItem:
     """A transition/popularity entry placed below the repeats (scores in (0, 1))."""
     return ScoredItem(scored.item_id, scored.score / (1.0 + scored.score), scored.evidence, scored.reasons)
-
-
-def _with_popular(
-    picked: list[ScoredItem], user: UserState, items: ItemContext, k: int, exclude: frozenset[str]
-) -> list[ScoredItem]:
-    if len(picked) >= k:
-        return picked
-    filler = fill_popular([s.item_id for s in picked], user, items, k, skip=exclude)[len(picked) :]
-    reason = Reason(kind=ReasonKind.TRENDING, detail="popular right now", weight=0.0)
-    return picked + [ScoredItem(item_id=i, score=0.0, reasons=(reason,)) for i in filler]

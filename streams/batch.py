@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from contracts import DeadLetter, Explanation, Recommendation, RecommendedItem
@@ -21,7 +21,7 @@ from explain.explainer import Explainer
 from feature_store import FeatureStore, Position
 from model.scoring import ItemContext, ScoredItem, Scorer, UserState
 from streams.serving import ServingModel
-from streams.validation import RawRecord, decode_event
+from streams.validation import EventLimits, RawRecord, decode_event
 
 __all__ = [
     "BatchConfig",
@@ -40,9 +40,7 @@ class BatchConfig:
     """Per-batch knobs (from `contracts.Settings`)."""
 
     top_k: int = 10
-    max_event_bytes: int = 16384
-    max_future_skew: timedelta = timedelta(minutes=5)
-    min_event_time: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    limits: EventLimits = field(default_factory=EventLimits)
 
 
 @dataclass
@@ -146,18 +144,12 @@ class Pipeline:
     def _decode(
         self, records: Sequence[RawRecord], arrived: Sequence[float], out: BatchOutcome
     ) -> tuple[list[EventFields], list[Position], dict[str, Trigger]]:
-        config, now = self.config, self.clock()
+        limits, now = self.config.limits, self.clock()
         events: list[EventFields] = []  # compiled-codec `WireEvent`s (a record only the pydantic path took: `Event`)
         positions: list[Position] = []  # where each event was read: the store's exactly-once watermarks
         triggers: dict[str, Trigger] = {}
         for record, t in zip(records, arrived, strict=True):
-            checked = decode_event(
-                record,
-                max_bytes=config.max_event_bytes,
-                max_future_skew=config.max_future_skew,
-                now=now,
-                min_time=config.min_event_time,
-            )
+            checked = decode_event(record, limits, now=now)
             if isinstance(checked, DeadLetter):
                 out.dead_letters.append(checked)
             else:

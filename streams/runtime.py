@@ -9,13 +9,12 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from redis.exceptions import RedisError
 
 from contracts import Recommendation, Settings
-from explain.explainer import Explainer
 from feature_store import FeatureConfig, FeatureStore, StoreClient, store_client
 from model.exclude import ExcludeCurrentItem
 from model.incremental import encoder_stats
@@ -24,7 +23,7 @@ from streams.batch import BatchConfig, BatchOutcome, Pipeline, merge_outcomes
 from streams.metrics import WorkerMetrics
 from streams.serving import ServingModel, baseline_serving
 from streams.settle import Backoff, Settler
-from streams.validation import RawRecord, processing_failed
+from streams.validation import EventLimits, RawRecord, processing_failed
 
 __all__ = ["Runtime", "gc_paused"]
 
@@ -60,7 +59,9 @@ def _utcnow() -> datetime:
 class Runtime:
     """Everything a batch needs; clients are created on first use and closed by `close()`.
 
-    `serving` (scorer + explainer) is replaced as one by `swap` (hot model updates); a batch reads it once.
+    `serving` (scorer + explainer) is replaced as one by `swap` (hot model updates); a batch reads it once, and
+    there is no separate scorer or explainer accessor, so no caller can pair one model's scorer with another's
+    explainer.
     """
 
     settings: Settings
@@ -71,25 +72,9 @@ class Runtime:
     _redis: StoreClient | None = None
 
     def __post_init__(self) -> None:
-        """Derive the batch config and explainer from settings."""
-        s = self.settings
-        self.batch_config = BatchConfig(
-            top_k=s.top_k,
-            max_event_bytes=s.max_event_bytes,
-            max_future_skew=timedelta(seconds=s.max_future_skew_seconds),
-            min_event_time=s.min_event_time,
-        )
+        """Derive the batch config from settings; announce the served version."""
+        self.batch_config = BatchConfig(top_k=self.settings.top_k, limits=EventLimits.from_settings(self.settings))
         self.metrics.model_info.labels(version=self.serving.version).set(1)
-
-    @property
-    def scorer(self) -> Scorer:
-        """The serving scorer (read `serving` once instead when scorer and explainer must match)."""
-        return self.serving.scorer
-
-    @property
-    def explainer(self) -> Explainer:
-        """The serving scorer's explainer."""
-        return self.serving.explainer
 
     def ranker(self, serving: ServingModel) -> Scorer:
         """`serving`'s scorer under the serving policy: without the trigger item (`exclude_current_item`)."""

@@ -1,9 +1,9 @@
 """Edge validation: raw Kafka bytes become an event or a `DeadLetter` with its reason, never an exception.
 
 Accepts exactly what `schemas/event.json` accepts (UTF-8 JSON without NaN/Infinity, `ts` an RFC 3339 string with
-an offset), plus the checks a schema cannot state: event time within [`min_time`, now + skew] and a record key
-equal to `user_id` (the partitioning that keeps each user's events in order). `tests/unit/test_validation_fuzz.py`
-holds it to that on arbitrary input.
+an offset), plus the checks a schema cannot state: the `EventLimits` (payload size, event time within [`min_time`,
+now + skew]) and a record key equal to `user_id` (the partitioning that keeps each user's events in order).
+`tests/unit/test_validation_fuzz.py` holds it to that on arbitrary input.
 
 Two paths with one verdict: `validate_event` (pydantic, the contract itself) names the reason of every rejected
 record; `decode_event`, the worker's, first tries the compiled codec (`contracts.codec`, msgspec) and hands any
@@ -22,13 +22,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from contracts import DeadLetter, DeadLetterReason, Event, EventType
+from contracts import DeadLetter, DeadLetterReason, Event, EventType, Settings
 from contracts.codec import EventFields, decode_event_fast
 from contracts.records import TIMESTAMP_PATTERN
 
 __all__ = [
     "MAX_KEY_COPY_BYTES",
     "MAX_PAYLOAD_COPY_BYTES",
+    "EventLimits",
     "RawRecord",
     "dead_letter",
     "decode_event",
@@ -46,6 +47,21 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # producer's 1,000,000-byte request limit whatever arrived (a larger copy made the send fail and the batch stall).
 MAX_PAYLOAD_COPY_BYTES = 512 * 1024
 MAX_KEY_COPY_BYTES = 4 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """The edge's limits beyond the schema; the defaults are `contracts.Settings`'."""
+
+    max_bytes: int = 16384  # larger payloads: `oversize`
+    max_future_skew: timedelta = timedelta(minutes=5)  # event times further ahead of the clock: `future_timestamp`
+    min_time: datetime = _EPOCH  # earlier event times: `past_timestamp`
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventLimits:
+        """`STREAMREC_MAX_EVENT_BYTES`, `STREAMREC_MAX_FUTURE_SKEW_SECONDS` and `STREAMREC_MIN_EVENT_TIME`."""
+        skew = timedelta(seconds=settings.max_future_skew_seconds)
+        return cls(settings.max_event_bytes, skew, settings.min_event_time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +123,9 @@ def _show(value: Any) -> str:
     return repr(value[:64]) if isinstance(value, str) else type(value).__name__
 
 
-def validate_event(
-    record: RawRecord,
-    *,
-    max_bytes: int,
-    max_future_skew: timedelta,
-    now: datetime,
-    min_time: datetime = _EPOCH,
-) -> Event | DeadLetter:
+def validate_event(record: RawRecord, limits: EventLimits, *, now: datetime) -> Event | DeadLetter:
     """Decode and check one record; `now` is the worker's clock, used only for the event-time range."""
-    value = record.value or b""
+    value, max_bytes = record.value or b"", limits.max_bytes
 
     def reject(reason: DeadLetterReason, error: str) -> DeadLetter:
         return dead_letter(record, reason, error, now)
@@ -151,9 +160,9 @@ def validate_event(
         event = Event.model_validate(doc)
     except ValidationError as exc:
         return reject(DeadLetterReason.SCHEMA_VIOLATION, str(exc))
-    if event.ts < min_time:
-        return reject(DeadLetterReason.PAST_TIMESTAMP, f"event time {ts} is before {min_time.isoformat()}")
-    if event.ts - now > max_future_skew:
+    if event.ts < limits.min_time:
+        return reject(DeadLetterReason.PAST_TIMESTAMP, f"event time {ts} is before {limits.min_time.isoformat()}")
+    if event.ts - now > limits.max_future_skew:
         return reject(DeadLetterReason.FUTURE_TIMESTAMP, f"event time {ts} is ahead of {now.isoformat()}")
     if record.key != event.user_id.encode():
         problem = "has no key" if record.key is None else "key differs from user_id"
@@ -161,14 +170,7 @@ def validate_event(
     return event
 
 
-def decode_event(
-    record: RawRecord,
-    *,
-    max_bytes: int,
-    max_future_skew: timedelta,
-    now: datetime,
-    min_time: datetime = _EPOCH,
-) -> EventFields | DeadLetter:
+def decode_event(record: RawRecord, limits: EventLimits, *, now: datetime) -> EventFields | DeadLetter:
     """`validate_event`'s verdict, reached by the compiled codec for a valid record (a `WireEvent`).
 
     Any record the codec declines, or that fails the range and key checks, is judged again by `validate_event`:
@@ -176,13 +178,13 @@ def decode_event(
     contract accepts, the record is still accepted (as an `Event`).
     """
     value = record.value
-    if value is not None and len(value) <= max_bytes:
+    if value is not None and len(value) <= limits.max_bytes:
         event = decode_event_fast(value)
         if (
             event is not None
-            and min_time <= event.ts
-            and event.ts - now <= max_future_skew
+            and limits.min_time <= event.ts
+            and event.ts - now <= limits.max_future_skew
             and record.key == event.user_id.encode()
         ):
             return event
-    return validate_event(record, max_bytes=max_bytes, max_future_skew=max_future_skew, now=now, min_time=min_time)
+    return validate_event(record, limits, now=now)

@@ -65,7 +65,8 @@ def attach_web(app: faust.App, runtime: Runtime) -> LiveState:
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]  # faust's decorators are untyped
     async def _sample() -> None:
-        state.tick(runtime.scorer.version, model_metrics=runtime.serving.metrics)
+        serving = runtime.serving  # read once: version and metrics of the same pair
+        state.tick(serving.version, model_metrics=serving.metrics)
 
     _attach_service_routes(app, runtime)
     _attach_dashboard(app, runtime, state, _title_lookup(app, runtime))
@@ -109,7 +110,7 @@ def _attach_service_routes(app: faust.App, runtime: Runtime) -> None:
             body = {
                 "status": "ok" if redis_ok else "degraded",
                 "redis": "ok" if redis_ok else "unreachable",
-                "model_version": runtime.scorer.version,
+                "model_version": runtime.serving.version,
             }
             return self.json(body, status=200 if redis_ok else 503)
 
@@ -155,7 +156,7 @@ def _attach_dashboard(app: faust.App, runtime: Runtime, state: LiveState, titles
     @app.page("/api/dashboard/stats")
     class DashboardStats(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"model_version": runtime.scorer.version, **state.stats()})
+            return self.json({"model_version": runtime.serving.version, **state.stats()})
 
     @app.page("/api/dashboard/users/{user_id}")
     class DashboardUser(View):

@@ -10,7 +10,7 @@ without committed offsets is a fresh start, logged as such.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -19,7 +19,7 @@ from contracts import Event, Settings
 from model.continual import ReplayReservoir
 from model.stream_buffer import StreamBuffer
 from streams.learner.kafka import replay_before
-from streams.validation import RawRecord, validate_event
+from streams.validation import EventLimits, RawRecord, validate_event
 
 __all__ = ["restore_histories"]
 
@@ -38,11 +38,11 @@ async def restore_histories(
         log.warning("learner group has no committed offsets: a fresh start, no user history to restore")
         return {"fresh_start": True, "events": 0, "users": 0}
     events: list[Event] = []
-    now, skew = datetime.now(UTC), timedelta(seconds=settings.max_future_skew_seconds)
+    now, limits = datetime.now(UTC), EventLimits.from_settings(settings)
 
     def keep(tp: TopicPartition, offset: int, key: bytes | None, value: bytes | None) -> None:
         record = RawRecord(value, key, tp.topic, tp.partition, offset)
-        checked = validate_event(record, max_bytes=settings.max_event_bytes, max_future_skew=skew, now=now)
+        checked = validate_event(record, limits, now=now)
         if isinstance(checked, Event):
             events.append(checked)
 

@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -48,7 +48,7 @@ from streams.learner.restore import restore_histories
 from streams.learner.rollback import RollbackWatch, check_and_roll_back
 from streams.learner.settings import LearnerSettings
 from streams.learner.window import Windows
-from streams.validation import RawRecord, validate_event
+from streams.validation import EventLimits, RawRecord, validate_event
 
 __all__ = ["LOG_FILE", "ONLINE_FILE", "Learner", "LearnerSettings"]
 
@@ -226,8 +226,7 @@ class Learner:
         assert self._buffer is not None  # noqa: S101
         windows = Windows()
         last_cycle = time.monotonic()
-        skew = timedelta(seconds=self.settings.max_future_skew_seconds)
-        limit = self.settings.max_event_bytes
+        limits = EventLimits.from_settings(self.settings)
         running: tuple[asyncio.Task[None], dict[TopicPartition, int]] | None = None
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
@@ -235,7 +234,7 @@ class Learner:
             for tp, messages in batch.items():
                 for m in messages:
                     record = RawRecord.of(m)
-                    checked = validate_event(record, max_bytes=limit, max_future_skew=skew, now=now)
+                    checked = validate_event(record, limits, now=now)
                     if isinstance(checked, Event):
                         self._buffer.add(checked)
                         self.effects.event(checked, time.monotonic())

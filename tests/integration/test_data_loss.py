@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
 import time
@@ -21,24 +20,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from contracts import ConfigError, DeadLetterReason, Event, Settings
 from feature_store import Keys, require_noeviction
 from streamrec.child_processes import free_port, worker_env
-from tests.integration.worker_support import (
-    WorkerPool,
-    answered_exactly_once,
-    collect,
-    generated_events,
-    produce,
-    records,
-)
+from tests.integration.dead_letter_support import Record, answered_with_dead_letters, bad_record, produce_with_bad
+from tests.integration.worker_support import WorkerPool, generated_events, produce_events, wait_for_answers
 
 T0 = datetime.now(UTC) - timedelta(days=1)
-POISON: dict[str, tuple[bytes, bytes | None]] = {
-    DeadLetterReason.OVERSIZE: (json.dumps({"event_id": "big", "pad": "x" * 900_000}).encode(), b"u1"),
-    DeadLetterReason.PAST_TIMESTAMP: (
-        json.dumps(
-            {"event_id": "y0", "user_id": "u1", "item_id": "i1", "type": "view", "ts": "0001-01-01T00:00:00+01:00"}
-        ).encode(),
-        b"u1",
-    ),  # fmt: skip
+POISON: dict[str, Record] = {
+    DeadLetterReason.OVERSIZE: bad_record({"event_id": "big", "pad": "x" * 900_000}),
+    DeadLetterReason.PAST_TIMESTAMP: bad_record(
+        {"event_id": "y0", "user_id": "u1", "item_id": "i1", "type": "view", "ts": "0001-01-01T00:00:00+01:00"}
+    ),
     DeadLetterReason.UNDECODABLE: (b"[" * 1000 + b"]" * 1000, b"u2"),
 }
 
@@ -84,19 +74,14 @@ async def test_redis_full_mid_stream_and_poison_pills_lose_nothing_and_count_not
     events = generated_events(3000, users=150, seed=16)
     worker = pool.start(settings)
     first, second = events[:1200], events[1200:]
-    placed = dict(zip(await produce(settings, records(first)), first, strict=True))
-    await collect(settings, lambda last, dl: len(last) >= 50, timeout_s=120)
+    placed = dict(zip(await produce_events(settings, first), first, strict=True))
+    await wait_for_answers(settings, users=50, timeout_s=120)
 
     client = aioredis.Redis.from_url(url)
     [old_limit] = (await client.config_get("maxmemory")).values()
     await client.config_set("maxmemory", "1")  # every write now answers OOM (noeviction); the limit is server-wide
     try:
-        mixed = records(second[:900]) + list(POISON.values()) + records(second[900:])
-        positions = await produce(settings, mixed)
-        valid = [
-            p for p, (value, _) in zip(positions, mixed, strict=True) if value not in {v for v, _ in POISON.values()}
-        ]
-        placed |= dict(zip(valid, second, strict=True))
+        placed |= dict(zip(await produce_with_bad(settings, second, POISON.values(), at=900), second, strict=True))
         full_until = time.monotonic() + 10.0
         while time.monotonic() < full_until:  # no offset may be committed past an unapplied event
             assert await _unapplied_below_commits(settings, client, placed) == []
@@ -106,8 +91,7 @@ async def test_redis_full_mid_stream_and_poison_pills_lose_nothing_and_count_not
         await client.config_set("maxmemory", old_limit)
 
     # Every event applied once, none twice: a clean run's counts.
-    _, letters = await answered_exactly_once(settings, events, dead_letters=len(POISON), timeout_s=240)
-    assert sorted(d["reason"] for d in letters) == sorted(POISON)
+    _, letters = await answered_with_dead_letters(settings, events, POISON, timeout_s=240)
     [big] = [d for d in letters if d["reason"] == DeadLetterReason.OVERSIZE]
     assert big["truncated"] and big["payload_bytes"] == len(POISON[DeadLetterReason.OVERSIZE][0])
     assert await _unapplied_below_commits(settings, client, placed) == []

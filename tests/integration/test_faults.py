@@ -22,10 +22,9 @@ from streamrec.stack_config import StackConfig
 from tests.integration.worker_support import (
     WorkerPool,
     answered_exactly_once,
-    collect,
     generated_events,
-    produce,
-    records,
+    produce_events,
+    wait_for_answers,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
@@ -71,9 +70,9 @@ async def test_a_restart_mid_replay_loses_nothing_and_applies_nothing_twice(
     settings = Settings(kafka_bootstrap=info.bootstrap, redis_url=info.redis_url, topic_prefix=prefix)
     await _flush(settings)
     events = generated_events(6000, users=300, seed=23)
-    await produce(settings, records(events))
+    await produce_events(settings, events)
     worker = pool.start(settings)
-    await collect(settings, lambda last, dl: len(last) >= 60, timeout_s=180)
+    await wait_for_answers(settings, users=60, timeout_s=180)
     local.stop(service)  # SIGTERM: the broker shuts down cleanly, Redis writes its AOF
     await asyncio.sleep(5)
     local.up()

@@ -4,7 +4,6 @@ every malformed record is dead-lettered with its reason."""
 from __future__ import annotations
 
 import gzip
-import json
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -15,54 +14,41 @@ import pytest
 
 from contracts import Event, Settings
 from streamrec.data_import import import_dataset
+from tests.integration.dead_letter_support import Record, answered_with_dead_letters, bad_record, produce_with_bad
 from tests.integration.worker_support import (
     WorkerPool,
     answered_exactly_once,
-    collect,
     generated_events,
-    produce,
-    records,
+    produce_events,
+    wait_for_answers,
 )
 
 T0 = datetime.now(UTC) - timedelta(days=2)
 
-MALFORMED: dict[str, tuple[bytes, bytes | None]] = {
+MALFORMED: dict[str, Record] = {
     "undecodable": (b"\xff\xfe\x00binary", b"u1"),
-    "schema_violation": (
-        json.dumps(
-            {"event_id": "m1", "user_id": "u1", "item_id": "i1", "type": "view", "ts": T0.isoformat(), "price": "x"}
-        ).encode(),
-        b"u1",
-    ),  # fmt: skip
-    "unknown_type": (json.dumps({"event_id": "m2", "user_id": "u1", "type": "teleport"}).encode(), b"u1"),
-    "oversize": (json.dumps({"event_id": "m3", "pad": "x" * 20000}).encode(), b"u1"),
-    "missing_item": (
-        json.dumps({"event_id": "m4", "user_id": "u1", "type": "purchase", "ts": T0.isoformat()}).encode(),
-        b"u1",
-    ),  # fmt: skip
-    "future_timestamp": (
-        json.dumps(
-            {
-                "event_id": "m5",
-                "user_id": "u1",
-                "item_id": "i1",
-                "type": "view",
-                "ts": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
-            }
-        ).encode(),
-        b"u1",
-    ),  # fmt: skip
-    "naive_timestamp": (
-        json.dumps(
-            {"event_id": "m6", "user_id": "u1", "item_id": "i1", "type": "view", "ts": "2024-01-01T10:00:00"}
-        ).encode(),
-        b"u1",
-    ),  # fmt: skip
-    "missing_key_field": (json.dumps({"user_id": "u1", "item_id": "i1", "type": "view"}).encode(), b"u1"),
-    "key_mismatch": (
-        json.dumps({"event_id": "m8", "user_id": "u1", "item_id": "i1", "type": "view", "ts": T0.isoformat()}).encode(),
-        b"u2",
-    ),  # fmt: skip
+    "schema_violation": bad_record(
+        {"event_id": "m1", "user_id": "u1", "item_id": "i1", "type": "view", "ts": T0.isoformat(), "price": "x"}
+    ),
+    "unknown_type": bad_record({"event_id": "m2", "user_id": "u1", "type": "teleport"}),
+    "oversize": bad_record({"event_id": "m3", "pad": "x" * 20000}),
+    "missing_item": bad_record({"event_id": "m4", "user_id": "u1", "type": "purchase", "ts": T0.isoformat()}),
+    "future_timestamp": bad_record(
+        {
+            "event_id": "m5",
+            "user_id": "u1",
+            "item_id": "i1",
+            "type": "view",
+            "ts": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+        }
+    ),
+    "naive_timestamp": bad_record(
+        {"event_id": "m6", "user_id": "u1", "item_id": "i1", "type": "view", "ts": "2024-01-01T10:00:00"}
+    ),
+    "missing_key_field": bad_record({"user_id": "u1", "item_id": "i1", "type": "view"}),
+    "key_mismatch": bad_record(
+        {"event_id": "m8", "user_id": "u1", "item_id": "i1", "type": "view", "ts": T0.isoformat()}, key=b"u2"
+    ),
 }
 
 
@@ -81,11 +67,8 @@ async def test_worker_answers_every_user_and_dead_letters_every_malformed_record
     settings = settings_factory()
     events = generated_events(3000)
     start_worker(settings)
-    bad = list(MALFORMED.values())
-    mixed = records(events[:1500]) + bad + records(events[1500:])
-    await produce(settings, mixed)
-    recs, letters = await answered_exactly_once(settings, events, dead_letters=len(bad))
-    assert sorted(d["reason"] for d in letters) == sorted(MALFORMED)
+    await produce_with_bad(settings, events, MALFORMED.values(), at=1500)
+    recs, _ = await answered_with_dead_letters(settings, events, MALFORMED)
     own = {e.event_id: e.user_id for e in events}
     for user, answers in recs.items():
         for rec in answers:
@@ -101,10 +84,10 @@ async def test_kill_9_mid_replay_then_restart_has_every_effect_exactly_once(
 ) -> None:
     settings = settings_factory()
     events = generated_events(20000, users=500, seed=5)
-    await produce(settings, records(events))
+    await produce_events(settings, events)
     first = start_worker(settings)
     # Let it get part-way through, then kill it without warning.
-    await collect(settings, lambda last, dl: len(last) >= 100, timeout_s=120)
+    await wait_for_answers(settings, users=100, timeout_s=120)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     start_worker(settings)
@@ -127,6 +110,5 @@ async def test_ten_thousand_taobao_events_through_the_worker(
     events = [e.model_copy(update={"ts": e.ts + shift}) for e in events]
     settings = settings_factory()
     start_worker(settings)
-    await produce(settings, records(events) + list(MALFORMED.values()))
-    _, letters = await answered_exactly_once(settings, events, dead_letters=len(MALFORMED), timeout_s=240)
-    assert sorted(d["reason"] for d in letters) == sorted(MALFORMED)
+    await produce_with_bad(settings, events, MALFORMED.values(), at=len(events))
+    await answered_with_dead_letters(settings, events, MALFORMED, timeout_s=240)

@@ -38,7 +38,9 @@ __all__ = [
     "generated_events",
     "group_assignment",
     "produce",
+    "produce_events",
     "records",
+    "wait_for_answers",
 ]
 
 _KINDS = [EventType.VIEW] * 6 + [EventType.CLICK, EventType.ADD_TO_CART, EventType.REMOVE_FROM_CART, EventType.PURCHASE]
@@ -136,6 +138,13 @@ async def produce(
         await producer.stop()
 
 
+async def produce_events(
+    settings: Settings, events: Sequence[Event], rate_per_s: float | None = None
+) -> list[tuple[int, int]]:
+    """`produce` the events as a shop would (`records`); their (partition, offset)."""
+    return await produce(settings, records(events), rate_per_s)
+
+
 async def collect(
     settings: Settings, done: Callable[[dict[str, Any], list[dict[str, Any]]], bool], timeout_s: float = 120.0
 ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -165,6 +174,11 @@ async def collect(
     finally:
         await consumer.stop()
     return recs, letters
+
+
+async def wait_for_answers(settings: Settings, users: int, timeout_s: float = 120.0) -> None:
+    """Wait (at most `timeout_s`) until `users` users have had a recommendation: a worker is part-way through."""
+    await collect(settings, lambda last, _letters: len(last) >= users, timeout_s)
 
 
 async def answered_exactly_once(

@@ -1,55 +1,40 @@
-"""The compiled codec (`contracts.codec`, msgspec) judges events like `schemas/event.json` and the pydantic path,
-and writes recommendations as the document pydantic writes.
+"""The compiled codec (`contracts.codec`, msgspec) judges events like `schemas/event.json` and the pydantic path.
 
-Events: on generated valid and broken records, `decode_event_fast` accepts exactly what the JSON Schema (with
+On generated valid and broken records, `decode_event_fast` accepts exactly what the JSON Schema (with
 `jsonschema_rs`: ECMA-262 patterns, formats checked; Python's `jsonschema` would use `re.search`, whose `$` also
 matches before a final newline, unlike the schema and pydantic) and pydantic accept, with the same field values,
 and `decode_event` (the worker's) returns `validate_event`'s verdict, the same dead letter for a rejected record,
 while every valid record goes through the compiled path. The one documented decline: a number beyond the double
-range (`1e400`, which Python reads as inf) is left to the pydantic path.
+range (`1e400`, which Python reads as inf) is left to the pydantic path. Recommendations out:
+`test_recommendation_codec.py`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import msgspec
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from contracts import (
-    DeadLetter,
-    DeadLetterReason,
-    Event,
-    EventType,
-    Evidence,
-    Explanation,
-    Reason,
-    ReasonKind,
-    Recommendation,
-    RecommendedItem,
-)
-from contracts.codec import EventDoc, EventFields, WireEvent, decode_event_fast, encode_recommendation, python_pattern
-from explain.records import construct
-from streams.validation import RawRecord, decode_event, validate_event
+from contracts import DeadLetter, DeadLetterReason, Event, EventType
+from contracts.codec import EventDoc, EventFields, WireEvent, decode_event_fast, python_pattern
+from streams.validation import EventLimits, RawRecord, decode_event, validate_event
 from tests.unit.json_text import json_object
 
 SCHEMAS = Path(__file__).parents[2] / "schemas"
 EVENT_SCHEMA = json.loads((SCHEMAS / "event.json").read_text())
 EVENT_VALIDATOR = jsonschema_rs.Draft202012Validator(EVENT_SCHEMA, validate_formats=True)
-REC_VALIDATOR = jsonschema_rs.Draft202012Validator(
-    json.loads((SCHEMAS / "recommendation.json").read_text()), validate_formats=True
-)
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
 MAX_BYTES = 16384
+LIMITS = EventLimits(MAX_BYTES, SKEW)
 GOOD = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "view", "ts": "2026-06-01T11:59:00+00:00"}
 FIELDS = ("event_id", "user_id", "item_id", "type", "ts", "session_id", "query", "context")
 # Reasons `validate_event` gives only after the schema and pydantic have accepted the record.
@@ -267,7 +252,7 @@ def _judge(value: bytes, key: bytes | None) -> None:
     record = _record(value, key)
     fast = decode_event_fast(value)
     schema_doc = _schema_accepts(value)
-    verdict = validate_event(record, max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    verdict = validate_event(record, LIMITS, now=NOW)
     pydantic_ok = isinstance(verdict, Event) or verdict.reason in AFTER_SCHEMA
     # Where the schema and pydantic differ (year 0000: an RFC 3339 year, not a Python one), the codec declines.
     both = schema_doc is not None and pydantic_ok
@@ -276,7 +261,7 @@ def _judge(value: bytes, key: bytes | None) -> None:
         assert _fields(fast) == _fields(Event.model_validate(schema_doc))
     else:
         assert not both or (schema_doc is not None and _beyond_double(schema_doc)), schema_doc
-    out = decode_event(record, max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    out = decode_event(record, LIMITS, now=NOW)
     event("accepted" if not isinstance(verdict, DeadLetter) else f"dead letter: {verdict.reason.value}")
     if isinstance(verdict, DeadLetter):
         assert out == verdict  # same reason, error, copy of the bytes, source and time
@@ -332,103 +317,13 @@ def test_arbitrary_bytes_get_the_pydantic_verdict(value: bytes, key: bytes | Non
 )
 def test_each_reason_is_the_pydantic_paths(value: bytes, reason: DeadLetterReason) -> None:
     record = _record(value, b"u1")
-    out = decode_event(record, max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    out = decode_event(record, LIMITS, now=NOW)
     assert isinstance(out, DeadLetter) and out.reason == reason, out
-    assert out == validate_event(record, max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    assert out == validate_event(record, LIMITS, now=NOW)
 
 
 def test_a_number_beyond_the_double_range_is_left_to_the_pydantic_path() -> None:
     value = json.dumps({**GOOD, "context": {"n": 0}}).replace("0}", "1e400}").encode()
     assert decode_event_fast(value) is None
-    out = decode_event(_record(value, b"u1"), max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    out = decode_event(_record(value, b"u1"), LIMITS, now=NOW)
     assert isinstance(out, Event) and out.context == {"n": math.inf}
-
-
-# --- recommendations out -------------------------------------------------------------------------------------------
-
-_finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
-_when = st.datetimes(
-    min_value=datetime(1970, 1, 2),
-    max_value=datetime(9999, 1, 1),
-    timezones=st.just(UTC) | st.integers(-23 * 60 - 59, 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m))),
-)
-_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
-_evidence = st.builds(
-    Evidence,
-    event_id=_valid_id,
-    item_id=st.none() | _valid_id,
-    type=st.sampled_from(EventType),
-    ts=_when,
-    weight=_finite,
-)
-_reason = st.builds(Reason, kind=st.sampled_from(ReasonKind), detail=_text, weight=_finite)
-_explanation = st.builds(
-    Explanation, evidence=st.lists(_evidence, max_size=4), reasons=st.lists(_reason, max_size=3), text=_text
-)
-
-
-@st.composite
-def _recommendations(draw: st.DrawFn, number: st.SearchStrategy[float] = _finite) -> Recommendation:
-    items = [
-        RecommendedItem(item_id=draw(_valid_id), score=draw(number), rank=rank, explanation=draw(_explanation))
-        for rank in range(1, draw(st.integers(0, 4)) + 1)
-    ]
-    return Recommendation(
-        user_id=draw(_valid_id),
-        trigger_event_id=draw(_valid_id),
-        model_version=draw(_valid_id),
-        generated_at=draw(_when),
-        latency_ms=draw(st.floats(min_value=0, allow_nan=False, allow_infinity=False)),
-        items=items,
-    )
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_recommendations())
-def test_an_encoded_recommendation_is_the_document_pydantic_writes(rec: Recommendation) -> None:
-    encoded = encode_recommendation(rec)
-    doc = json.loads(encoded)
-    assert doc == json.loads(rec.model_dump_json())  # same fields, same values, same date-time text
-    assert REC_VALIDATOR.is_valid(doc), list(REC_VALIDATOR.iter_errors(doc))[:1]
-    assert Recommendation.model_validate_json(encoded) == rec  # what `tail`, the learner and the web read back
-
-
-@settings(max_examples=50, deadline=None)
-@given(_recommendations(st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, 5e-324, 1.7976931348623157e308])))
-def test_non_finite_scores_are_written_as_pydantic_writes_them(rec: Recommendation) -> None:
-    assert json.loads(encode_recommendation(rec)) == json.loads(rec.model_dump_json())  # NaN/inf: null
-
-
-def test_explainer_built_records_with_numpy_numbers_encode_as_pydantic_does() -> None:
-    # As `explain.explainer` builds them: `construct` (no validation), weights straight from numpy.
-    evidence = [
-        construct(
-            Evidence,
-            {
-                "event_id": f"e{i}",
-                "item_id": None if i == 2 else f"i{i}",
-                "type": EventType.ADD_TO_CART,
-                "ts": datetime.fromtimestamp(1_780_000_000.25 + i, UTC),
-                "weight": np.float64(0.1) * i,
-            },
-        )
-        for i in range(4)
-    ]
-    reasons = [construct(Reason, {"kind": ReasonKind.SIMILAR_TO, "detail": "like “x”", "weight": np.float32(0.5)})]
-    why = construct(Explanation, {"evidence": evidence, "reasons": reasons, "text": "Because you added x"})
-    item = RecommendedItem(item_id="i9", score=1.25, rank=1, explanation=why)
-    rec = Recommendation(
-        user_id="u1", trigger_event_id="e3", model_version="v1", generated_at=NOW, latency_ms=3.5, items=[item]
-    )
-    doc = json.loads(encode_recommendation(rec))
-    assert doc == json.loads(rec.model_dump_json(warnings=False))
-    assert REC_VALIDATOR.is_valid(doc)
-    assert doc["items"][0]["explanation"]["reasons"][0]["weight"] == 0.5
-
-
-def test_only_contract_records_are_encoded() -> None:
-    rec = Recommendation.model_construct(
-        user_id="u1", trigger_event_id="e1", model_version="v", generated_at=NOW, latency_ms=0.0, items=[object()]
-    )
-    with pytest.raises(TypeError, match="cannot encode object"):
-        encode_recommendation(rec)

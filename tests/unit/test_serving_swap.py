@@ -73,9 +73,9 @@ async def test_follower_swaps_the_pair_and_refuses_bad_updates(tmp_path: Path) -
         )
 
     await follower.handle(update(second))
-    assert runtime.serving.version == second and runtime.scorer.version == second
+    assert runtime.serving.version == second and runtime.serving.scorer.version == second
     assert runtime.serving.explainer is not old_pair.explainer  # explainer swapped with its scorer
-    assert runtime.explainer.vocab is not None
+    assert runtime.serving.explainer.vocab is not None
     metrics = {m.name: m for m in runtime.metrics.registry.collect()}
     assert [s.labels["version"] for s in metrics["streamrec_model_info"].samples] == [second]
 

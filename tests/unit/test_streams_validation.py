@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from contracts import DeadLetter, DeadLetterReason, Event
-from streams.validation import RawRecord, validate_event
+from streams.validation import EventLimits, RawRecord, validate_event
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 GOOD = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "view", "ts": "2024-06-01T11:59:00+00:00"}
@@ -17,7 +17,7 @@ GOOD = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "view", "ts"
 
 def _check(value: bytes, key: bytes | None = b"u1") -> Event | DeadLetter:
     record = RawRecord(value=value, key=key, topic="streamrec.events", partition=3, offset=41)
-    return validate_event(record, max_bytes=1024, max_future_skew=timedelta(minutes=5), now=NOW)
+    return validate_event(record, EventLimits(max_bytes=1024), now=NOW)
 
 
 def _doc(**changes: object) -> bytes:

@@ -15,12 +15,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from contracts import DeadLetter, DeadLetterReason, Event
-from streams.validation import MAX_PAYLOAD_COPY_BYTES, RawRecord, dead_letter, validate_event
+from streams.validation import MAX_PAYLOAD_COPY_BYTES, EventLimits, RawRecord, dead_letter, validate_event
 from tests.unit.json_text import json_object
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SKEW = timedelta(minutes=5)
 MAX_BYTES = 16384
+LIMITS = EventLimits(MAX_BYTES, SKEW)
 SCHEMA = jsonschema_rs.Draft202012Validator(
     json.loads((Path(__file__).parents[2] / "schemas" / "event.json").read_text()), validate_formats=True
 )
@@ -29,7 +30,7 @@ GOOD = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "type": "view", "ts"
 
 def _check(value: bytes, key: bytes | None = b"u1") -> Event | DeadLetter:
     record = RawRecord(value=value, key=key, topic="streamrec.events", partition=0, offset=7)
-    return validate_event(record, max_bytes=MAX_BYTES, max_future_skew=SKEW, now=NOW)
+    return validate_event(record, LIMITS, now=NOW)
 
 
 def _schema_path(value: bytes) -> dict[str, Any] | None:

@@ -8,10 +8,8 @@ Run: `.venv/bin/python bench/bench_baselines.py`. Synthetic Zipf catalogue of 20
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 
@@ -19,9 +17,6 @@ from contracts import Event, EventType, Item
 from model.baselines import CooccurrenceScorer, PopularityScorer, RecentItemsScorer, default_blend
 from model.history import build_user_state
 from model.interactions import InteractionIndex
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import print_result  # noqa: E402 (the benches' RESULT line)
 
 USERS, EVENTS, ITEMS, BUDGET_MS = 256, 50, 20_000, 100.0
 TOP_K = 10  # Settings.top_k default
@@ -75,7 +70,7 @@ def main() -> None:
             f"{name:13s} wall {statistics.median(wall):7.1f} ms, cpu {cpu_ms:7.1f} ms / batch of {USERS}"
             f"  (cpu {cpu_ms / BUDGET_MS:.2f} of the {BUDGET_MS:.0f} ms budget)"
         )
-    print_result(results)
+    print("RESULT " + " ".join(f"{key}={value:.1f}" for key, value in results.items()))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,8 @@ the ratio to eager, and a last line `RESULT key=value ...`.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import torch
 
@@ -24,9 +22,6 @@ from model.scoring import ItemContext, PastEvent, UserState
 from model.torch_scorer import TorchScorer
 from model.transformer import ModelConfig, SeqRecModel
 from model.vocab import ItemVocab
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import print_result  # noqa: E402 (the benches' RESULT line)
 
 
 def synthetic_users(n: int, n_items: int, length: int) -> list[UserState]:
@@ -85,7 +80,7 @@ def main() -> None:
                 f"batch={batch:4d} {name:9s} {1000 * seconds:8.2f} ms/batch {batch / seconds:9.1f} users/s "
                 f"x{base / seconds:.2f} vs eager"
             )
-    print_result(results)
+    print("RESULT " + " ".join(f"{key}={value:.1f}" for key, value in results.items()))
 
 
 if __name__ == "__main__":

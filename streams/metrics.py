@@ -66,13 +66,15 @@ class WorkerMetrics:
 
     def observe_gc(self) -> Callable[[], None]:
         """Time every collector pass of this process into `gc_pause` (once per worker process); returns the undo."""
-        started = [0.0]
+        by_generation = [self.gc_pause.labels(generation=str(g)) for g in range(3)]  # resolved once, not per pass
+        started = 0.0
 
         def callback(phase: str, info: dict[str, Any]) -> None:
+            nonlocal started
             if phase == "start":
-                started[0] = time.perf_counter()
+                started = time.perf_counter()
             else:
-                self.gc_pause.labels(generation=str(info["generation"])).observe(time.perf_counter() - started[0])
+                by_generation[info["generation"]].observe(time.perf_counter() - started)
 
         gc.callbacks.append(callback)
         return lambda: gc.callbacks.remove(callback)

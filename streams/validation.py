@@ -17,7 +17,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,7 +41,7 @@ _TYPES = {t.value for t in EventType}
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 _NAIVE = re.compile(TIMESTAMP_PATTERN.removesuffix(r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$") + "$")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DEFAULTS = Settings.model_fields  # EventLimits() is what Settings() gives: one place holds the defaults
 
 # A dead letter carries a copy of the record; base64 adds a third, so 512 KiB + 4 KiB stay well inside the
 # producer's 1,000,000-byte request limit whatever arrived (a larger copy made the send fail and the batch stall).
@@ -53,9 +53,10 @@ MAX_KEY_COPY_BYTES = 4 * 1024
 class EventLimits:
     """The edge's limits beyond the schema; the defaults are `contracts.Settings`'."""
 
-    max_bytes: int = 16384  # larger payloads: `oversize`
-    max_future_skew: timedelta = timedelta(minutes=5)  # event times further ahead of the clock: `future_timestamp`
-    min_time: datetime = _EPOCH  # earlier event times: `past_timestamp`
+    max_bytes: int = _DEFAULTS["max_event_bytes"].default  # larger payloads: `oversize`
+    # event times further ahead of the clock: `future_timestamp`
+    max_future_skew: timedelta = timedelta(seconds=_DEFAULTS["max_future_skew_seconds"].default)
+    min_time: datetime = _DEFAULTS["min_event_time"].default  # earlier event times: `past_timestamp`
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventLimits:
